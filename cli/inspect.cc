@@ -1,0 +1,141 @@
+#include "cli/inspect.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+#include <numeric>
+
+namespace vramsim {
+namespace {
+
+nlohmann::json TensorJson(const Tensor& t) {
+  return {{"name", t.name},
+          {"dtype", std::string(DTypeName(t.dtype))},
+          {"shape", t.shape},
+          {"bytes", t.bytes},
+          {"role", std::string(RoleName(t.role))}};
+}
+
+struct RoleTotals {
+  uint64_t count = 0;  // tensors
+  uint64_t elements = 0;
+  uint64_t bytes = 0;
+  std::map<std::string, std::pair<uint64_t, uint64_t>> by_dtype;  // elements, bytes
+};
+
+std::map<TensorRole, RoleTotals> Totals(const Graph& g) {
+  std::map<TensorRole, RoleTotals> out;
+  for (const Tensor& t : g.tensors) {
+    RoleTotals& r = out[t.role];
+    ++r.count;
+    r.elements += t.elements();
+    r.bytes += t.bytes;
+    auto& d = r.by_dtype[std::string(DTypeName(t.dtype))];
+    d.first += t.elements();
+    d.second += t.bytes;
+  }
+  return out;
+}
+
+std::string Bytes(uint64_t b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(b);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  return u == 0 ? fmt::format("{} B", b) : fmt::format("{:.1f} {}", v, units[u]);
+}
+
+std::string ShapeText(const std::vector<int64_t>& s) {
+  return fmt::format("[{}]", fmt::join(s, ", "));
+}
+
+std::vector<TensorId> Largest(const Graph& g, size_t n) {
+  std::vector<TensorId> ids(g.tensors.size());
+  std::iota(ids.begin(), ids.end(), 0);
+  std::stable_sort(ids.begin(), ids.end(),
+                   [&](TensorId a, TensorId b) { return g.tensors[a].bytes > g.tensors[b].bytes; });
+  if (ids.size() > n) ids.resize(n);
+  return ids;
+}
+
+}  // namespace
+
+nlohmann::json InspectJson(const Graph& g) {
+  nlohmann::json j;
+  j["graph"] = g.name;
+  j["opset"] = g.opset;
+  j["dims"] = g.dims;
+  j["op_count"] = g.ops.size();
+  j["tensor_count"] = g.tensors.size();
+  std::map<std::string, int> types;
+  for (const Op& op : g.ops) ++types[op.type];
+  j["op_types"] = types;
+  auto totals = Totals(g);
+  for (TensorRole role : {TensorRole::kParameter, TensorRole::kBuffer, TensorRole::kConstant}) {
+    const RoleTotals& r = totals[role];
+    nlohmann::json by_dtype = nlohmann::json::object();
+    for (const auto& [dt, eb] : r.by_dtype)
+      by_dtype[dt] = {{"count", eb.first}, {"bytes", eb.second}};
+    j[std::string(RoleName(role)) + "s"] = {
+        {"tensors", r.count}, {"count", r.elements}, {"bytes", r.bytes}, {"by_dtype", by_dtype}};
+  }
+  nlohmann::json inputs = nlohmann::json::array(), outputs = nlohmann::json::array(),
+                 tensors = nlohmann::json::array();
+  for (TensorId id : g.inputs) inputs.push_back(TensorJson(g.tensors[id]));
+  for (TensorId id : g.outputs) outputs.push_back(TensorJson(g.tensors[id]));
+  for (const Tensor& t : g.tensors) tensors.push_back(TensorJson(t));
+  j["inputs"] = inputs;
+  j["outputs"] = outputs;
+  j["tensors"] = tensors;
+  return j;
+}
+
+std::string InspectText(const Graph& g, size_t largest) {
+  std::string out;
+  out += fmt::format("graph {} (opset {})", g.name.empty() ? "(unnamed)" : g.name, g.opset);
+  if (!g.dims.empty()) {
+    std::vector<std::string> d;
+    for (const auto& [k, v] : g.dims) d.push_back(fmt::format("{}={}", k, v));
+    out += fmt::format(", dims {}", fmt::join(d, " "));
+  }
+  out += fmt::format("\n{} ops, {} tensors\n", g.ops.size(), g.tensors.size());
+  auto totals = Totals(g);
+  for (TensorRole role : {TensorRole::kParameter, TensorRole::kBuffer, TensorRole::kConstant}) {
+    const RoleTotals& r = totals[role];
+    std::vector<std::string> parts;
+    for (const auto& [dt, eb] : r.by_dtype) {
+      parts.push_back(fmt::format("{} {} ({})", dt, eb.first, Bytes(eb.second)));
+    }
+    out += fmt::format("{:<11} {} tensors, {} elements, {}{}{}\n",
+                       std::string(RoleName(role)) + "s:", r.count, r.elements, Bytes(r.bytes),
+                       parts.empty() ? "" : ": ", fmt::join(parts, ", "));
+  }
+  for (TensorId id : g.inputs) {
+    const Tensor& t = g.tensors[id];
+    out += fmt::format("input  {} {} {}\n", t.name, DTypeName(t.dtype), ShapeText(t.shape));
+  }
+  for (TensorId id : g.outputs) {
+    const Tensor& t = g.tensors[id];
+    out += fmt::format("output {} {} {}\n", t.name, DTypeName(t.dtype), ShapeText(t.shape));
+  }
+  std::map<std::string, int> types;
+  for (const Op& op : g.ops) ++types[op.type];
+  std::vector<std::string> tp;
+  for (const auto& [t, n] : types) tp.push_back(fmt::format("{} {}", t, n));
+  out += fmt::format("op types: {}\n", fmt::join(tp, ", "));
+  out += fmt::format("largest tensors:\n");
+  for (TensorId id : Largest(g, largest)) {
+    const Tensor& t = g.tensors[id];
+    std::string by = t.producer >= 0 ? g.ops[t.producer].name : "";
+    out += fmt::format("  {:>10}  {:<10} {:<8} {:<20} {}{}\n", Bytes(t.bytes), RoleName(t.role),
+                       DTypeName(t.dtype), ShapeText(t.shape), t.name,
+                       by.empty() || by == t.name ? "" : "  <- " + by);
+  }
+  return out;
+}
+
+}  // namespace vramsim

@@ -1,0 +1,82 @@
+// vramsim: how much memory will training this model take?
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <string>
+
+#include "cli/inspect.h"
+#include "importer/importer.h"
+
+namespace {
+
+constexpr int kExitBadInput = 2;
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "vramsim: error: %s\n", message.c_str());
+  return kExitBadInput;
+}
+
+// "--dim NAME=VALUE": VALUE a non-negative 64-bit integer.
+vramsim::Status ParseDims(const std::vector<std::string>& specs,
+                          std::map<std::string, int64_t>* dims) {
+  for (const std::string& spec : specs) {
+    size_t eq = spec.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) {
+      return vramsim::Error{"--dim takes NAME=VALUE, got '" + spec + "'"};
+    }
+    std::string name = spec.substr(0, eq), value = spec.substr(eq + 1);
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(value, &used);
+    } catch (const std::exception&) {
+      return vramsim::Error{"--dim " + name + ": '" + value + "' is not an integer"};
+    }
+    if (used != value.size())
+      return vramsim::Error{"--dim " + name + ": '" + value + "' is not an integer"};
+    if (v < 0) return vramsim::Error{"--dim " + name + " must not be negative, got " + value};
+    if (dims->count(name)) return vramsim::Error{"--dim " + name + " is given twice"};
+    (*dims)[name] = v;
+  }
+  return {};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"vramsim: training-step memory from an ONNX export"};
+  app.require_subcommand(1);
+
+  std::string model_path;
+  std::vector<std::string> dim_specs;
+  bool json = false;
+  auto* inspect = app.add_subcommand("inspect", "Import a model and show its typed, shaped graph");
+  inspect->add_option("model", model_path, "ONNX file")->required();
+  inspect->add_option("--dim", dim_specs, "Bind a symbolic dimension, NAME=VALUE (repeatable)");
+  inspect->add_flag("--json", json, "Print one JSON object");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return Fail(e.what());
+  }
+
+  vramsim::ImportOptions options;
+  if (auto s = ParseDims(dim_specs, &options.dims); !s) return Fail(s.message());
+  if (inspect->parsed()) {
+    auto graph = vramsim::ImportModel(model_path, options);
+    if (!graph) return Fail(graph.error().message);
+    if (json) {
+      std::cout << vramsim::InspectJson(*graph).dump(1) << "\n";
+    } else {
+      std::cout << vramsim::InspectText(*graph);
+    }
+    return 0;
+  }
+  return 0;
+}

@@ -1,0 +1,640 @@
+#include "importer/importer.h"
+
+#include <onnx/defs/schema.h>
+#include <onnx/shape_inference/implementation.h>
+
+#include <queue>
+#include <set>
+#include <unordered_map>
+
+#include "importer/const_eval.h"
+
+namespace vramsim {
+namespace {
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ',';
+    s += std::to_string(shape[i]);
+  }
+  s += ']';
+  return s;
+}
+
+std::string NodeLabel(const onnx::NodeProto& node, int index) {
+  std::string label = "node ";
+  if (node.name().empty()) {
+    label += '#';
+    label += std::to_string(index);
+  } else {
+    label += '\'';
+    label += node.name();
+    label += '\'';
+  }
+  label += " (";
+  label += node.op_type();
+  label += ')';
+  return label;
+}
+
+bool IsDefaultDomain(const std::string& domain) { return domain.empty() || domain == "ai.onnx"; }
+
+// Bytes of a tensor, with every step checked: dims from a hostile file can be anything.
+std::optional<uint64_t> TensorBytes(DType dtype, const std::vector<int64_t>& shape) {
+  auto esize = ElementBytes(dtype);
+  if (!esize) return std::nullopt;
+  uint64_t n = *esize;
+  for (int64_t d : shape) {
+    if (d < 0 || !CheckedMul(n, static_cast<uint64_t>(d), &n)) return std::nullopt;
+  }
+  return n;
+}
+
+Attribute ConvertAttribute(const onnx::AttributeProto& a) {
+  Attribute out;
+  using A = onnx::AttributeProto;
+  switch (a.type()) {
+    case A::INT:
+      out.kind = Attribute::Kind::kInt;
+      out.i = a.i();
+      break;
+    case A::FLOAT:
+      out.kind = Attribute::Kind::kFloat;
+      out.f = a.f();
+      break;
+    case A::STRING:
+      out.kind = Attribute::Kind::kString;
+      out.s = a.s();
+      break;
+    case A::INTS:
+      out.kind = Attribute::Kind::kInts;
+      out.ints.assign(a.ints().begin(), a.ints().end());
+      break;
+    case A::FLOATS:
+      out.kind = Attribute::Kind::kFloats;
+      out.floats.assign(a.floats().begin(), a.floats().end());
+      break;
+    case A::STRINGS:
+      out.kind = Attribute::Kind::kStrings;
+      out.strings.assign(a.strings().begin(), a.strings().end());
+      break;
+    case A::TENSOR:
+      out.kind = Attribute::Kind::kTensor;
+      out.tensor = ValueFromTensorProto(a.t());
+      break;
+    default:
+      break;
+  }
+  return out;
+}
+
+class Importer {
+ public:
+  Importer(onnx::ModelProto model, const ImportOptions& options)
+      : model_(std::move(model)), options_(options) {}
+
+  Result<Graph> Run() {
+    if (auto s = ReadOpsets(); !s) return Error{s.message()};
+    onnx::GraphProto& g = *model_.mutable_graph();
+    graph_.name = g.name();
+    graph_.opset = opset_;
+    if (auto s = AddInitializers(g); !s) return Error{s.message()};
+    if (auto s = AddInputs(g); !s) return Error{s.message()};
+    if (auto s = AddNodes(g); !s) return Error{s.message()};
+    if (auto s = Order(); !s) return Error{s.message()};
+    for (OpId op : order_) {
+      if (auto s = Infer(op); !s) return Error{s.message()};
+    }
+    if (auto s = Finish(g); !s) return Error{s.message()};
+    return std::move(graph_);
+  }
+
+ private:
+  Status ReadOpsets() {
+    bool found = false;
+    for (const auto& imp : model_.opset_import()) {
+      opsets_[imp.domain()] = imp.version();
+      if (IsDefaultDomain(imp.domain())) {
+        opset_ = imp.version();
+        found = true;
+      }
+    }
+    if (!found) {
+      // IR version 1/2 models may omit opset_import; ONNX then means opset 1.
+      return Error{"the model imports no opset of the default ONNX domain"};
+    }
+    if (opset_ < kMinOpset || opset_ > kMaxOpset) {
+      return Error{"opset " + std::to_string(opset_) + " of the default domain is not supported (" +
+                   std::to_string(kMinOpset) + " to " + std::to_string(kMaxOpset) + ")"};
+    }
+    if (model_.functions_size() > 0) {
+      std::set<std::string> fns;
+      for (const auto& f : model_.functions()) fns.insert(f.domain() + ":" + f.name());
+      for (const auto& n : model_.graph().node()) {
+        if (fns.count(n.domain() + ":" + n.op_type())) {
+          return Error{"node '" + n.name() + "' calls model-local function '" + n.op_type() +
+                       "'; export without export_modules_as_functions"};
+        }
+      }
+    }
+    return {};
+  }
+
+  TensorId NewTensor(const std::string& name) {
+    TensorId id = static_cast<TensorId>(graph_.tensors.size());
+    graph_.tensors.emplace_back();
+    graph_.tensors.back().name = name;
+    types_.emplace_back();
+    protos_.emplace_back();
+    by_name_[name] = id;
+    return id;
+  }
+
+  // Sets dtype and shape, checking the byte count fits 64 bits.
+  Status SetType(TensorId id, DType dtype, std::vector<int64_t> shape, const std::string& where) {
+    Tensor& t = graph_.tensors[id];
+    for (int64_t d : shape) {
+      if (d < 0) {
+        return Error{where + ": tensor '" + t.name + "' has negative dimension " +
+                     ShapeString(shape)};
+      }
+    }
+    if (dtype == DType::kString) {
+      t.bytes = 0;  // strings have no fixed size; they never appear in training graphs
+    } else {
+      auto bytes = TensorBytes(dtype, shape);
+      if (!bytes) {
+        return Error{where + ": tensor '" + t.name + "' of shape " + ShapeString(shape) + " " +
+                     (ElementBytes(dtype) ? "overflows a 64-bit byte count"
+                                          : "has unsupported element type")};
+      }
+      t.bytes = *bytes;
+    }
+    t.dtype = dtype;
+    t.shape = std::move(shape);
+    auto* tt = types_[id].mutable_tensor_type();
+    tt->set_elem_type(static_cast<int32_t>(dtype));
+    auto* sp = tt->mutable_shape();
+    sp->clear_dim();
+    for (int64_t d : t.shape) sp->add_dim()->set_dim_value(d);
+    return {};
+  }
+
+  Status AddInitializers(const onnx::GraphProto& g) {
+    for (const auto& init : g.initializer()) {
+      if (by_name_.count(init.name()))
+        return Error{"initializer '" + init.name() + "' is defined twice"};
+      TensorId id = NewTensor(init.name());
+      auto dtype = DTypeFromOnnx(init.data_type());
+      if (!dtype) {
+        return Error{"initializer '" + init.name() + "' has unknown data type " +
+                     std::to_string(init.data_type())};
+      }
+      std::vector<int64_t> dims(init.dims().begin(), init.dims().end());
+      if (auto s = SetType(id, *dtype, dims, "initializer"); !s) return s;
+      graph_.tensors[id].value = ValueFromTensorProto(init);
+      initializer_.insert(id);
+    }
+    return {};
+  }
+
+  Status AddInputs(const onnx::GraphProto& g) {
+    std::map<std::string, std::vector<std::string>> unbound;  // dim -> inputs using it
+    for (const auto& in : g.input()) {
+      if (by_name_.count(in.name())) {
+        if (initializer_.count(by_name_[in.name()])) continue;  // initializer listed as input
+        return Error{"graph input '" + in.name() + "' is declared twice"};
+      }
+      TensorId id = NewTensor(in.name());
+      graph_.tensors[id].role = TensorRole::kDataInput;
+      graph_.inputs.push_back(id);
+      if (!in.type().has_tensor_type()) {
+        return Error{"graph input '" + in.name() +
+                     "' is not a tensor (sequence, map and optional "
+                     "inputs are not supported)"};
+      }
+      const auto& tt = in.type().tensor_type();
+      auto dtype = DTypeFromOnnx(tt.elem_type());
+      if (!dtype) return Error{"graph input '" + in.name() + "' has no element type"};
+      if (!tt.has_shape()) return Error{"graph input '" + in.name() + "' has no shape"};
+      std::vector<int64_t> shape;
+      for (int i = 0; i < tt.shape().dim_size(); ++i) {
+        const auto& d = tt.shape().dim(i);
+        if (d.has_dim_value()) {
+          shape.push_back(d.dim_value());
+        } else if (d.has_dim_param() && !d.dim_param().empty()) {
+          auto it = options_.dims.find(d.dim_param());
+          if (it == options_.dims.end()) {
+            unbound[d.dim_param()].push_back(in.name());
+            shape.push_back(0);
+          } else {
+            shape.push_back(it->second);
+            graph_.dims[it->first] = it->second;
+          }
+        } else {
+          return Error{"graph input '" + in.name() + "' dimension " + std::to_string(i) +
+                       " has neither a size nor a name"};
+        }
+      }
+      if (unbound.empty()) {
+        if (auto s = SetType(id, *dtype, shape, "graph input"); !s) return s;
+        if (auto v = options_.input_values.find(in.name()); v != options_.input_values.end()) {
+          if (v->second.shape != shape) {
+            return Error{"value bound to input '" + in.name() + "' has shape " +
+                         ShapeString(v->second.shape) + ", the input has " + ShapeString(shape)};
+          }
+          graph_.tensors[id].value = v->second;
+          graph_.tensors[id].value->dtype = *dtype;
+        }
+      }
+    }
+    if (!unbound.empty()) {
+      std::string msg = "unbound dimension";
+      msg += unbound.size() > 1 ? "s: " : ": ";
+      bool first = true;
+      for (const auto& [dim, inputs] : unbound) {
+        if (!first) msg += ", ";
+        msg += dim;
+        msg += " (used by ";
+        std::set<std::string> uniq(inputs.begin(), inputs.end());
+        bool f2 = true;
+        for (const auto& i : uniq) {
+          if (!f2) msg += ", ";
+          msg += i;
+          f2 = false;
+        }
+        msg += ")";
+        first = false;
+      }
+      return Error{msg + "; bind with --dim NAME=VALUE"};
+    }
+    for (const auto& [name, value] : options_.dims) {
+      if (value < 0) return Error{"dimension " + name + " is bound to a negative value"};
+    }
+    return {};
+  }
+
+  Status AddNodes(const onnx::GraphProto& g) {
+    // Register every output first, so inputs may refer to nodes listed later in the file.
+    for (int i = 0; i < g.node_size(); ++i) {
+      const auto& node = g.node(i);
+      Op op;
+      op.name = node.name();
+      op.type = node.op_type();
+      op.domain = node.domain();
+      SplitScope(op.name, &op.scope, &op.module);
+      for (const auto& out : node.output()) {
+        if (out.empty()) {
+          op.outputs.push_back(kNoTensor);
+          continue;
+        }
+        if (by_name_.count(out)) {
+          return Error{NodeLabel(node, i) + " writes tensor '" + out +
+                       "', which already has a producer"};
+        }
+        TensorId id = NewTensor(out);
+        graph_.tensors[id].producer = i;
+        op.outputs.push_back(id);
+      }
+      graph_.ops.push_back(std::move(op));
+    }
+    for (int i = 0; i < g.node_size(); ++i) {
+      const auto& node = g.node(i);
+      for (const auto& in : node.input()) {
+        if (in.empty()) {
+          graph_.ops[i].inputs.push_back(kNoTensor);
+          continue;
+        }
+        auto it = by_name_.find(in);
+        if (it == by_name_.end()) {
+          return Error{NodeLabel(node, i) + " reads tensor '" + in +
+                       "', which no node, input or initializer defines"};
+        }
+        graph_.ops[i].inputs.push_back(it->second);
+      }
+      for (const auto& a : node.attribute()) {
+        if (a.has_g() || a.graphs_size() > 0 || a.type() == onnx::AttributeProto::GRAPH ||
+            a.type() == onnx::AttributeProto::GRAPHS) {
+          return Error{NodeLabel(node, i) +
+                       " has a subgraph; control flow (If, Loop, Scan) is "
+                       "not supported"};
+        }
+        graph_.ops[i].attrs[a.name()] = ConvertAttribute(a);
+      }
+    }
+    return {};
+  }
+
+  // Kahn's algorithm on the Boost dataflow graph, smallest file index first: the file's own
+  // order when it is already topological (as ONNX requires), a deterministic one otherwise.
+  Status Order() {
+    BuildDataflow(graph_);
+    const Dataflow& df = graph_.dataflow;
+    size_t nv = boost::num_vertices(df);
+    std::vector<size_t> pending(nv);
+    for (size_t v = 0; v < nv; ++v) pending[v] = boost::in_degree(v, df);
+    std::priority_queue<size_t, std::vector<size_t>, std::greater<>> ready;
+    for (size_t v = 0; v < nv; ++v) {
+      if (pending[v] == 0) ready.push(v);
+    }
+    while (!ready.empty()) {
+      size_t v = ready.top();
+      ready.pop();
+      if (df[v].is_op) order_.push_back(df[v].index);
+      for (auto [e, end] = boost::out_edges(v, df); e != end; ++e) {
+        size_t w = boost::target(*e, df);
+        if (--pending[w] == 0) ready.push(w);
+      }
+    }
+    if (order_.size() != graph_.ops.size()) {
+      for (size_t i = 0; i < graph_.ops.size(); ++i) {
+        if (pending[i] != 0) {
+          return Error{NodeLabel(model_.graph().node(static_cast<int>(i)), static_cast<int>(i)) +
+                       " is part of a cycle"};
+        }
+      }
+    }
+    return {};
+  }
+
+  const onnx::TensorProto* ProtoOf(TensorId id) {
+    Tensor& t = graph_.tensors[id];
+    if (!t.value) return nullptr;
+    if (!protos_[id]) protos_[id] = ValueToTensorProto(*t.value, t.name);
+    return &*protos_[id];
+  }
+
+  Status SetOutputsFromValues(OpId op, std::vector<ConstValue> values, const std::string& where) {
+    const auto& outs = graph_.ops[op].outputs;
+    for (size_t k = 0; k < outs.size() && k < values.size(); ++k) {
+      if (outs[k] == kNoTensor) continue;
+      if (auto s = SetType(outs[k], values[k].dtype, values[k].shape, where); !s) return s;
+      graph_.tensors[outs[k]].value = std::move(values[k]);
+    }
+    return {};
+  }
+
+  Status Infer(OpId op_id) {
+    onnx::NodeProto& node = *model_.mutable_graph()->mutable_node(op_id);
+    const Op& op = graph_.ops[op_id];
+    std::string where = NodeLabel(node, op_id);
+    std::string domain = IsDefaultDomain(node.domain()) ? "" : node.domain();
+    auto ov = opsets_.find(domain.empty() ? (opsets_.count("") ? "" : "ai.onnx") : domain);
+    if (ov == opsets_.end()) {
+      return Error{where + " uses domain '" + node.domain() + "', which the model does not import"};
+    }
+    if (!domain.empty() && domain != "ai.onnx.ml" && domain != "ai.onnx.preview.training") {
+      return Error{where + " uses unknown domain '" + node.domain() + "'"};
+    }
+    const auto* schema =
+        onnx::OpSchemaRegistry::Schema(node.op_type(), static_cast<int>(ov->second), domain);
+    bool own_rule = domain.empty() && HasOwnRule(node.op_type(), ov->second);
+    if (!schema && !own_rule) {
+      return Error{where + ": unknown op '" + node.op_type() + "' in domain '" + node.domain() +
+                   "' at opset " + std::to_string(ov->second)};
+    }
+    if (schema && !own_rule) {
+      size_t n_in = 0;
+      for (TensorId t : op.inputs) n_in += t != kNoTensor;
+      if (n_in < static_cast<size_t>(schema->min_input()) ||
+          op.inputs.size() > static_cast<size_t>(schema->max_input())) {
+        return Error{where + " has " + std::to_string(op.inputs.size()) +
+                     " inputs; its schema allows " + std::to_string(schema->min_input()) + " to " +
+                     std::to_string(schema->max_input())};
+      }
+    }
+
+    std::vector<const Tensor*> ins;
+    for (TensorId t : op.inputs) ins.push_back(t == kNoTensor ? nullptr : &graph_.tensors[t]);
+
+    if (op.type == "Constant" && domain.empty()) {
+      if (auto s = InferConstant(op_id, node, where); !s) return s;
+      return {};
+    }
+    if (domain.empty()) {
+      if (auto values = EvaluateOp(op, ov->second, ins)) {
+        return SetOutputsFromValues(op_id, std::move(*values), where);
+      }
+    }
+    if (own_rule) return OwnRule(op_id, ins, where);
+
+    std::unordered_map<std::string, onnx::TypeProto*> types;
+    std::unordered_map<std::string, const onnx::TensorProto*> data;
+    for (TensorId t : op.inputs) {
+      if (t == kNoTensor) continue;
+      types[graph_.tensors[t].name] = &types_[t];
+      if (const auto* p = ProtoOf(t)) data[graph_.tensors[t].name] = p;
+    }
+    onnx::shape_inference::InferenceContextImpl ctx(node, types, data, {});
+    try {
+      if (schema->has_type_and_shape_inference_function()) {
+        schema->GetTypeAndShapeInferenceFunction()(ctx);
+      } else if (schema->HasFunction()) {
+        onnx::shape_inference::InferShapeForFunctionNode(*schema->GetFunction(),
+                                                         onnx::OpSchemaRegistry::Instance(), ctx);
+      }
+    } catch (const std::exception& e) {
+      std::string msg = e.what();
+      if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
+      return Error{where + ": shape inference failed: " + msg};
+    }
+    for (size_t k = 0; k < op.outputs.size(); ++k) {
+      TensorId out = op.outputs[k];
+      if (out == kNoTensor) continue;
+      const onnx::TypeProto& type = ctx.allOutputTypes_[k];
+      if (!type.has_tensor_type()) {
+        return Error{where + ": output '" + graph_.tensors[out].name +
+                     "' is not a tensor or its type could not be inferred"};
+      }
+      const auto& tt = type.tensor_type();
+      auto dtype = DTypeFromOnnx(tt.elem_type());
+      if (!dtype) {
+        return Error{where + ": could not infer the element type of '" + graph_.tensors[out].name +
+                     "'"};
+      }
+      if (!tt.has_shape()) {
+        return Error{where + ": could not infer the shape of '" + graph_.tensors[out].name +
+                     "' (it depends on values the model computes at run time)"};
+      }
+      std::vector<int64_t> shape;
+      for (const auto& d : tt.shape().dim()) {
+        if (!d.has_dim_value()) {
+          return Error{where + ": could not infer dimension of '" + graph_.tensors[out].name +
+                       "' (it depends on values the model computes at run time)"};
+        }
+        shape.push_back(d.dim_value());
+      }
+      if (auto s = SetType(out, *dtype, shape, where); !s) return s;
+    }
+    return {};
+  }
+
+  Status InferConstant(OpId op_id, const onnx::NodeProto& node, const std::string& where) {
+    TensorId out = graph_.ops[op_id].outputs.empty() ? kNoTensor : graph_.ops[op_id].outputs[0];
+    if (out == kNoTensor) return {};
+    graph_.tensors[out].role = TensorRole::kConstant;
+    for (const auto& a : node.attribute()) {
+      ConstValue v;
+      if (a.name() == "value") {
+        auto dtype = DTypeFromOnnx(a.t().data_type());
+        if (!dtype) return Error{where + ": constant has unknown data type"};
+        std::vector<int64_t> dims(a.t().dims().begin(), a.t().dims().end());
+        if (auto s = SetType(out, *dtype, dims, where); !s) return s;
+        graph_.tensors[out].value = ValueFromTensorProto(a.t());
+        return {};
+      }
+      if (a.name() == "value_int" || a.name() == "value_ints") {
+        v.dtype = DType::kInt64;
+        if (a.name() == "value_int") {
+          v.ints = {a.i()};
+        } else {
+          v.ints.assign(a.ints().begin(), a.ints().end());
+          v.shape = {static_cast<int64_t>(v.ints.size())};
+        }
+      } else if (a.name() == "value_float" || a.name() == "value_floats") {
+        v.dtype = DType::kFloat32;
+        if (a.name() == "value_float") {
+          v.floats = {a.f()};
+        } else {
+          v.floats.assign(a.floats().begin(), a.floats().end());
+          v.shape = {static_cast<int64_t>(v.floats.size())};
+        }
+      } else if (a.name() == "sparse_value") {
+        auto dtype = DTypeFromOnnx(a.sparse_tensor().values().data_type());
+        if (!dtype) return Error{where + ": sparse constant has unknown data type"};
+        std::vector<int64_t> dims(a.sparse_tensor().dims().begin(), a.sparse_tensor().dims().end());
+        return SetType(out, *dtype, dims, where);
+      } else if (a.name() == "value_string" || a.name() == "value_strings") {
+        std::vector<int64_t> dims;
+        if (a.name() == "value_strings") dims = {a.strings_size()};
+        return SetType(out, DType::kString, dims, where);
+      } else {
+        continue;
+      }
+      if (auto s = SetType(out, v.dtype, v.shape, where); !s) return s;
+      graph_.tensors[out].value = std::move(v);
+      return {};
+    }
+    return Error{where + ": Constant has no value attribute"};
+  }
+
+  // Ops whose semantics changed after the newest opset libonnx 1.12 knows (17), or that it
+  // does not know at all; ONNX's older rule would give a silently wrong shape.
+  static bool HasOwnRule(const std::string& type, int64_t opset) {
+    if (opset >= 18 && type.rfind("Reduce", 0) == 0 && type != "ReduceSum") return true;
+    return (type == "Gelu" && opset >= 20) || (type == "GroupNormalization" && opset >= 18);
+  }
+
+  Status OwnRule(OpId op_id, const std::vector<const Tensor*>& ins, const std::string& where) {
+    const Op& op = graph_.ops[op_id];
+    if (ins.empty() || !ins[0]) return Error{where + ": missing input"};
+    const Tensor& x = *ins[0];
+    if (op.type == "Gelu" || op.type == "GroupNormalization") {
+      return SetType(op.outputs[0], x.dtype, x.shape, where);
+    }
+    // Reduce* with axes as an input (opset 18).
+    int64_t rank = static_cast<int64_t>(x.shape.size());
+    std::vector<int64_t> axes;
+    if (ins.size() > 1 && ins[1]) {
+      if (!ins[1]->value) return Error{where + ": reduction axes are not constant"};
+      for (size_t i = 0; i < ins[1]->value->size(); ++i)
+        axes.push_back(static_cast<int64_t>(ins[1]->value->at(i)));
+    }
+    bool keep = op.attr_int("keepdims", 1) != 0;
+    if (axes.empty() && op.attr_int("noop_with_empty_axes", 0)) {
+      return SetType(op.outputs[0], x.dtype, x.shape, where);
+    }
+    std::vector<bool> reduced(rank, axes.empty());
+    for (int64_t a : axes) {
+      if (a < 0) a += rank;
+      if (a < 0 || a >= rank) return Error{where + ": reduction axis out of range"};
+      reduced[a] = true;
+    }
+    std::vector<int64_t> shape;
+    for (int64_t d = 0; d < rank; ++d) {
+      if (!reduced[d]) {
+        shape.push_back(x.shape[d]);
+      } else if (keep) {
+        shape.push_back(1);
+      }
+    }
+    DType dt = op.type == "ReduceL1" || op.type == "ReduceL2" ? x.dtype : x.dtype;
+    return SetType(op.outputs[0], dt, shape, where);
+  }
+
+  Status Finish(const onnx::GraphProto& g) {
+    // Which initializers BatchNormalization reads as running statistics.
+    std::set<TensorId> bn_stats;
+    for (const Op& op : graph_.ops) {
+      if (op.type == "BatchNormalization") {
+        for (size_t k = 3; k < op.inputs.size() && k < 5; ++k) bn_stats.insert(op.inputs[k]);
+      }
+    }
+    for (TensorId id : initializer_) {
+      Tensor& t = graph_.tensors[id];
+      bool exporter_made = t.name.rfind("onnx::", 0) == 0;
+      if (IsFloating(t.dtype) && !bn_stats.count(id) && !exporter_made) {
+        t.role = TensorRole::kParameter;
+      } else if (exporter_made) {
+        t.role = TensorRole::kConstant;
+      } else {
+        t.role = TensorRole::kBuffer;
+      }
+    }
+    for (const auto& out : g.output()) {
+      auto it = by_name_.find(out.name());
+      if (it == by_name_.end()) {
+        return Error{"graph output '" + out.name() + "' is not produced by any node"};
+      }
+      graph_.outputs.push_back(it->second);
+      Tensor& t = graph_.tensors[it->second];
+      if (t.role == TensorRole::kActivation) t.role = TensorRole::kGraphOutput;
+    }
+    // Schedule order: ops renumbered so that index order is a topological order.
+    std::vector<OpId> new_id(graph_.ops.size());
+    for (size_t i = 0; i < order_.size(); ++i) new_id[order_[i]] = static_cast<OpId>(i);
+    std::vector<Op> ops(graph_.ops.size());
+    for (size_t i = 0; i < order_.size(); ++i) ops[i] = std::move(graph_.ops[order_[i]]);
+    graph_.ops = std::move(ops);
+    for (Tensor& t : graph_.tensors) {
+      if (t.producer >= 0) t.producer = new_id[t.producer];
+      t.consumers.clear();
+    }
+    for (size_t i = 0; i < graph_.ops.size(); ++i) {
+      for (TensorId in : graph_.ops[i].inputs) {
+        if (in != kNoTensor) graph_.tensors[in].consumers.push_back(static_cast<OpId>(i));
+      }
+    }
+    BuildDataflow(graph_);
+    return {};
+  }
+
+  onnx::ModelProto model_;
+  const ImportOptions& options_;
+  Graph graph_;
+  int64_t opset_ = 0;
+  std::map<std::string, int64_t> opsets_;
+  std::unordered_map<std::string, TensorId> by_name_;
+  std::vector<onnx::TypeProto> types_;
+  std::vector<std::optional<onnx::TensorProto>> protos_;
+  std::set<TensorId> initializer_;
+  std::vector<OpId> order_;
+};
+
+}  // namespace
+
+Result<Graph> ImportModelProto(onnx::ModelProto model, const ImportOptions& options) {
+  if (!model.has_graph()) return Error{"the model has no graph"};
+  return Importer(std::move(model), options).Run();
+}
+
+Result<Graph> ImportModel(const std::string& path, const ImportOptions& options) {
+  auto model = ReadModel(path, options.read);
+  if (!model) return model.error();
+  auto graph = ImportModelProto(std::move(model.value()), options);
+  if (!graph) return Error{path + ": " + graph.error().message};
+  return graph;
+}
+
+}  // namespace vramsim

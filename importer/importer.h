@@ -1,0 +1,26 @@
+// ONNX file -> typed, shaped Graph, or one clear error.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "importer/graph.h"
+#include "importer/onnx_reader.h"
+#include "importer/status.h"
+
+namespace vramsim {
+
+struct ImportOptions {
+  std::map<std::string, int64_t> dims;  // symbolic dim name -> value (--dim NAME=VALUE)
+  // Values bound to graph inputs that carry shapes (e.g. a Reshape target fed as an input).
+  std::map<std::string, ConstValue> input_values;
+  ReadOptions read;
+};
+
+inline constexpr int64_t kMinOpset = 7;
+inline constexpr int64_t kMaxOpset = 21;
+
+Result<Graph> ImportModel(const std::string& path, const ImportOptions& options = {});
+Result<Graph> ImportModelProto(onnx::ModelProto model, const ImportOptions& options = {});
+
+}  // namespace vramsim
