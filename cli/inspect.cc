@@ -29,10 +29,10 @@ std::map<TensorRole, RoleTotals> Totals(const Graph& g) {
   for (const Tensor& t : g.tensors) {
     RoleTotals& r = out[t.role];
     ++r.count;
-    r.elements += t.elements();
+    r.elements += t.element_count();
     r.bytes += t.bytes;
     auto& d = r.by_dtype[std::string(DTypeName(t.dtype))];
-    d.first += t.elements();
+    d.first += t.element_count();
     d.second += t.bytes;
   }
   return out;

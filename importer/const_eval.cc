@@ -469,6 +469,16 @@ std::vector<int64_t> AttrInts(const Op& op, const std::string& key) {
 std::optional<ConstValue> ValueFromTensorProto(const onnx::TensorProto& proto,
                                                uint64_t max_elements) {
   auto dtype = DTypeFromOnnx(proto.data_type());
+  if (dtype == DType::kString && proto.data_location() != onnx::TensorProto::EXTERNAL &&
+      static_cast<uint64_t>(proto.string_data_size()) <= max_elements) {
+    ConstValue v;
+    v.dtype = DType::kString;
+    v.shape.assign(proto.dims().begin(), proto.dims().end());
+    auto n = CountElements(v.shape);
+    if (!n || *n != static_cast<uint64_t>(proto.string_data_size())) return std::nullopt;
+    v.strings.assign(proto.string_data().begin(), proto.string_data().end());
+    return v;
+  }
   if (!dtype || *dtype == DType::kString || *dtype == DType::kComplex64 ||
       *dtype == DType::kComplex128 || *dtype == DType::kUndefined) {
     return std::nullopt;
@@ -652,7 +662,7 @@ std::optional<std::vector<ConstValue>> EvaluateOp(const Op& op, int64_t opset,
   if (t == "Size" && !inputs.empty() && inputs[0]) {
     ConstValue v;
     v.dtype = DType::kInt64;
-    v.ints = {static_cast<int64_t>(inputs[0]->elements())};
+    v.ints = {static_cast<int64_t>(inputs[0]->element_count())};
     return One(std::move(v));
   }
   // Everything else needs the values of its present inputs.
@@ -662,7 +672,7 @@ std::optional<std::vector<ConstValue>> EvaluateOp(const Op& op, int64_t opset,
       in.push_back(nullptr);
       continue;
     }
-    if (!x->value) return std::nullopt;
+    if (!x->value || x->value->dtype == DType::kString) return std::nullopt;
     in.push_back(&*x->value);
   }
   auto present = [&](size_t i) { return i < in.size() && in[i]; };

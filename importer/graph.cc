@@ -20,7 +20,7 @@ std::string_view RoleName(TensorRole role) {
   return "activation";
 }
 
-uint64_t Tensor::elements() const {
+uint64_t Tensor::element_count() const {
   uint64_t n = 1;
   for (int64_t d : shape) n *= static_cast<uint64_t>(d);  // checked when the shape was set
   return n;

@@ -36,9 +36,19 @@ struct ConstValue {
   std::vector<int64_t> shape;
   std::vector<int64_t> ints;
   std::vector<double> floats;
+  std::vector<std::string> strings;  // kString
 
-  size_t size() const { return IsFloating(dtype) ? floats.size() : ints.size(); }
+  size_t size() const {
+    return dtype == DType::kString ? strings.size() : IsFloating(dtype) ? floats.size() : ints.size();
+  }
   double at(size_t i) const { return IsFloating(dtype) ? floats[i] : static_cast<double>(ints[i]); }
+};
+
+// Element type and shape, as of one tensor in a sequence.
+struct TypeShape {
+  DType dtype = DType::kUndefined;
+  std::vector<int64_t> shape;
+  bool operator==(const TypeShape&) const = default;
 };
 
 struct Tensor {
@@ -50,8 +60,12 @@ struct Tensor {
   OpId producer = -1;
   std::vector<OpId> consumers;      // in schedule order; an op reading twice appears twice
   std::optional<ConstValue> value;  // known only for small evaluated tensors
+  // ONNX sequences (SplitToSequence, SequenceConstruct): the elements' types and shapes;
+  // dtype is then the element type, shape is empty and bytes the elements' sum.
+  bool is_sequence = false;
+  std::vector<TypeShape> elements;
 
-  uint64_t elements() const;
+  uint64_t element_count() const;
 };
 
 struct Attribute {

@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "importer/const_eval.h"
+#include "importer/shape_rules.h"
 
 namespace vramsim {
 namespace {
@@ -120,11 +121,14 @@ class Importer {
         found = true;
       }
     }
-    if (!found) {
-      // IR version 1/2 models may omit opset_import; ONNX then means opset 1.
+    bool uses_default = false;
+    for (const auto& n : model_.graph().node()) {
+      uses_default = uses_default || IsDefaultDomain(n.domain());
+    }
+    if (!found && uses_default) {
       return Error{"the model imports no opset of the default ONNX domain"};
     }
-    if (opset_ < kMinOpset || opset_ > kMaxOpset) {
+    if (found && (opset_ < kMinOpset || opset_ > kMaxOpset)) {
       return Error{"opset " + std::to_string(opset_) + " of the default domain is not supported (" +
                    std::to_string(kMinOpset) + " to " + std::to_string(kMaxOpset) + ")"};
     }
@@ -181,6 +185,27 @@ class Importer {
     return {};
   }
 
+  Status SetSequence(TensorId id, DType dtype, const std::vector<TypeShape>& elements,
+                     const std::string& where) {
+    uint64_t total = 0;
+    for (const TypeShape& e : elements) {
+      if (auto s = SetType(id, e.dtype, e.shape, where); !s) return s;
+      if (!CheckedAdd(total, graph_.tensors[id].bytes, &total)) {
+        return Error{where + ": sequence '" + graph_.tensors[id].name + "' overflows 64 bits"};
+      }
+    }
+    Tensor& t = graph_.tensors[id];
+    t.is_sequence = true;
+    t.dtype = dtype;
+    t.shape.clear();
+    t.elements = elements;
+    t.bytes = total;
+    types_[id].Clear();
+    types_[id].mutable_sequence_type()->mutable_elem_type()->mutable_tensor_type()->set_elem_type(
+        static_cast<int32_t>(dtype));
+    return {};
+  }
+
   Status AddInitializers(const onnx::GraphProto& g) {
     for (const auto& init : g.initializer()) {
       if (by_name_.count(init.name()))
@@ -209,10 +234,19 @@ class Importer {
       TensorId id = NewTensor(in.name());
       graph_.tensors[id].role = TensorRole::kDataInput;
       graph_.inputs.push_back(id);
+      if (in.type().has_sequence_type()) {
+        auto seq = options_.input_sequences.find(in.name());
+        auto dtype = DTypeFromOnnx(in.type().sequence_type().elem_type().tensor_type().elem_type());
+        if (seq == options_.input_sequences.end() || !dtype) {
+          return Error{"graph input '" + in.name() + "' is a sequence of unknown length; "
+                       "sequence inputs are supported only with their element shapes bound"};
+        }
+        if (auto s = SetSequence(id, *dtype, seq->second, "graph input"); !s) return s;
+        continue;
+      }
       if (!in.type().has_tensor_type()) {
-        return Error{"graph input '" + in.name() +
-                     "' is not a tensor (sequence, map and optional "
-                     "inputs are not supported)"};
+        return Error{"graph input '" + in.name() + "' is not a tensor (map and optional inputs "
+                     "are not supported)"};
       }
       const auto& tt = in.type().tensor_type();
       auto dtype = DTypeFromOnnx(tt.elem_type());
@@ -389,12 +423,11 @@ class Importer {
     }
     const auto* schema =
         onnx::OpSchemaRegistry::Schema(node.op_type(), static_cast<int>(ov->second), domain);
-    bool own_rule = domain.empty() && HasOwnRule(node.op_type(), ov->second);
-    if (!schema && !own_rule) {
+    if (!schema && !(domain.empty() && OwnRuleWithoutSchema(node.op_type(), ov->second))) {
       return Error{where + ": unknown op '" + node.op_type() + "' in domain '" + node.domain() +
                    "' at opset " + std::to_string(ov->second)};
     }
-    if (schema && !own_rule) {
+    if (schema) {
       size_t n_in = 0;
       for (TensorId t : op.inputs) n_in += t != kNoTensor;
       if (n_in < static_cast<size_t>(schema->min_input()) ||
@@ -408,16 +441,34 @@ class Importer {
     std::vector<const Tensor*> ins;
     for (TensorId t : op.inputs) ins.push_back(t == kNoTensor ? nullptr : &graph_.tensors[t]);
 
-    if (op.type == "Constant" && domain.empty()) {
-      if (auto s = InferConstant(op_id, node, where); !s) return s;
-      return {};
-    }
+    if (op.type == "Constant" && domain.empty()) return InferConstant(op_id, node, where);
     if (domain.empty()) {
       if (auto values = EvaluateOp(op, ov->second, ins)) {
         return SetOutputsFromValues(op_id, std::move(*values), where);
       }
     }
-    if (own_rule) return OwnRule(op_id, ins, where);
+    if (auto rule = OwnShapeRule(op, ov->second, ins)) {
+      if (!*rule) return Error{where + ": " + rule->error().message};
+      const auto& results = rule->value();
+      for (size_t k = 0; k < op.outputs.size() && k < results.size(); ++k) {
+        if (op.outputs[k] == kNoTensor) continue;
+        if (results[k].is_sequence) {
+          if (auto s = SetSequence(op.outputs[k], results[k].dtype, results[k].elements, where); !s) {
+            return s;
+          }
+        } else if (auto s = SetType(op.outputs[k], results[k].dtype, results[k].shape, where); !s) {
+          return s;
+        }
+      }
+      // SequenceLength is a shape-like constant once the elements are known.
+      if (op.type == "SequenceLength" && op.outputs[0] != kNoTensor) {
+        ConstValue v;
+        v.dtype = DType::kInt64;
+        v.ints = {static_cast<int64_t>(ins[0]->elements.size())};
+        graph_.tensors[op.outputs[0]].value = v;
+      }
+      return {};
+    }
 
     std::unordered_map<std::string, onnx::TypeProto*> types;
     std::unordered_map<std::string, const onnx::TensorProto*> data;
@@ -517,50 +568,6 @@ class Importer {
       return {};
     }
     return Error{where + ": Constant has no value attribute"};
-  }
-
-  // Ops whose semantics changed after the newest opset libonnx 1.12 knows (17), or that it
-  // does not know at all; ONNX's older rule would give a silently wrong shape.
-  static bool HasOwnRule(const std::string& type, int64_t opset) {
-    if (opset >= 18 && type.rfind("Reduce", 0) == 0 && type != "ReduceSum") return true;
-    return (type == "Gelu" && opset >= 20) || (type == "GroupNormalization" && opset >= 18);
-  }
-
-  Status OwnRule(OpId op_id, const std::vector<const Tensor*>& ins, const std::string& where) {
-    const Op& op = graph_.ops[op_id];
-    if (ins.empty() || !ins[0]) return Error{where + ": missing input"};
-    const Tensor& x = *ins[0];
-    if (op.type == "Gelu" || op.type == "GroupNormalization") {
-      return SetType(op.outputs[0], x.dtype, x.shape, where);
-    }
-    // Reduce* with axes as an input (opset 18).
-    int64_t rank = static_cast<int64_t>(x.shape.size());
-    std::vector<int64_t> axes;
-    if (ins.size() > 1 && ins[1]) {
-      if (!ins[1]->value) return Error{where + ": reduction axes are not constant"};
-      for (size_t i = 0; i < ins[1]->value->size(); ++i)
-        axes.push_back(static_cast<int64_t>(ins[1]->value->at(i)));
-    }
-    bool keep = op.attr_int("keepdims", 1) != 0;
-    if (axes.empty() && op.attr_int("noop_with_empty_axes", 0)) {
-      return SetType(op.outputs[0], x.dtype, x.shape, where);
-    }
-    std::vector<bool> reduced(rank, axes.empty());
-    for (int64_t a : axes) {
-      if (a < 0) a += rank;
-      if (a < 0 || a >= rank) return Error{where + ": reduction axis out of range"};
-      reduced[a] = true;
-    }
-    std::vector<int64_t> shape;
-    for (int64_t d = 0; d < rank; ++d) {
-      if (!reduced[d]) {
-        shape.push_back(x.shape[d]);
-      } else if (keep) {
-        shape.push_back(1);
-      }
-    }
-    DType dt = op.type == "ReduceL1" || op.type == "ReduceL2" ? x.dtype : x.dtype;
-    return SetType(op.outputs[0], dt, shape, where);
   }
 
   Status Finish(const onnx::GraphProto& g) {

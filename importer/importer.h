@@ -14,10 +14,12 @@ struct ImportOptions {
   std::map<std::string, int64_t> dims;  // symbolic dim name -> value (--dim NAME=VALUE)
   // Values bound to graph inputs that carry shapes (e.g. a Reshape target fed as an input).
   std::map<std::string, ConstValue> input_values;
+  // Element types and shapes of sequence-typed graph inputs.
+  std::map<std::string, std::vector<TypeShape>> input_sequences;
   ReadOptions read;
 };
 
-inline constexpr int64_t kMinOpset = 7;
+inline constexpr int64_t kMinOpset = 1;  // schemas reach back to 1; exports since PyTorch 1.x use 7+
 inline constexpr int64_t kMaxOpset = 21;
 
 Result<Graph> ImportModel(const std::string& path, const ImportOptions& options = {});
