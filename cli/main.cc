@@ -5,6 +5,7 @@
 #include <map>
 #include <string>
 
+#include "cli/estimate.h"
 #include "cli/inspect.h"
 #include "importer/importer.h"
 
@@ -56,6 +57,19 @@ int main(int argc, char** argv) {
   inspect->add_option("--dim", dim_specs, "Bind a symbolic dimension, NAME=VALUE (repeatable)");
   inspect->add_flag("--json", json, "Print one JSON object");
 
+  vramsim::EstimateFlags flags;
+  auto* estimate =
+      app.add_subcommand("estimate", "Peak memory of one training step, and what makes it up");
+  estimate->add_option("model", model_path, "ONNX file")->required();
+  estimate->add_option("--dim", dim_specs, "Bind a symbolic dimension, NAME=VALUE (repeatable)");
+  estimate->add_option("--optimizer", flags.optimizer, "sgd, momentum, adam, adamw")
+      ->capture_default_str();
+  estimate->add_option("--optimizer-impl", flags.optimizer_impl,
+                       "for-loop, foreach, fused (default: the target's)");
+  estimate->add_option("--target", flags.target, "torch-cuda, torch-cpu")->capture_default_str();
+  estimate->add_option("--loss", flags.loss, "none, cross-entropy, mse")->capture_default_str();
+  estimate->add_flag("--json", json, "Print one JSON object");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -75,6 +89,20 @@ int main(int argc, char** argv) {
       std::cout << vramsim::InspectJson(*graph).dump(1) << "\n";
     } else {
       std::cout << vramsim::InspectText(*graph);
+    }
+    return 0;
+  }
+  if (estimate->parsed()) {
+    auto eo = vramsim::ParseEstimateFlags(flags);
+    if (!eo) return Fail(eo.error().message);
+    auto graph = vramsim::ImportModel(model_path, options);
+    if (!graph) return Fail(graph.error().message);
+    auto e = vramsim::RunEstimate(*graph, *eo);
+    if (!e) return Fail(model_path + ": " + e.error().message);
+    if (json) {
+      std::cout << vramsim::EstimateJson(*e).dump(1) << "\n";
+    } else {
+      std::cout << vramsim::EstimateText(*e);
     }
     return 0;
   }

@@ -1,0 +1,133 @@
+#include "cli/estimate.h"
+
+#include <fmt/format.h>
+
+#include "policies/optimizer.h"
+#include "simulator/plan_builder.h"
+#include "simulator/simulate.h"
+
+namespace vramsim {
+
+std::string FormatBytes(uint64_t b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(b);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  return u == 0 ? fmt::format("{} B", b) : fmt::format("{:.2f} {}", v, units[u]);
+}
+
+Result<EstimateOptions> ParseEstimateFlags(const EstimateFlags& f) {
+  EstimateOptions o;
+  if (f.target == "torch-cuda") {
+    o.target = {"torch-cuda", Device::kCuda, 512};
+    o.optimizer_impl = OptimizerImpl::kForeach;
+  } else if (f.target == "torch-cpu") {
+    o.target = {"torch-cpu", Device::kCpu, 1};
+    o.optimizer_impl = OptimizerImpl::kForLoop;
+  } else {
+    return Error{"unknown --target '" + f.target + "' (torch-cuda, torch-cpu)"};
+  }
+  if (f.loss == "cross-entropy") {
+    o.loss = LossKind::kCrossEntropy;
+  } else if (f.loss == "mse") {
+    o.loss = LossKind::kMse;
+  } else if (f.loss == "none") {
+    o.loss = LossKind::kNone;
+  } else {
+    return Error{"unknown --loss '" + f.loss + "' (none, cross-entropy, mse)"};
+  }
+  auto kind = ParseOptimizerKind(f.optimizer);
+  if (!kind) return kind.error();
+  o.optimizer = f.optimizer;
+  if (!f.optimizer_impl.empty()) {
+    auto impl = ParseOptimizerImpl(f.optimizer_impl);
+    if (!impl) return impl.error();
+    o.optimizer_impl = *impl;
+  }
+  return o;
+}
+
+Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options) {
+  PlanOptions po;
+  po.target = options.target;
+  po.loss = options.loss;
+  auto plan = BuildPlan(graph, po);
+  if (!plan) return plan.error();
+  OptimizerOptions oo;
+  oo.kind = *ParseOptimizerKind(options.optimizer);
+  oo.impl = options.optimizer_impl;
+  oo.device = options.target.device;
+  if (auto s = OptimizerPolicy(oo).Apply(*plan); !s) return Error{s.message()};
+  auto trace = Simulate(*plan);
+  if (!trace) return trace.error();
+  Estimate e{std::move(plan.value()), std::move(trace.value()), {}};
+  e.peak = FindPeak(e.trace, e.plan.target.round_bytes);
+  return e;
+}
+
+nlohmann::json EstimateJson(const Estimate& e, size_t largest) {
+  nlohmann::json j;
+  j["peak_bytes"] = e.peak.peak_bytes;
+  j["target"] = e.plan.target.name;
+  j["optimizer"] = e.plan.optimizer.name;
+  j["optimizer_impl"] = std::string(OptimizerImplName(e.plan.optimizer.impl));
+  if (e.peak.peak_step >= 0) {
+    const Step& s = e.trace.steps[e.peak.peak_step];
+    j["peak_op"] = {{"phase", std::string(PhaseName(s.phase))},
+                    {"name", s.name},
+                    {"type", s.op_type},
+                    {"scope", s.scope}};
+  }
+  nlohmann::json breakdown = nlohmann::json::object();
+  for (size_t c = 0; c < kCategoryCount; ++c) {
+    breakdown[std::string(CategoryName(static_cast<Category>(c)))] = e.peak.by_category[c];
+  }
+  j["breakdown"] = breakdown;
+  nlohmann::json live = nlohmann::json::array();
+  for (size_t i = 0; i < e.peak.live_at_peak.size() && i < largest; ++i) {
+    const Buffer& b = e.trace.buffers[e.peak.live_at_peak[i]];
+    live.push_back({{"name", b.name},
+                    {"bytes", b.bytes},
+                    {"category", std::string(CategoryName(b.category))},
+                    {"dtype", std::string(DTypeName(b.dtype))},
+                    {"shape", b.shape},
+                    {"scope", b.scope},
+                    {"why", b.why}});
+  }
+  j["largest_at_peak"] = live;
+  j["live_tensors_at_peak"] = e.peak.live_at_peak.size();
+  return j;
+}
+
+std::string EstimateText(const Estimate& e, size_t largest) {
+  std::string out;
+  out += fmt::format("peak: {} ({} bytes), target {}, optimizer {} ({})\n",
+                     FormatBytes(e.peak.peak_bytes), e.peak.peak_bytes, e.plan.target.name,
+                     e.plan.optimizer.name, OptimizerImplName(e.plan.optimizer.impl));
+  if (e.peak.peak_step >= 0) {
+    const Step& s = e.trace.steps[e.peak.peak_step];
+    out += fmt::format("at: {} of {} ({}){}\n", PhaseName(s.phase), s.name, s.op_type,
+                       s.scope.empty() ? "" : ", module " + s.scope);
+  }
+  out += "made of:\n";
+  for (size_t c = 0; c < kCategoryCount; ++c) {
+    uint64_t b = e.peak.by_category[c];
+    if (!b) continue;
+    out += fmt::format("  {:<18} {:>12}  {:5.1f}%\n", CategoryName(static_cast<Category>(c)),
+                       FormatBytes(b),
+                       100.0 * static_cast<double>(b) / static_cast<double>(e.peak.peak_bytes));
+  }
+  out += fmt::format("largest of the {} tensors alive then:\n", e.peak.live_at_peak.size());
+  for (size_t i = 0; i < e.peak.live_at_peak.size() && i < largest; ++i) {
+    const Buffer& b = e.trace.buffers[e.peak.live_at_peak[i]];
+    out += fmt::format("  {:>11}  {:<17} {:<8} [{}]  {}  ({})\n", FormatBytes(b.bytes),
+                       CategoryName(b.category), DTypeName(b.dtype), fmt::join(b.shape, ","),
+                       b.name, b.why);
+  }
+  return out;
+}
+
+}  // namespace vramsim

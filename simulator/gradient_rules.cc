@@ -1,0 +1,282 @@
+#include "simulator/gradient_rules.h"
+
+#include <map>
+
+namespace vramsim {
+
+std::optional<double> RuleContext::scalar(size_t i) const {
+  const Tensor* t = in(i);
+  if (!t || !t->value || t->value->size() != 1) return std::nullopt;
+  return t->value->at(0);
+}
+
+namespace {
+
+using From = SavedSpec::From;
+using Fwd = OpRule::Forward;
+
+// Role helpers, so each rule reads like its derivatives.yaml entry.
+SavedSpec In(int i, std::vector<int> for_grads = {}) {
+  return {From::kInput, i, std::move(for_grads)};
+}
+SavedSpec Out(int i, std::vector<int> for_grads = {}) {
+  return {From::kOutput, i, std::move(for_grads)};
+}
+SavedSpec Extra(int i, std::vector<int> for_grads = {}) {
+  return {From::kExtra, i, std::move(for_grads)};
+}
+
+OpRule Compute(std::vector<SavedSpec> saved, std::vector<int> differentiable) {
+  OpRule r;
+  r.saved = std::move(saved);
+  r.differentiable = std::move(differentiable);
+  return r;
+}
+
+OpRule Unary(std::vector<SavedSpec> saved) { return Compute(std::move(saved), {0}); }
+
+OpRule View() {
+  OpRule r;
+  r.forward = Fwd::kView;
+  r.differentiable = {0};
+  r.grad_passthrough = {0};
+  return r;
+}
+
+OpRule Metadata() {
+  OpRule r;
+  r.forward = Fwd::kMetadata;
+  return r;
+}
+
+OpRule NonDifferentiable() { return OpRule{}; }
+
+std::vector<int64_t> ShapeOf(const Tensor* t) { return t ? t->shape : std::vector<int64_t>{}; }
+
+std::map<std::string, GradRuleFn>& Registry() {
+  static std::map<std::string, GradRuleFn> rules;
+  return rules;
+}
+
+struct Register {
+  Register(std::initializer_list<const char*> types, GradRuleFn fn) {
+    for (const char* t : types) Registry()[t] = fn;
+  }
+};
+
+#define VRAMSIM_CONCAT_(a, b) a##b
+#define VRAMSIM_CONCAT(a, b) VRAMSIM_CONCAT_(a, b)
+#define GRAD_RULE(...) static Register VRAMSIM_CONCAT(rule_, __LINE__)(__VA_ARGS__)
+
+// ---- convolution, linear algebra -------------------------------------------------------
+// convolution: input needs weight, weight needs input.
+GRAD_RULE({"Conv", "ConvTranspose"}, [](const RuleContext&) -> Result<OpRule> {
+  return Compute({In(0, {1}), In(1, {0})}, {0, 1, 2});
+});
+// addmm / mm: mat1 needs mat2, mat2 needs mat1; bias gets a reduced gradient.
+GRAD_RULE({"Gemm"}, [](const RuleContext&) -> Result<OpRule> {
+  return Compute({In(0, {1}), In(1, {0})}, {0, 1, 2});
+});
+GRAD_RULE({"MatMul"}, [](const RuleContext&) -> Result<OpRule> {
+  return Compute({In(0, {1}), In(1, {0})}, {0, 1});
+});
+
+// ---- elementwise arithmetic -------------------------------------------------------------
+GRAD_RULE({"Add", "Sum"}, [](const RuleContext& c) -> Result<OpRule> {
+  OpRule r = Compute({}, {0, 1});
+  if (c.op.type == "Sum") {
+    r.differentiable.clear();
+    for (size_t i = 0; i < c.op.inputs.size(); ++i) r.differentiable.push_back(static_cast<int>(i));
+  }
+  r.grad_passthrough = r.differentiable;  // the same grad tensor, unless broadcast (then summed)
+  return r;
+});
+GRAD_RULE({"Sub"}, [](const RuleContext&) -> Result<OpRule> {
+  OpRule r = Compute({}, {0, 1});
+  r.grad_passthrough = {0};
+  return r;
+});
+// mul: self needs other, other needs self.
+GRAD_RULE({"Mul"}, [](const RuleContext&) -> Result<OpRule> {
+  return Compute({In(1, {0}), In(0, {1})}, {0, 1});
+});
+// div: self needs other; other needs self and other.
+GRAD_RULE({"Div"}, [](const RuleContext&) -> Result<OpRule> {
+  return Compute({In(1, {0, 1}), In(0, {1})}, {0, 1});
+});
+GRAD_RULE({"Pow"}, [](const RuleContext&) -> Result<OpRule> {
+  return Compute({In(0), In(1), Out(0, {1})}, {0, 1});
+});
+GRAD_RULE({"Neg"}, [](const RuleContext&) -> Result<OpRule> { return Unary({}); });
+GRAD_RULE({"Abs", "Log", "Erf", "Sin", "Cos", "Softplus", "Softsign", "LeakyRelu", "Elu", "Selu",
+           "Celu", "HardSigmoid", "HardSwish", "Mish", "Gelu", "Atan", "Asin", "Acos"},
+          [](const RuleContext&) -> Result<OpRule> { return Unary({In(0)}); });
+// Ops whose backward reads their result.
+GRAD_RULE({"Exp", "Sqrt", "Tanh", "Sigmoid", "Reciprocal"},
+          [](const RuleContext&) -> Result<OpRule> { return Unary({Out(0)}); });
+GRAD_RULE({"Relu"}, [](const RuleContext&) -> Result<OpRule> {
+  OpRule r = Unary({Out(0)});
+  r.forward = Fwd::kInPlace;  // torchvision's ReLU(inplace=True)
+  return r;
+});
+// hardtanh / clamp (ReLU6): backward reads self.
+GRAD_RULE({"Clip"}, [](const RuleContext&) -> Result<OpRule> {
+  OpRule r = Unary({In(0)});
+  r.forward = Fwd::kInPlace;  // ReLU6(inplace=True)
+  return r;
+});
+GRAD_RULE({"Softmax", "LogSoftmax"},
+          [](const RuleContext&) -> Result<OpRule> { return Unary({Out(0)}); });
+GRAD_RULE({"Where"}, [](const RuleContext&) -> Result<OpRule> {
+  // masked_fill / where: backward reads the condition only.
+  return Compute({In(0)}, {1, 2});
+});
+GRAD_RULE({"Max", "Min"}, [](const RuleContext& c) -> Result<OpRule> {
+  OpRule r = Compute({}, {});
+  for (size_t i = 0; i < c.op.inputs.size(); ++i) {
+    r.saved.push_back(In(static_cast<int>(i)));
+    r.differentiable.push_back(static_cast<int>(i));
+  }
+  return r;
+});
+
+// ---- normalization -----------------------------------------------------------------------
+// native_batch_norm (training): saves input, weight, save_mean, save_invstd (fp32 [C]);
+// running stats are updated in place.
+GRAD_RULE({"BatchNormalization"}, [](const RuleContext& c) -> Result<OpRule> {
+  OpRule r = Compute({In(0), In(1), Extra(0), Extra(1)}, {0, 1, 2});
+  std::vector<int64_t> s = ShapeOf(c.in(0));
+  int64_t channels = s.size() > 1 ? s[1] : 1;
+  r.extras = {{"save_mean", DType::kFloat32, {channels}},
+              {"save_invstd", DType::kFloat32, {channels}}};
+  r.outputs_not_allocated = {1, 2};
+  return r;
+});
+// native_layer_norm: saves input, weight, bias, mean and rstd (fp32, one per normalized row).
+GRAD_RULE({"LayerNormalization"}, [](const RuleContext& c) -> Result<OpRule> {
+  OpRule r = Compute({In(0), In(1), In(2), Extra(0), Extra(1)}, {0, 1, 2});
+  std::vector<int64_t> s = ShapeOf(c.in(0));
+  int64_t axis = c.op.attr_int("axis", -1);
+  if (axis < 0) axis += static_cast<int64_t>(s.size());
+  std::vector<int64_t> stat(s.begin(),
+                            s.begin() + std::min<size_t>(static_cast<size_t>(axis), s.size()));
+  stat.resize(s.size(), 1);
+  r.extras = {{"mean", DType::kFloat32, stat}, {"rstd", DType::kFloat32, stat}};
+  r.outputs_not_allocated = {1, 2};
+  return r;
+});
+GRAD_RULE({"InstanceNormalization", "GroupNormalization"},
+          [](const RuleContext& c) -> Result<OpRule> {
+            OpRule r = Compute({In(0), In(1), Extra(0), Extra(1)}, {0, 1, 2});
+            std::vector<int64_t> s = ShapeOf(c.in(0));
+            int64_t groups = c.op.type == "GroupNormalization" ? c.op.attr_int("num_groups", 1)
+                                                               : (s.size() > 1 ? s[1] : 1);
+            std::vector<int64_t> stat = {s.empty() ? 1 : s[0], groups};
+            r.extras = {{"mean", DType::kFloat32, stat}, {"rstd", DType::kFloat32, stat}};
+            return r;
+          });
+
+// ---- pooling -----------------------------------------------------------------------------
+// max_pool2d_with_indices: saves input and the int64 indices.
+GRAD_RULE({"MaxPool"}, [](const RuleContext& c) -> Result<OpRule> {
+  OpRule r = Compute({In(0), Extra(0)}, {0});
+  r.extras = {{"indices", DType::kInt64, ShapeOf(c.out(0))}};
+  r.outputs_not_allocated = {1};
+  return r;
+});
+// avg_pool2d saves self.
+GRAD_RULE({"AveragePool"}, [](const RuleContext&) -> Result<OpRule> { return Unary({In(0)}); });
+// adaptive_avg_pool2d to 1x1 runs as mean(-1,-2): backward needs only the shape.
+GRAD_RULE({"GlobalAveragePool", "ReduceMean", "ReduceSum"},
+          [](const RuleContext&) -> Result<OpRule> { return Unary({}); });
+GRAD_RULE({"GlobalMaxPool", "ReduceMax", "ReduceMin"}, [](const RuleContext&) -> Result<OpRule> {
+  return Unary({In(0), Out(0)});
+});
+GRAD_RULE({"ReduceProd"}, [](const RuleContext&) -> Result<OpRule> {
+  return Unary({In(0), Out(0)});
+});
+GRAD_RULE({"ReduceL2"}, [](const RuleContext&) -> Result<OpRule> {
+  return Unary({In(0), Out(0)});
+});
+
+// ---- dropout -----------------------------------------------------------------------------
+// Training-mode dropout. p == 0 returns the input itself. On CUDA native_dropout saves a
+// bool mask; on CPU (PyTorch 1.13/2.x) the mask is a float "noise" tensor of the input's
+// dtype, and the output is input * noise.
+GRAD_RULE({"Dropout"}, [](const RuleContext& c) -> Result<OpRule> {
+  std::optional<double> ratio = c.scalar(1);
+  if (!ratio) {
+    if (const Attribute* a = c.op.attr("ratio")) ratio = a->f;  // opset < 12
+  }
+  std::optional<double> training = c.scalar(2);
+  bool train = training ? *training != 0 : c.op.inputs.size() <= 2;
+  if (!ratio) ratio = 0.5;
+  if (*ratio == 0.0 || !train) {
+    OpRule r = View();
+    r.outputs_not_allocated = {1};
+    return r;
+  }
+  OpRule r = Compute({Extra(0)}, {0});
+  DType mask =
+      c.device == Device::kCuda ? DType::kBool : (c.in(0) ? c.in(0)->dtype : DType::kFloat32);
+  r.extras = {{"mask", mask, ShapeOf(c.in(0))}};
+  r.outputs_not_allocated = {1};
+  return r;
+});
+
+// ---- views and data movement -------------------------------------------------------------
+GRAD_RULE({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity", "Expand",
+           "Slice"},
+          [](const RuleContext&) -> Result<OpRule> { return View(); });
+GRAD_RULE({"Split"}, [](const RuleContext&) -> Result<OpRule> {
+  OpRule r = View();
+  r.grad_passthrough.clear();  // backward concatenates the pieces' gradients
+  return r;
+});
+// Concat's backward hands each input a narrow() view of the output gradient.
+GRAD_RULE({"Concat"}, [](const RuleContext& c) -> Result<OpRule> {
+  OpRule r = Compute({}, {});
+  for (size_t i = 0; i < c.op.inputs.size(); ++i) r.differentiable.push_back(static_cast<int>(i));
+  r.grads_are_views = true;
+  return r;
+});
+// Gather: a scalar index on a tensor is select() (a view); a table lookup by an integer
+// tensor is embedding (saves the indices).
+GRAD_RULE({"Gather"}, [](const RuleContext& c) -> Result<OpRule> {
+  const Tensor* idx = c.in(1);
+  if (idx && idx->shape.empty()) return View();
+  return Compute({In(1)}, {0});
+});
+GRAD_RULE({"GatherElements", "GatherND"},
+          [](const RuleContext&) -> Result<OpRule> { return Compute({In(1)}, {0}); });
+GRAD_RULE({"Tile", "Pad", "Resize", "Upsample", "DepthToSpace", "SpaceToDepth"},
+          [](const RuleContext&) -> Result<OpRule> { return Unary({}); });
+GRAD_RULE({"Cast", "CastLike"}, [](const RuleContext& c) -> Result<OpRule> {
+  const Tensor* x = c.in(0);
+  const Tensor* y = c.out(0);
+  if (x && y && x->dtype == y->dtype) return View();  // .to(same dtype) is a no-op
+  return Unary({});
+});
+
+// ---- no gradient ---------------------------------------------------------------------------
+GRAD_RULE({"Shape", "Size", "Constant", "ConstantOfShape", "Range"},
+          [](const RuleContext&) -> Result<OpRule> { return Metadata(); });
+GRAD_RULE({"Equal", "Less",  "Greater", "LessOrEqual", "GreaterOrEqual", "Not",     "And",   "Or",
+           "Xor",   "IsNaN", "IsInf",   "ArgMax",      "ArgMin",         "NonZero", "Floor", "Ceil",
+           "Round", "Sign",  "Mod",     "OneHot"},
+          [](const RuleContext&) -> Result<OpRule> { return NonDifferentiable(); });
+
+}  // namespace
+
+const GradRuleFn* FindGradRule(const std::string& op_type) {
+  auto it = Registry().find(op_type);
+  return it == Registry().end() ? nullptr : &it->second;
+}
+
+std::vector<std::string> RegisteredOps() {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : Registry()) out.push_back(k);
+  return out;
+}
+
+}  // namespace vramsim

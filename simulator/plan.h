@@ -1,0 +1,80 @@
+// The training step as the simulator runs it: the forward ops with PyTorch's memory
+// behaviour resolved (views, in-place ops, saved tensors, extras, fused exporter patterns),
+// the loss, the parameters and what the optimizer keeps. Built from the Graph; policies
+// transform it; the simulator turns it into an event stream.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "importer/graph.h"
+#include "simulator/gradient_rules.h"
+#include "simulator/trace.h"
+
+namespace vramsim {
+
+using PlanTensorId = int32_t;
+
+struct PlanTensor {
+  std::string name;
+  DType dtype = DType::kUndefined;
+  std::vector<int64_t> shape;
+  std::vector<int64_t> strides;  // in elements, relative to the storage
+  uint64_t bytes = 0;            // of its own storage (0 for views)
+  TensorRole role = TensorRole::kActivation;
+  PlanTensorId view_of = -1;  // shares this tensor's storage
+  bool metadata = false;      // shape arithmetic: no device memory
+  bool requires_grad = false;
+  bool is_extra = false;  // made by an op beside its outputs (mask, indices, stats)
+};
+
+struct PlanOp {
+  std::string name;
+  std::string type;
+  std::string scope;                  // module path
+  std::vector<PlanTensorId> inputs;   // -1 for omitted
+  std::vector<PlanTensorId> outputs;  // -1 for omitted or not materialized
+  std::vector<PlanTensorId> extras;   // allocated by the forward beside the outputs
+  std::vector<PlanTensorId> copies;   // inputs copied to contiguous storage by the op
+  std::vector<PlanTensorId> saved;    // kept for the backward (after requires-grad filtering)
+  std::vector<int> grad_inputs;       // input slots that receive a gradient
+  std::vector<int> grad_passthrough;  // slots whose gradient is the output gradient itself
+  bool grads_are_views = false;
+  bool is_view = false;  // output 0 is a view of input 0; its backward is a view too
+  bool needs_backward = false;
+  uint64_t forward_flops = 0;
+  uint64_t backward_flops = 0;
+};
+
+enum class LossKind { kNone, kCrossEntropy, kMse };
+
+enum class OptimizerImpl { kForLoop, kForeach, kFused };
+
+// What the optimizer keeps and allocates, per parameter.
+struct OptimizerSpec {
+  std::string name = "sgd";
+  OptimizerImpl impl = OptimizerImpl::kForLoop;
+  int state_per_param = 0;          // param-sized state tensors (momentum, Adam moments)
+  int step_temporaries = 0;         // param-sized temporaries alive together during its update
+  uint64_t step_counter_bytes = 0;  // per-parameter step tensor (Adam's state['step'])
+};
+
+struct TargetSpec {
+  std::string name = "torch-cuda";
+  Device device = Device::kCuda;
+  uint64_t round_bytes = 512;
+};
+
+struct TrainingPlan {
+  std::vector<PlanTensor> tensors;
+  std::vector<PlanOp> ops;  // forward, in schedule order
+  std::vector<PlanTensorId> parameters;
+  std::vector<PlanTensorId> buffers;
+  std::vector<PlanTensorId> batch;    // data inputs
+  std::vector<PlanTensorId> outputs;  // graph outputs
+  LossKind loss = LossKind::kCrossEntropy;
+  OptimizerSpec optimizer;
+  TargetSpec target;
+};
+
+}  // namespace vramsim

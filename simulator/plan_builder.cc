@@ -1,0 +1,482 @@
+#include "simulator/plan_builder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+namespace vramsim {
+
+std::vector<int64_t> ContiguousStrides(const std::vector<int64_t>& shape) {
+  std::vector<int64_t> s(shape.size(), 1);
+  for (size_t d = shape.size(); d-- > 1;) s[d - 1] = s[d] * std::max<int64_t>(shape[d], 1);
+  return s;
+}
+
+std::optional<std::vector<int64_t>> ViewStrides(const std::vector<int64_t>& shape,
+                                                const std::vector<int64_t>& strides,
+                                                const std::vector<int64_t>& new_shape) {
+  if (shape.empty()) return ContiguousStrides(new_shape);
+  int64_t numel = 1;
+  for (int64_t d : shape) numel *= d;
+  if (numel == 0) return ContiguousStrides(new_shape);
+  std::vector<int64_t> out(new_shape.size(), 1);
+  int64_t view_d = static_cast<int64_t>(new_shape.size()) - 1;
+  int64_t chunk_base_stride = strides.back();
+  int64_t tensor_numel = 1, view_numel = 1;
+  for (int64_t d = static_cast<int64_t>(shape.size()) - 1; d >= 0; --d) {
+    tensor_numel *= shape[d];
+    if (d == 0 || (shape[d - 1] != 1 && strides[d - 1] != tensor_numel * chunk_base_stride)) {
+      while (view_d >= 0 && (view_numel < tensor_numel || new_shape[view_d] == 1)) {
+        out[view_d] = view_numel * chunk_base_stride;
+        view_numel *= new_shape[view_d];
+        --view_d;
+      }
+      if (view_numel != tensor_numel) return std::nullopt;
+      if (d > 0) {
+        chunk_base_stride = strides[d - 1];
+        tensor_numel = 1;
+        view_numel = 1;
+      }
+    }
+  }
+  if (view_d != -1) return std::nullopt;
+  return out;
+}
+
+namespace {
+
+std::string Label(const Op& op) { return "node '" + op.name + "' (" + op.type + ")"; }
+
+class Builder {
+ public:
+  Builder(const Graph& g, const PlanOptions& o) : g_(g), o_(o) {}
+
+  Result<TrainingPlan> Run() {
+    plan_.target = o_.target;
+    plan_.loss = o_.loss;
+    InitTensors();
+    FuseGelu();
+    if (auto s = ApplyRules(); !s) return Error{s.message()};
+    DecideForward();
+    return std::move(plan_);
+  }
+
+ private:
+  void InitTensors() {
+    plan_.tensors.resize(g_.tensors.size());
+    consumers_.resize(g_.tensors.size());
+    for (size_t i = 0; i < g_.tensors.size(); ++i) {
+      const Tensor& t = g_.tensors[i];
+      PlanTensor& p = plan_.tensors[i];
+      p.name = t.name;
+      p.dtype = t.dtype;
+      p.shape = t.shape;
+      p.strides = ContiguousStrides(t.shape);
+      p.bytes = t.bytes;
+      p.role = t.role;
+      // Folded shape arithmetic and exporter constants are Python values in eager PyTorch.
+      p.metadata =
+          t.role == TensorRole::kConstant ||
+          (t.value && (t.role == TensorRole::kActivation || t.role == TensorRole::kGraphOutput));
+      p.requires_grad = t.role == TensorRole::kParameter;
+      if (t.role == TensorRole::kParameter)
+        plan_.parameters.push_back(static_cast<PlanTensorId>(i));
+      if (t.role == TensorRole::kBuffer) plan_.buffers.push_back(static_cast<PlanTensorId>(i));
+      if (t.role == TensorRole::kDataInput) plan_.batch.push_back(static_cast<PlanTensorId>(i));
+    }
+    plan_.outputs = g_.outputs;
+    for (const Op& op : g_.ops) {
+      PlanOp p;
+      p.name = op.name;
+      p.type = op.type;
+      p.scope = op.module;
+      p.inputs = op.inputs;
+      p.outputs = op.outputs;
+      ops_.push_back(std::move(p));
+      src_.push_back(&op);
+    }
+  }
+
+  const Op* Producer(TensorId t) const {
+    OpId p = g_.tensors[t].producer;
+    return p >= 0 ? &g_.ops[p] : nullptr;
+  }
+  bool OnlyConsumer(TensorId t, const Op& op) const {
+    const auto& c = g_.tensors[t].consumers;
+    return !c.empty() && std::all_of(c.begin(), c.end(), [&](OpId o) { return &g_.ops[o] == &op; });
+  }
+  std::optional<double> Const(TensorId t) const {
+    if (t == kNoTensor || !g_.tensors[t].value || g_.tensors[t].value->size() != 1)
+      return std::nullopt;
+    return g_.tensors[t].value->at(0);
+  }
+
+  // x * 0.5 * (1 + erf(x / sqrt(2))), as torch.onnx writes nn.GELU before opset 20, is one
+  // PyTorch op that saves only x.
+  void FuseGelu() {
+    removed_.assign(g_.ops.size(), false);
+    for (size_t i = 0; i < g_.ops.size(); ++i) {
+      const Op& erf = g_.ops[i];
+      if (erf.type != "Erf") continue;
+      const Op* div = Producer(erf.inputs[0]);
+      if (!div || div->type != "Div" || !OnlyConsumer(erf.inputs[0], erf)) continue;
+      auto c = Const(div->inputs[1]);
+      if (!c || std::fabs(*c - std::sqrt(2.0)) > 1e-3) continue;
+      TensorId x = div->inputs[0];
+      TensorId e = erf.outputs[0];
+      if (g_.tensors[e].consumers.size() != 1) continue;
+      const Op& add = g_.ops[g_.tensors[e].consumers[0]];
+      if (add.type != "Add") continue;
+      TensorId a = add.outputs[0];
+      if (g_.tensors[a].consumers.size() != 1) continue;
+      const Op& mul1 = g_.ops[g_.tensors[a].consumers[0]];
+      if (mul1.type != "Mul" || (mul1.inputs[0] != x && mul1.inputs[1] != x)) continue;
+      TensorId m = mul1.outputs[0];
+      if (g_.tensors[m].consumers.size() != 1) continue;
+      const Op& mul2 = g_.ops[g_.tensors[m].consumers[0]];
+      if (mul2.type != "Mul") continue;
+      TensorId other = mul2.inputs[0] == m ? mul2.inputs[1] : mul2.inputs[0];
+      auto half = Const(other);
+      if (!half || std::fabs(*half - 0.5) > 1e-6) continue;
+      // The last op of the pattern becomes the fused GELU; the rest disappear.
+      for (const Op* o : {div, &erf, &add, &mul1}) {
+        removed_[o - g_.ops.data()] = true;
+        for (TensorId t : o->outputs) {
+          if (t != kNoTensor) plan_.tensors[t].metadata = true;  // never materialized
+        }
+      }
+      PlanOp& fused = ops_[&mul2 - g_.ops.data()];
+      fused.type = "Gelu";
+      fused.inputs = {x};
+      fused_gelu_.insert(&mul2 - g_.ops.data());
+    }
+  }
+
+  Status ApplyRules() {
+    rules_.resize(ops_.size());
+    for (size_t i = 0; i < ops_.size(); ++i) {
+      if (removed_[i]) continue;
+      PlanOp& op = ops_[i];
+      const Op& src = *src_[i];
+      bool all_meta = true;
+      for (TensorId t : op.outputs) {
+        if (t != kNoTensor && !plan_.tensors[t].metadata) all_meta = false;
+      }
+      if (all_meta) {
+        rules_[i].forward = OpRule::Forward::kMetadata;
+        continue;
+      }
+      bool any_grad = false;
+      for (TensorId t : op.inputs)
+        any_grad = any_grad || (t != kNoTensor && plan_.tensors[t].requires_grad);
+      const GradRuleFn* rule = FindGradRule(op.type);
+      if (!rule) {
+        if (any_grad) {
+          return Error{Label(src) + ": no gradient rule for op type '" + op.type + "'"};
+        }
+        continue;  // a compute op on data that needs no gradient: allocates its outputs
+      }
+      Op view = src;
+      view.type = op.type;
+      view.inputs = op.inputs;
+      RuleContext ctx{g_, view, o_.target.device};
+      auto r = (*rule)(ctx);
+      if (!r) return Error{Label(src) + ": " + r.error().message};
+      rules_[i] = r.value();
+      OpRule& rule_i = rules_[i];
+      for (int k : rule_i.differentiable) {
+        if (k < static_cast<int>(op.inputs.size()) && op.inputs[k] != kNoTensor &&
+            plan_.tensors[op.inputs[k]].requires_grad && !plan_.tensors[op.inputs[k]].metadata) {
+          op.grad_inputs.push_back(k);
+        }
+      }
+      op.needs_backward = !op.grad_inputs.empty();
+      for (int k : rule_i.grad_passthrough) {
+        if (std::find(op.grad_inputs.begin(), op.grad_inputs.end(), k) != op.grad_inputs.end()) {
+          op.grad_passthrough.push_back(k);
+        }
+      }
+      op.grads_are_views = rule_i.grads_are_views;
+      if (!op.needs_backward) continue;
+      for (size_t k = 0; k < op.outputs.size(); ++k) {
+        TensorId t = op.outputs[k];
+        if (t == kNoTensor || IsNotAllocated(rule_i, static_cast<int>(k))) continue;
+        if (IsFloating(plan_.tensors[t].dtype)) plan_.tensors[t].requires_grad = true;
+      }
+    }
+    return {};
+  }
+
+  static bool IsNotAllocated(const OpRule& r, int k) {
+    return std::find(r.outputs_not_allocated.begin(), r.outputs_not_allocated.end(), k) !=
+           r.outputs_not_allocated.end();
+  }
+
+  bool WantsSaved(const PlanOp& op, const SavedSpec& s) const {
+    if (!op.needs_backward) return false;
+    if (s.for_grads.empty()) return true;
+    for (int k : s.for_grads) {
+      if (std::find(op.grad_inputs.begin(), op.grad_inputs.end(), k) != op.grad_inputs.end())
+        return true;
+    }
+    return false;
+  }
+
+  PlanTensorId NewTensor(const std::string& name, DType dtype, std::vector<int64_t> shape) {
+    PlanTensor t;
+    t.name = name;
+    t.dtype = dtype;
+    t.shape = std::move(shape);
+    t.strides = ContiguousStrides(t.shape);
+    uint64_t n = ElementBytes(dtype).value_or(0);
+    for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
+    t.bytes = n;
+    t.is_extra = true;
+    plan_.tensors.push_back(std::move(t));
+    return static_cast<PlanTensorId>(plan_.tensors.size() - 1);
+  }
+
+  // Saved-by-someone, per graph tensor, so in-place decisions never overwrite a saved tensor.
+  std::vector<bool> SavedTensors() const {
+    std::vector<bool> saved(plan_.tensors.size(), false);
+    for (size_t i = 0; i < ops_.size(); ++i) {
+      if (removed_[i]) continue;
+      const PlanOp& op = ops_[i];
+      for (const SavedSpec& s : rules_[i].saved) {
+        if (!WantsSaved(op, s)) continue;
+        if (s.from == SavedSpec::From::kInput && s.index < static_cast<int>(op.inputs.size()) &&
+            op.inputs[s.index] != kNoTensor) {
+          saved[op.inputs[s.index]] = true;
+        }
+      }
+    }
+    return saved;
+  }
+
+  // A view of `base` with new shape/strides.
+  void MakeView(PlanTensorId out, PlanTensorId base, std::vector<int64_t> strides) {
+    PlanTensor& t = plan_.tensors[out];
+    t.view_of = base;
+    t.strides = std::move(strides);
+    t.bytes = 0;
+  }
+
+  void DecideForward() {
+    std::vector<bool> saved = SavedTensors();
+    for (size_t i = 0; i < ops_.size(); ++i) {
+      if (removed_[i]) continue;
+      PlanOp& op = ops_[i];
+      const OpRule& r = rules_[i];
+      copy_of_input_.clear();
+      for (size_t k = 0; k < op.outputs.size(); ++k) {
+        if (op.outputs[k] != kNoTensor && IsNotAllocated(r, static_cast<int>(k))) {
+          plan_.tensors[op.outputs[k]].metadata = true;
+          op.outputs[k] = -1;
+        }
+      }
+      if (r.forward == OpRule::Forward::kMetadata) {
+        for (PlanTensorId t : op.outputs) {
+          if (t >= 0) plan_.tensors[t].metadata = true;
+        }
+        continue;
+      }
+      if (r.forward == OpRule::Forward::kView) View(op);
+      if (r.forward == OpRule::Forward::kInPlace || op.type == "Add") InPlace(op, *src_[i], saved);
+      if (op.type == "MatMul") MatMulCopies(op);
+      for (size_t e = 0; e < r.extras.size(); ++e) {
+        const ExtraSpec& x = r.extras[e];
+        op.extras.push_back(NewTensor(op.name + ":" + x.name, x.dtype, x.shape));
+      }
+      if (!op.needs_backward) continue;
+      for (const SavedSpec& s : r.saved) {
+        if (!WantsSaved(op, s)) continue;
+        PlanTensorId t = -1;
+        if (s.from == SavedSpec::From::kInput && s.index < static_cast<int>(op.inputs.size())) {
+          t = op.inputs[s.index];
+          // The op saves the contiguous copy it made, not the original.
+          if (s.index < static_cast<int>(copy_of_input_.size()) && copy_of_input_[s.index] >= 0) {
+            t = copy_of_input_[s.index];
+          }
+        } else if (s.from == SavedSpec::From::kOutput &&
+                   s.index < static_cast<int>(op.outputs.size())) {
+          t = op.outputs[s.index];
+        } else if (s.from == SavedSpec::From::kExtra &&
+                   s.index < static_cast<int>(op.extras.size())) {
+          t = op.extras[s.index];
+        }
+        if (t < 0 || plan_.tensors[t].metadata) continue;
+        if (std::find(op.saved.begin(), op.saved.end(), t) == op.saved.end()) op.saved.push_back(t);
+      }
+    }
+    for (size_t i = 0; i < ops_.size(); ++i) {
+      if (!removed_[i]) plan_.ops.push_back(std::move(ops_[i]));
+    }
+  }
+
+  void View(PlanOp& op) {
+    PlanTensorId in = op.inputs.empty() ? -1 : op.inputs[0];
+    if (in < 0 || plan_.tensors[in].metadata) return;
+    const PlanTensor& x = plan_.tensors[in];
+    for (size_t k = 0; k < op.outputs.size(); ++k) {
+      PlanTensorId out = op.outputs[k];
+      if (out < 0) continue;
+      const PlanTensor& y = plan_.tensors[out];
+      std::optional<std::vector<int64_t>> strides;
+      if (op.type == "Transpose") {
+        const Attribute* perm = src_[&op - ops_.data()]->attr("perm");
+        std::vector<int64_t> p;
+        if (perm) {
+          p = perm->ints;
+        } else {
+          for (size_t d = x.shape.size(); d-- > 0;) p.push_back(static_cast<int64_t>(d));
+        }
+        std::vector<int64_t> s;
+        for (int64_t d : p) s.push_back(x.strides.at(d));
+        strides = s;
+      } else if (op.type == "Slice" || op.type == "Split") {
+        strides = x.strides;  // same strides, an offset into the storage
+      } else if (op.type == "Expand") {
+        std::vector<int64_t> s(y.shape.size(), 0);
+        size_t off = y.shape.size() - x.shape.size();
+        for (size_t d = 0; d < x.shape.size(); ++d) {
+          s[off + d] = x.shape[d] == y.shape[off + d] ? x.strides[d] : 0;
+        }
+        strides = s;
+      } else if (op.type == "Gather") {
+        // select(): drops the indexed axis.
+        int64_t axis = src_[&op - ops_.data()]->attr_int("axis", 0);
+        if (axis < 0) axis += static_cast<int64_t>(x.shape.size());
+        std::vector<int64_t> s = x.strides;
+        if (axis >= 0 && axis < static_cast<int64_t>(s.size())) s.erase(s.begin() + axis);
+        strides = s;
+      } else if (y.shape == x.shape) {
+        strides = x.strides;  // Identity, Dropout(p=0), same-dtype Cast
+      } else {
+        strides = ViewStrides(x.shape, x.strides, y.shape);  // reshape family
+      }
+      if (strides && strides->size() == y.shape.size()) {
+        MakeView(out, in, *strides);
+        // Their backward is a view of the output gradient too; slicing, expanding, splitting
+        // and selecting allocate an input-sized gradient instead.
+        op.is_view =
+            op.type != "Slice" && op.type != "Expand" && op.type != "Split" && op.type != "Gather";
+      }
+      // else: PyTorch's reshape copies; the output keeps its own contiguous storage.
+    }
+  }
+
+  // An op that may run in place overwrites input 0 when nothing else needs it: the input is
+  // an activation with its own storage, read by this op only, not saved and not an output.
+  void InPlace(PlanOp& op, const Op& src, const std::vector<bool>& saved) {
+    if (op.outputs.empty() || op.outputs[0] < 0) return;
+    PlanTensorId out = op.outputs[0];
+    auto candidate = [&](size_t k) {
+      if (k >= op.inputs.size()) return false;
+      PlanTensorId in = op.inputs[k];
+      if (in < 0 || in >= static_cast<PlanTensorId>(g_.tensors.size())) return false;
+      const PlanTensor& x = plan_.tensors[in];
+      if (x.role != TensorRole::kActivation || x.metadata || x.view_of >= 0 || saved[in])
+        return false;
+      if (x.shape != plan_.tensors[out].shape || x.dtype != plan_.tensors[out].dtype) return false;
+      return OnlyConsumer(in, src) && g_.tensors[in].consumers.size() == 1;
+    };
+    if (op.type == "Add") {
+      // out += identity (torchvision blocks), and Linear's bias added into the matmul result.
+      bool bias = op.inputs.size() == 2 && op.inputs[1] >= 0 &&
+                  plan_.tensors[op.inputs[1]].role == TensorRole::kParameter;
+      bool bias_first = op.inputs.size() == 2 && op.inputs[0] >= 0 &&
+                        plan_.tensors[op.inputs[0]].role == TensorRole::kParameter;
+      if (candidate(0) && (bias || IsFreshCompute(op.inputs[0]))) {
+        MakeView(out, op.inputs[0], plan_.tensors[op.inputs[0]].strides);
+      } else if (bias_first && candidate(1)) {
+        MakeView(out, op.inputs[1], plan_.tensors[op.inputs[1]].strides);
+      }
+      return;
+    }
+    if (candidate(0)) MakeView(out, op.inputs[0], plan_.tensors[op.inputs[0]].strides);
+  }
+
+  // Produced by a normalization/conv whose result a torchvision block adds into in place.
+  bool IsFreshCompute(PlanTensorId t) const {
+    const Op* p = Producer(t);
+    return p && (p->type == "BatchNormalization" || p->type == "Conv");
+  }
+
+  // torch.matmul reshapes batched operands to 3-D (or folds them to 2-D); a reshape that
+  // cannot be a view copies, and bmm/mm then saves the copy.
+  void MatMulCopies(PlanOp& op) {
+    copy_of_input_.assign(op.inputs.size(), -1);
+    if (op.inputs.size() != 2 || op.inputs[0] < 0 || op.inputs[1] < 0) return;
+    const PlanTensor& a = plan_.tensors[op.inputs[0]];
+    const PlanTensor& b = plan_.tensors[op.inputs[1]];
+    size_t ra = a.shape.size(), rb = b.shape.size();
+    auto needs_copy = [&](const PlanTensor& t, std::vector<int64_t> target,
+                          const std::vector<int64_t>& expanded_shape) {
+      std::vector<int64_t> strides = t.strides;
+      std::vector<int64_t> shape = t.shape;
+      if (!expanded_shape.empty() && expanded_shape != t.shape) {
+        size_t off = expanded_shape.size() - t.shape.size();
+        std::vector<int64_t> s(expanded_shape.size(), 0);
+        for (size_t d = 0; d < t.shape.size(); ++d) {
+          s[off + d] = t.shape[d] == expanded_shape[off + d] ? t.strides[d] : 0;
+        }
+        strides = s;
+        shape = expanded_shape;
+      }
+      return !ViewStrides(shape, strides, target).has_value();
+    };
+    auto add_copy = [&](int k, std::vector<int64_t> shape) {
+      const PlanTensor& src = plan_.tensors[op.inputs[k]];
+      PlanTensorId c = NewTensor(src.name + ":contiguous", src.dtype, std::move(shape));
+      op.copies.push_back(c);
+      copy_of_input_[k] = c;
+    };
+    if (ra >= 3 && rb <= 2) {
+      int64_t rows = 1;
+      for (size_t d = 0; d + 1 < ra; ++d) rows *= a.shape[d];
+      std::vector<int64_t> target = {rows, a.shape.back()};
+      if (needs_copy(a, target, {})) add_copy(0, target);
+      return;
+    }
+    if (ra >= 3 && rb >= 3) {
+      // Broadcast batch dims, then reshape each to [batch, n, m].
+      size_t rank = std::max(ra, rb);
+      std::vector<int64_t> batch(rank - 2, 1);
+      for (const PlanTensor* t : {&a, &b}) {
+        size_t off = rank - t->shape.size();
+        for (size_t d = 0; d + 2 < t->shape.size(); ++d) {
+          batch[off + d] = std::max(batch[off + d], t->shape[d]);
+        }
+      }
+      int64_t nb = 1;
+      for (int64_t d : batch) nb *= d;
+      for (int k = 0; k < 2; ++k) {
+        const PlanTensor& t = k == 0 ? a : b;
+        std::vector<int64_t> expanded = batch;
+        expanded.push_back(t.shape[t.shape.size() - 2]);
+        expanded.push_back(t.shape.back());
+        std::vector<int64_t> target = {nb, t.shape[t.shape.size() - 2], t.shape.back()};
+        if (needs_copy(t, target, expanded)) add_copy(k, target);
+      }
+    }
+  }
+
+  const Graph& g_;
+  const PlanOptions& o_;
+  TrainingPlan plan_;
+  std::vector<PlanOp> ops_;
+  std::vector<const Op*> src_;
+  std::vector<OpRule> rules_;
+  std::vector<bool> removed_;
+  std::set<size_t> fused_gelu_;
+  std::vector<std::vector<OpId>> consumers_;
+  std::vector<PlanTensorId> copy_of_input_;
+};
+
+}  // namespace
+
+Result<TrainingPlan> BuildPlan(const Graph& graph, const PlanOptions& options) {
+  return Builder(graph, options).Run();
+}
+
+}  // namespace vramsim

@@ -1,0 +1,25 @@
+// Graph -> TrainingPlan: applies the gradient rules, PyTorch's view and in-place behaviour,
+// and recognizes exporter decompositions (GELU) so what is saved matches the single op.
+#pragma once
+
+#include "importer/graph.h"
+#include "importer/status.h"
+#include "simulator/plan.h"
+
+namespace vramsim {
+
+struct PlanOptions {
+  TargetSpec target;
+  LossKind loss = LossKind::kCrossEntropy;
+};
+
+Result<TrainingPlan> BuildPlan(const Graph& graph, const PlanOptions& options);
+
+// PyTorch's rule for whether a reshape can be a view (ATen computeStride): the new strides,
+// or nullopt when the data must be copied.
+std::optional<std::vector<int64_t>> ViewStrides(const std::vector<int64_t>& shape,
+                                                const std::vector<int64_t>& strides,
+                                                const std::vector<int64_t>& new_shape);
+std::vector<int64_t> ContiguousStrides(const std::vector<int64_t>& shape);
+
+}  // namespace vramsim

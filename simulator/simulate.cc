@@ -1,0 +1,376 @@
+#include "simulator/simulate.h"
+
+#include <algorithm>
+
+namespace vramsim {
+namespace {
+
+class Runtime {
+ public:
+  explicit Runtime(const TrainingPlan& plan) : plan_(plan) {}
+
+  Result<Trace> Run() {
+    Setup();
+    Forward();
+    if (auto s = Loss(); !s) return Error{s.message()};
+    Backward();
+    Optimizer();
+    End();
+    return std::move(trace_);
+  }
+
+ private:
+  // ---- storage -------------------------------------------------------------------------
+  void Step(Phase phase, std::string name, std::string type, std::string scope) {
+    trace_.steps.push_back({phase, std::move(name), std::move(type), std::move(scope), 0});
+  }
+  StepId Now() const { return static_cast<StepId>(trace_.steps.size()) - 1; }
+
+  BufferId Alloc(const std::string& name, uint64_t bytes, Category cat, DType dtype,
+                 const std::vector<int64_t>& shape, const std::string& scope, std::string why) {
+    trace_.buffers.push_back({name, bytes, cat, dtype, shape, scope, std::move(why)});
+    refs_.push_back(1);
+    BufferId id = static_cast<BufferId>(trace_.buffers.size()) - 1;
+    trace_.events.push_back({Event::Kind::kAlloc, id, Now()});
+    return id;
+  }
+  BufferId AllocLike(const PlanTensor& t, const std::string& name, Category cat,
+                     const std::string& scope, std::string why) {
+    uint64_t bytes = ElementBytes(t.dtype).value_or(0);
+    for (int64_t d : t.shape) bytes *= static_cast<uint64_t>(d);
+    return Alloc(name, bytes, cat, t.dtype, t.shape, scope, std::move(why));
+  }
+  void Ref(BufferId b) { ++refs_[b]; }
+  void Unref(BufferId b) {
+    if (b < 0) return;
+    if (--refs_[b] == 0) trace_.events.push_back({Event::Kind::kFree, b, Now()});
+  }
+
+  // ---- forward tensors -----------------------------------------------------------------
+  PlanTensorId Root(PlanTensorId t) const {
+    while (plan_.tensors[t].view_of >= 0) t = plan_.tensors[t].view_of;
+    return t;
+  }
+
+  void Materialize(PlanTensorId t, const std::string& scope, const std::string& producer) {
+    const PlanTensor& x = plan_.tensors[t];
+    if (x.metadata || storage_[t] >= 0) return;
+    if (x.view_of >= 0 && storage_[x.view_of] >= 0) {
+      storage_[t] = storage_[x.view_of];
+      Ref(storage_[t]);
+      return;
+    }
+    PlanTensorId root = Root(t);
+    bool saved = saved_root_[root];
+    std::string why = saved ? "saved for the backward of " + saver_[root]
+                            : "read by " + producer + "'s consumers";
+    storage_[t] = AllocLike(x, x.name, saved ? Category::kSavedActivations : Category::kTransient,
+                            scope, why);
+  }
+
+  void Release(PlanTensorId t) {
+    if (t < 0 || plan_.tensors[t].metadata || storage_[t] < 0) return;
+    if (--holds_[t] > 0) return;
+    Unref(storage_[t]);
+    storage_[t] = -1;
+  }
+
+  void Setup() {
+    size_t n = plan_.tensors.size();
+    storage_.assign(n, -1);
+    holds_.assign(n, 0);
+    saved_root_.assign(n, false);
+    saver_.assign(n, "");
+    grad_.assign(n, -1);
+    for (const PlanOp& op : plan_.ops) {
+      std::vector<PlanTensorId> seen;
+      for (PlanTensorId t : op.inputs) {
+        if (t < 0 || std::find(seen.begin(), seen.end(), t) != seen.end()) continue;
+        seen.push_back(t);
+        ++holds_[t];
+      }
+      for (PlanTensorId t : op.saved) {
+        ++holds_[t];
+        PlanTensorId root = Root(t);
+        if (!saved_root_[root]) saver_[root] = op.name;
+        saved_root_[root] = true;
+      }
+    }
+    for (PlanTensorId t : plan_.outputs) ++holds_[t];  // the training script holds the outputs
+    if (!plan_.outputs.empty() && plan_.loss != LossKind::kNone) ++holds_[plan_.outputs[0]];
+    // Parameters receiving a gradient, in order of first use (the optimizer's param list).
+    std::vector<bool> gets_grad(n, false);
+    for (const PlanOp& op : plan_.ops) {
+      for (int k : op.grad_inputs) {
+        PlanTensorId t = op.inputs[k];
+        if (plan_.tensors[t].role == TensorRole::kParameter) gets_grad[t] = true;
+      }
+    }
+    Step(Phase::kSetup, "steady state", "setup", "");
+    for (PlanTensorId p : plan_.parameters) {
+      storage_[p] = AllocLike(plan_.tensors[p], plan_.tensors[p].name, Category::kParameters, "",
+                              "parameter");
+      holds_[p] = 1 << 30;
+      if (gets_grad[p]) trained_.push_back(p);
+    }
+    for (PlanTensorId b : plan_.buffers) {
+      storage_[b] =
+          AllocLike(plan_.tensors[b], plan_.tensors[b].name, Category::kBuffers, "", "buffer");
+      holds_[b] = 1 << 30;
+    }
+    for (PlanTensorId b : plan_.batch) {
+      storage_[b] =
+          AllocLike(plan_.tensors[b], plan_.tensors[b].name, Category::kBatch, "", "batch input");
+      holds_[b] = 1 << 30;
+    }
+    if (plan_.loss != LossKind::kNone && !plan_.outputs.empty()) {
+      const PlanTensor& logits = plan_.tensors[plan_.outputs[0]];
+      PlanTensor labels;
+      labels.shape = logits.shape;
+      if (plan_.loss == LossKind::kCrossEntropy) {
+        labels.dtype = DType::kInt64;
+        if (!labels.shape.empty()) labels.shape.pop_back();
+      } else {
+        labels.dtype = logits.dtype;
+      }
+      labels_ = AllocLike(labels, "labels", Category::kBatch, "", "batch labels");
+    }
+    const OptimizerSpec& opt = plan_.optimizer;
+    for (PlanTensorId p : trained_) {
+      const PlanTensor& t = plan_.tensors[p];
+      for (int k = 0; k < opt.state_per_param; ++k) {
+        state_.push_back(AllocLike(t, opt.name + " state " + std::to_string(k) + " of " + t.name,
+                                   Category::kOptimizerState, "", "optimizer state"));
+      }
+      if (opt.step_counter_bytes) {
+        state_.push_back(Alloc(opt.name + " step of " + t.name, opt.step_counter_bytes,
+                               Category::kOptimizerState, DType::kFloat32, {}, "",
+                               "optimizer step counter"));
+      }
+    }
+  }
+
+  void Forward() {
+    for (const PlanOp& op : plan_.ops) {
+      bool any = false;
+      for (PlanTensorId t : op.outputs) any = any || (t >= 0 && !plan_.tensors[t].metadata);
+      if (!any && op.extras.empty()) continue;
+      Step(Phase::kForward, op.name, op.type, op.scope);
+      for (PlanTensorId t : op.copies) {
+        storage_[t] =
+            AllocLike(plan_.tensors[t], plan_.tensors[t].name,
+                      saved_root_[t] ? Category::kSavedActivations : Category::kTransient, op.scope,
+                      saved_root_[t] ? "saved for the backward of " + op.name
+                                     : "contiguous copy made by " + op.name);
+        ++holds_[t];
+      }
+      for (PlanTensorId t : op.extras) {
+        storage_[t] = AllocLike(plan_.tensors[t], plan_.tensors[t].name,
+                                saved_root_[t] ? Category::kSavedActivations : Category::kTransient,
+                                op.scope, "made by " + op.name);
+        ++holds_[t];
+      }
+      for (PlanTensorId t : op.outputs) {
+        if (t >= 0) Materialize(t, op.scope, op.name);
+      }
+      // Inputs read for the last time, then what this op made but nobody reads.
+      std::vector<PlanTensorId> seen;
+      for (PlanTensorId t : op.inputs) {
+        if (t < 0 || std::find(seen.begin(), seen.end(), t) != seen.end()) continue;
+        seen.push_back(t);
+        Release(t);
+      }
+      for (PlanTensorId t : op.copies) Release(t);
+      for (PlanTensorId t : op.extras) Release(t);
+      for (PlanTensorId t : op.outputs) {
+        if (t >= 0 && storage_[t] >= 0 && holds_[t] == 0) {
+          ++holds_[t];
+          Release(t);
+        }
+      }
+    }
+  }
+
+  Status Loss() {
+    if (plan_.outputs.empty()) return Error{"the model has no output to train"};
+    PlanTensorId out = plan_.outputs[0];
+    const PlanTensor& logits = plan_.tensors[out];
+    if (storage_[out] < 0)
+      return Error{"the first graph output '" + logits.name + "' is a constant"};
+    if (plan_.loss == LossKind::kNone) return {};
+    Step(Phase::kLoss, "loss", plan_.loss == LossKind::kMse ? "mse_loss" : "cross_entropy", "");
+    PlanTensor scalar;
+    scalar.dtype = logits.dtype;
+    if (plan_.loss == LossKind::kCrossEntropy) {
+      if (!IsFloating(logits.dtype) || logits.shape.empty()) {
+        return Error{"cross-entropy needs floating logits with a class dimension; '" + logits.name +
+                     "' is not (try --loss mse or --loss none)"};
+      }
+      // log_softmax (saved) then nll_loss (loss and total_weight, saved).
+      log_probs_ = AllocLike(logits, "log_softmax(" + logits.name + ")",
+                             Category::kSavedActivations, "", "saved for the backward of the loss");
+      Release(out);
+      total_weight_ = AllocLike(scalar, "nll_loss total_weight", Category::kSavedActivations, "",
+                                "saved for the backward of the loss");
+    } else {
+      Release(out);  // mse saves its input and target, which stay alive anyway
+      ++holds_[out];
+    }
+    loss_ = AllocLike(scalar, "loss", Category::kTransient, "", "the loss");
+    return {};
+  }
+
+  // A new gradient contribution for tensor t, whose storage the caller holds one reference to.
+  void AddGrad(PlanTensorId t, BufferId b) {
+    const PlanTensor& x = plan_.tensors[t];
+    if (grad_[t] < 0) {
+      if (x.role == TensorRole::kParameter && refs_[b] > 1) {
+        // AccumulateGrad clones a gradient it cannot steal.
+        grad_[t] =
+            AllocLike(x, "grad of " + x.name, Category::kGradients, "", "parameter gradient");
+        Unref(b);
+      } else {
+        grad_[t] = b;
+      }
+      return;
+    }
+    if (x.role == TensorRole::kParameter || refs_[grad_[t]] == 1) {
+      Unref(b);  // accumulated in place
+      return;
+    }
+    BufferId sum = AllocLike(x, "grad of " + x.name, Category::kTransient, "", "gradient sum");
+    Unref(grad_[t]);
+    Unref(b);
+    grad_[t] = sum;
+  }
+
+  void Backward() {
+    PlanTensorId out = plan_.outputs[0];
+    Step(Phase::kBackward, "loss backward", "loss backward", "");
+    PlanTensor scalar;
+    scalar.dtype = plan_.tensors[out].dtype;
+    if (plan_.loss == LossKind::kCrossEntropy) {
+      BufferId g_loss =
+          AllocLike(scalar, "grad of loss", Category::kTransient, "", "loss gradient");
+      BufferId g_logp = AllocLike(plan_.tensors[out], "grad of log_softmax", Category::kTransient,
+                                  "", "loss gradient");
+      Unref(g_loss);
+      Unref(total_weight_);
+      BufferId g_out = AllocLike(plan_.tensors[out], "grad of " + plan_.tensors[out].name,
+                                 Category::kTransient, "", "loss gradient");
+      Unref(g_logp);
+      Unref(log_probs_);
+      AddGrad(out, g_out);
+    } else if (plan_.loss == LossKind::kMse) {
+      BufferId g_loss =
+          AllocLike(scalar, "grad of loss", Category::kTransient, "", "loss gradient");
+      BufferId g_out = AllocLike(plan_.tensors[out], "grad of " + plan_.tensors[out].name,
+                                 Category::kTransient, "", "loss gradient");
+      Unref(g_loss);
+      Release(out);
+      AddGrad(out, g_out);
+    } else {
+      AddGrad(out, AllocLike(plan_.tensors[out], "grad of " + plan_.tensors[out].name,
+                             Category::kTransient, "", "output gradient"));
+    }
+    std::vector<const PlanOp*> skipped;
+    for (auto it = plan_.ops.rbegin(); it != plan_.ops.rend(); ++it) {
+      const PlanOp& op = *it;
+      if (!op.needs_backward) continue;
+      std::vector<PlanTensorId> outs;
+      for (PlanTensorId t : op.outputs) {
+        if (t >= 0 && grad_[t] >= 0) outs.push_back(t);
+      }
+      if (outs.empty()) {
+        skipped.push_back(&op);
+        continue;
+      }
+      Step(Phase::kBackward, op.name, op.type + " backward", op.scope);
+      for (int k : op.grad_inputs) {
+        PlanTensorId x = op.inputs[k];
+        const PlanTensor& xt = plan_.tensors[x];
+        bool passthrough = std::find(op.grad_passthrough.begin(), op.grad_passthrough.end(), k) !=
+                               op.grad_passthrough.end() &&
+                           (op.is_view || xt.shape == plan_.tensors[outs[0]].shape);
+        if ((passthrough || op.grads_are_views) && outs.size() == 1 &&
+            (op.is_view || !(op.type == "Sub" && k == 1))) {
+          BufferId g = grad_[outs[0]];
+          Ref(g);
+          AddGrad(x, g);
+          continue;
+        }
+        bool param = xt.role == TensorRole::kParameter;
+        AddGrad(x, AllocLike(xt, "grad of " + xt.name,
+                             param && grad_[x] < 0 ? Category::kGradients : Category::kTransient,
+                             op.scope, param ? "parameter gradient" : "activation gradient"));
+      }
+      for (PlanTensorId t : outs) {
+        Unref(grad_[t]);
+        grad_[t] = -1;
+      }
+      for (PlanTensorId t : op.saved) Release(t);
+    }
+    Step(Phase::kBackward, "backward done", "release graph", "");
+    for (const PlanOp* op : skipped) {
+      for (PlanTensorId t : op->saved) Release(t);
+    }
+    for (PlanTensorId t : plan_.outputs) {
+      if (grad_[t] >= 0) {
+        Unref(grad_[t]);
+        grad_[t] = -1;
+      }
+    }
+  }
+
+  void Optimizer() {
+    const OptimizerSpec& opt = plan_.optimizer;
+    Step(Phase::kOptimizer, "optimizer step", opt.name, "");
+    auto temps_for = [&](PlanTensorId p, std::vector<BufferId>* out) {
+      for (int k = 0; k < opt.step_temporaries; ++k) {
+        out->push_back(AllocLike(plan_.tensors[p],
+                                 opt.name + " temporary of " + plan_.tensors[p].name,
+                                 Category::kTransient, "", "optimizer step temporary"));
+      }
+    };
+    if (opt.impl == OptimizerImpl::kForeach) {
+      std::vector<BufferId> temps;
+      for (PlanTensorId p : trained_) temps_for(p, &temps);
+      for (BufferId b : temps) Unref(b);
+    } else if (opt.impl == OptimizerImpl::kForLoop) {
+      for (PlanTensorId p : trained_) {
+        std::vector<BufferId> temps;
+        temps_for(p, &temps);
+        for (BufferId b : temps) Unref(b);
+      }
+    }
+    Step(Phase::kOptimizer, "zero_grad", "zero_grad(set_to_none=True)", "");
+    for (PlanTensorId p : trained_) {
+      if (grad_[p] >= 0) Unref(grad_[p]);
+      grad_[p] = -1;
+    }
+  }
+
+  void End() {
+    Step(Phase::kEnd, "end of step", "release outputs", "");
+    for (PlanTensorId t : plan_.outputs) Release(t);
+    Unref(loss_);
+  }
+
+  const TrainingPlan& plan_;
+  Trace trace_;
+  std::vector<int32_t> refs_;
+  std::vector<BufferId> storage_;
+  std::vector<int32_t> holds_;
+  std::vector<bool> saved_root_;
+  std::vector<std::string> saver_;
+  std::vector<BufferId> grad_;
+  std::vector<PlanTensorId> trained_;
+  std::vector<BufferId> state_;
+  BufferId labels_ = -1, log_probs_ = -1, total_weight_ = -1, loss_ = -1;
+};
+
+}  // namespace
+
+Result<Trace> Simulate(const TrainingPlan& plan) { return Runtime(plan).Run(); }
+
+}  // namespace vramsim
