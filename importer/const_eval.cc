@@ -44,7 +44,8 @@ void Set(ConstValue& v, size_t i, double x) {
   } else if (v.dtype == DType::kBool) {
     v.ints[i] = x != 0;
   } else {
-    v.ints[i] = std::isfinite(x) ? static_cast<int64_t>(x) : 0;
+    // Out-of-range float -> int64 conversion is undefined; such values become 0.
+    v.ints[i] = x >= -0x1p63 && x < 0x1p63 ? static_cast<int64_t>(x) : 0;
   }
 }
 
@@ -56,6 +57,17 @@ std::vector<int64_t> Ints(const ConstValue& v) {
 }
 
 int64_t NormalizeAxis(int64_t axis, int64_t rank) { return axis < 0 ? axis + rank : axis; }
+
+// Two's-complement wrap-around, as ONNX (numpy) integer arithmetic; no signed overflow.
+int64_t WrapAdd(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b));
+}
+int64_t WrapSub(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) - static_cast<uint64_t>(b));
+}
+int64_t WrapMul(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) * static_cast<uint64_t>(b));
+}
 
 std::optional<Shape> Broadcast(const std::vector<const Shape*>& shapes) {
   size_t rank = 0;
@@ -150,22 +162,26 @@ Out Binary(const std::string& type, const Values& in) {
   if (type == "Add") {
     return Elementwise(
         in, dt, [](const auto& x) { return x[0] + x[1]; },
-        [](const std::vector<int64_t>& x) { return x[0] + x[1]; });
+        [](const std::vector<int64_t>& x) { return WrapAdd(x[0], x[1]); });
   }
   if (type == "Sub") {
     return Elementwise(
         in, dt, [](const auto& x) { return x[0] - x[1]; },
-        [](const std::vector<int64_t>& x) { return x[0] - x[1]; });
+        [](const std::vector<int64_t>& x) { return WrapSub(x[0], x[1]); });
   }
   if (type == "Mul") {
     return Elementwise(
         in, dt, [](const auto& x) { return x[0] * x[1]; },
-        [](const std::vector<int64_t>& x) { return x[0] * x[1]; });
+        [](const std::vector<int64_t>& x) { return WrapMul(x[0], x[1]); });
   }
   if (type == "Div") {
     return Elementwise(
         in, dt, [](const auto& x) { return x[0] / x[1]; },
-        [](const std::vector<int64_t>& x) { return x[1] == 0 ? 0 : x[0] / x[1]; });
+        [](const std::vector<int64_t>& x) -> int64_t {
+          if (x[1] == 0) return 0;
+          if (x[1] == -1) return WrapSub(0, x[0]);  // INT64_MIN / -1 traps
+          return x[0] / x[1];
+        });
   }
   if (type == "Pow") {
     return Elementwise(
@@ -197,8 +213,8 @@ Out Unary(const std::string& type, const ConstValue& a) {
   if (!IsFloating(a.dtype) && (type == "Neg" || type == "Abs" || type == "Not" || type == "Sign")) {
     ConstValue out = a;
     for (auto& x : out.ints) {
-      if (type == "Neg") x = -x;
-      if (type == "Abs") x = x < 0 ? -x : x;
+      if (type == "Neg") x = WrapSub(0, x);
+      if (type == "Abs") x = x < 0 ? WrapSub(0, x) : x;
       if (type == "Not") x = !x;
       if (type == "Sign") x = (x > 0) - (x < 0);
     }
@@ -274,11 +290,12 @@ Out Slice(const ConstValue& data, std::vector<int64_t> starts, std::vector<int64
     if (st > 0) {
       s = std::clamp<int64_t>(s, 0, dim);
       e = std::clamp<int64_t>(e, 0, dim);
-      out_shape[ax] = e > s ? (e - s + st - 1) / st : 0;
+      out_shape[ax] = e > s ? (e - s - 1) / st + 1 : 0;
     } else {
       s = std::clamp<int64_t>(s, 0, dim - 1);
       e = std::clamp<int64_t>(e, -1, dim - 1);
-      out_shape[ax] = s > e ? (s - e - st - 1) / (-st) : 0;
+      uint64_t mag = 0 - static_cast<uint64_t>(st);  // |st|, INT64_MIN included
+      out_shape[ax] = s > e ? static_cast<int64_t>(static_cast<uint64_t>(s - e - 1) / mag + 1) : 0;
     }
     begin[ax] = s;
     step[ax] = st;
@@ -704,7 +721,7 @@ std::optional<std::vector<ConstValue>> EvaluateOp(const Op& op, int64_t opset,
     return Elementwise(
         in, a.dtype, [](const auto& x) { return std::fmod(x[0], x[1]); },
         [fmod](const std::vector<int64_t>& x) -> int64_t {
-          if (x[1] == 0) return 0;
+          if (x[1] == 0 || x[1] == -1) return 0;  // INT64_MIN % -1 traps
           int64_t r = x[0] % x[1];
           if (!fmod && r != 0 && ((r < 0) != (x[1] < 0))) r += x[1];
           return r;
@@ -726,7 +743,7 @@ std::optional<std::vector<ConstValue>> EvaluateOp(const Op& op, int64_t opset,
         [is_min, is_sum](const std::vector<int64_t>& x) {
           int64_t r = x[0];
           for (size_t i = 1; i < x.size(); ++i)
-            r = is_sum ? r + x[i] : is_min ? std::min(r, x[i]) : std::max(r, x[i]);
+            r = is_sum ? WrapAdd(r, x[i]) : is_min ? std::min(r, x[i]) : std::max(r, x[i]);
           return r;
         });
   }
@@ -838,7 +855,9 @@ std::optional<std::vector<ConstValue>> EvaluateOp(const Op& op, int64_t opset,
     fill.dtype = DType::kFloat32;
     fill.floats = {0.0};
     if (const Attribute* v = op.attr("value"); v && v->kind == Attribute::Kind::kTensor) {
-      if (!v->tensor || v->tensor->size() != 1) return std::nullopt;
+      if (!v->tensor || v->tensor->size() != 1 || !ElementBytes(v->tensor->dtype)) {
+        return std::nullopt;
+      }
       fill = *v->tensor;
     }
     ConstValue out = Make(fill.dtype, s);
@@ -846,8 +865,13 @@ std::optional<std::vector<ConstValue>> EvaluateOp(const Op& op, int64_t opset,
     return One(std::move(out));
   }
   if (t == "Range" && present(1) && present(2)) {
+    if (a.size() != 1 || in[1]->size() != 1 || in[2]->size() != 1 ||
+        IsFloating(a.dtype) != IsFloating(in[1]->dtype) ||
+        IsFloating(a.dtype) != IsFloating(in[2]->dtype)) {
+      return std::nullopt;
+    }
     double start = a.at(0), limit = in[1]->at(0), delta = in[2]->at(0);
-    if (delta == 0 || a.size() != 1) return std::nullopt;
+    if (delta == 0) return std::nullopt;
     double count = std::max(std::ceil((limit - start) / delta), 0.0);
     if (count > static_cast<double>(kMaxEvalElements)) return std::nullopt;
     ConstValue out = Make(a.dtype, {static_cast<int64_t>(count)});
@@ -855,7 +879,7 @@ std::optional<std::vector<ConstValue>> EvaluateOp(const Op& op, int64_t opset,
       if (IsFloating(a.dtype)) {
         out.floats[i] = start + static_cast<double>(i) * delta;
       } else {
-        out.ints[i] = a.ints[0] + static_cast<int64_t>(i) * in[2]->ints[0];
+        out.ints[i] = WrapAdd(a.ints[0], WrapMul(static_cast<int64_t>(i), in[2]->ints[0]));
       }
     }
     return One(std::move(out));

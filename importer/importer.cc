@@ -225,6 +225,9 @@ class Importer {
   }
 
   Status AddInputs(const onnx::GraphProto& g) {
+    for (const auto& [name, value] : options_.dims) {
+      if (value < 0) return Error{"dimension " + name + " is bound to a negative value"};
+    }
     std::map<std::string, std::vector<std::string>> unbound;  // dim -> inputs using it
     for (const auto& in : g.input()) {
       if (by_name_.count(in.name())) {
@@ -238,14 +241,16 @@ class Importer {
         auto seq = options_.input_sequences.find(in.name());
         auto dtype = DTypeFromOnnx(in.type().sequence_type().elem_type().tensor_type().elem_type());
         if (seq == options_.input_sequences.end() || !dtype) {
-          return Error{"graph input '" + in.name() + "' is a sequence of unknown length; "
+          return Error{"graph input '" + in.name() +
+                       "' is a sequence of unknown length; "
                        "sequence inputs are supported only with their element shapes bound"};
         }
         if (auto s = SetSequence(id, *dtype, seq->second, "graph input"); !s) return s;
         continue;
       }
       if (!in.type().has_tensor_type()) {
-        return Error{"graph input '" + in.name() + "' is not a tensor (map and optional inputs "
+        return Error{"graph input '" + in.name() +
+                     "' is not a tensor (map and optional inputs "
                      "are not supported)"};
       }
       const auto& tt = in.type().tensor_type();
@@ -302,9 +307,6 @@ class Importer {
         first = false;
       }
       return Error{msg + "; bind with --dim NAME=VALUE"};
-    }
-    for (const auto& [name, value] : options_.dims) {
-      if (value < 0) return Error{"dimension " + name + " is bound to a negative value"};
     }
     return {};
   }
@@ -382,12 +384,22 @@ class Importer {
       }
     }
     if (order_.size() != graph_.ops.size()) {
-      for (size_t i = 0; i < graph_.ops.size(); ++i) {
-        if (pending[i] != 0) {
-          return Error{NodeLabel(model_.graph().node(static_cast<int>(i)), static_cast<int>(i)) +
-                       " is part of a cycle"};
+      // Every unscheduled vertex has an unscheduled predecessor: walk back until one repeats.
+      size_t v = 0;
+      while (pending[v] == 0) ++v;
+      std::vector<bool> seen(nv, false);
+      while (!seen[v]) {
+        seen[v] = true;
+        for (auto [e, end] = boost::in_edges(v, df); e != end; ++e) {
+          if (pending[boost::source(*e, df)] != 0) {
+            v = boost::source(*e, df);
+            break;
+          }
         }
       }
+      if (!df[v].is_op) v = static_cast<size_t>(graph_.tensors[df[v].index].producer);
+      return Error{NodeLabel(model_.graph().node(static_cast<int>(v)), static_cast<int>(v)) +
+                   " is part of a cycle"};
     }
     return {};
   }
@@ -427,7 +439,9 @@ class Importer {
       return Error{where + ": unknown op '" + node.op_type() + "' in domain '" + node.domain() +
                    "' at opset " + std::to_string(ov->second)};
     }
-    if (schema) {
+    bool axes_input = domain.empty() && ov->second >= 18 &&
+                      node.op_type().rfind("Reduce", 0) == 0 && node.op_type() != "ReduceSum";
+    if (schema && !axes_input) {
       size_t n_in = 0;
       for (TensorId t : op.inputs) n_in += t != kNoTensor;
       if (n_in < static_cast<size_t>(schema->min_input()) ||
@@ -453,7 +467,8 @@ class Importer {
       for (size_t k = 0; k < op.outputs.size() && k < results.size(); ++k) {
         if (op.outputs[k] == kNoTensor) continue;
         if (results[k].is_sequence) {
-          if (auto s = SetSequence(op.outputs[k], results[k].dtype, results[k].elements, where); !s) {
+          if (auto s = SetSequence(op.outputs[k], results[k].dtype, results[k].elements, where);
+              !s) {
             return s;
           }
         } else if (auto s = SetType(op.outputs[k], results[k].dtype, results[k].shape, where); !s) {
@@ -470,6 +485,7 @@ class Importer {
       return {};
     }
 
+    if (!schema) return Error{where + " has no input to take its shape from"};
     std::unordered_map<std::string, onnx::TypeProto*> types;
     std::unordered_map<std::string, const onnx::TensorProto*> data;
     for (TensorId t : op.inputs) {
@@ -587,6 +603,12 @@ class Importer {
         t.role = TensorRole::kConstant;
       } else {
         t.role = TensorRole::kBuffer;
+      }
+    }
+    uint64_t total = 0;
+    for (const Tensor& t : graph_.tensors) {
+      if (!CheckedAdd(total, t.bytes, &total)) {
+        return Error{"the model's tensors together overflow a 64-bit byte count"};
       }
     }
     for (const auto& out : g.output()) {

@@ -19,7 +19,9 @@ ShapeResult Plain(DType dtype, Shape shape) {
   r.shape = std::move(shape);
   return r;
 }
-Rule One(DType dtype, Shape shape) { return std::vector<ShapeResult>{Plain(dtype, std::move(shape))}; }
+Rule One(DType dtype, Shape shape) {
+  return std::vector<ShapeResult>{Plain(dtype, std::move(shape))};
+}
 
 const ConstValue* ValueOf(const std::vector<const Tensor*>& in, size_t i) {
   return i < in.size() && in[i] && in[i]->value ? &*in[i]->value : nullptr;
@@ -73,7 +75,8 @@ Rule Einsum(const Op& op, const std::vector<const Tensor*>& in) {
     if (comma == std::string::npos) break;
     pos = comma + 1;
   }
-  if (terms.size() != in.size()) return Fail("Einsum equation names " + std::to_string(terms.size()) + " operands");
+  if (terms.size() != in.size())
+    return Fail("Einsum equation names " + std::to_string(terms.size()) + " operands");
   std::map<char, int64_t> size;
   std::map<char, int> count;
   Shape ellipsis;
@@ -92,7 +95,8 @@ Rule Einsum(const Op& op, const std::vector<const Tensor*>& in) {
       if (t.compare(i, 3, "...") == 0) {
         Shape es(s.begin() + d, s.begin() + d + ell_rank);
         // Broadcast ellipsis dims across operands.
-        if (es.size() > ellipsis.size()) ellipsis.insert(ellipsis.begin(), es.size() - ellipsis.size(), 1);
+        if (es.size() > ellipsis.size())
+          ellipsis.insert(ellipsis.begin(), es.size() - ellipsis.size(), 1);
         for (size_t j = 0; j < es.size(); ++j) {
           int64_t& o = ellipsis[ellipsis.size() - es.size() + j];
           if (o == 1) o = es[j];
@@ -132,7 +136,8 @@ Rule Einsum(const Op& op, const std::vector<const Tensor*>& in) {
 
 Rule OneHot(const Op& op, const std::vector<const Tensor*>& in) {
   const ConstValue* depth = ValueOf(in, 1);
-  if (!depth || depth->size() != 1 || !Has(in, 2)) return Fail("OneHot depth is computed at run time");
+  if (!depth || depth->size() != 1 || !Has(in, 2))
+    return Fail("OneHot depth is computed at run time");
   Shape s = in[0]->shape;
   int64_t rank = static_cast<int64_t>(s.size()) + 1;
   int64_t axis = Norm(op.attr_int("axis", -1), rank);
@@ -166,7 +171,8 @@ Rule NonZero(const std::vector<const Tensor*>& in) {
 Rule NonMaxSuppression(const Op& op, const std::vector<const Tensor*>& in) {
   const ConstValue* boxes = ValueOf(in, 0);
   const ConstValue* scores = ValueOf(in, 1);
-  if (!boxes || !scores) return Fail("NonMaxSuppression's result depends on values computed at run time");
+  if (!boxes || !scores)
+    return Fail("NonMaxSuppression's result depends on values computed at run time");
   int64_t max_out = 0;
   double iou_th = 0, score_th = -INFINITY;
   if (Has(in, 2)) {
@@ -182,13 +188,15 @@ Rule NonMaxSuppression(const Op& op, const std::vector<const Tensor*>& in) {
     score_th = ValueOf(in, 4)->at(0);
   }
   bool center = op.attr_int("center_point_box", 0) != 0;
-  if (boxes->shape.size() != 3 || scores->shape.size() != 3) return Fail("bad NonMaxSuppression ranks");
+  if (boxes->shape.size() != 3 || scores->shape.size() != 3)
+    return Fail("bad NonMaxSuppression ranks");
   int64_t batches = scores->shape[0], classes = scores->shape[1], spatial = scores->shape[2];
   auto corners = [&](int64_t b, int64_t i) {
     size_t o = static_cast<size_t>((b * spatial + i) * 4);
     double a0 = boxes->at(o), a1 = boxes->at(o + 1), a2 = boxes->at(o + 2), a3 = boxes->at(o + 3);
     if (center) return std::array<double, 4>{a1 - a3 / 2, a0 - a2 / 2, a1 + a3 / 2, a0 + a2 / 2};
-    return std::array<double, 4>{std::min(a0, a2), std::min(a1, a3), std::max(a0, a2), std::max(a1, a3)};
+    return std::array<double, 4>{std::min(a0, a2), std::min(a1, a3), std::max(a0, a2),
+                                 std::max(a1, a3)};
   };
   auto iou = [&](int64_t b, int64_t i, int64_t j) {
     auto p = corners(b, i), q = corners(b, j);
@@ -203,7 +211,8 @@ Rule NonMaxSuppression(const Op& op, const std::vector<const Tensor*>& in) {
     for (int64_t c = 0; c < classes; ++c) {
       std::vector<int64_t> cand;
       for (int64_t i = 0; i < spatial; ++i) {
-        if (scores->at(static_cast<size_t>((b * classes + c) * spatial + i)) > score_th) cand.push_back(i);
+        if (scores->at(static_cast<size_t>((b * classes + c) * spatial + i)) > score_th)
+          cand.push_back(i);
       }
       std::stable_sort(cand.begin(), cand.end(), [&](int64_t i, int64_t j) {
         return scores->at(static_cast<size_t>((b * classes + c) * spatial + i)) >
@@ -241,7 +250,8 @@ Rule Unique(const Op& op, const std::vector<const Tensor*>& in) {
   for (int64_t k = 0; k < n; ++k) {
     std::vector<double> slice;
     for (int64_t a = 0; a < outer; ++a) {
-      for (int64_t b = 0; b < inner; ++b) slice.push_back(x->at(static_cast<size_t>((a * n + k) * inner + b)));
+      for (int64_t b = 0; b < inner; ++b)
+        slice.push_back(x->at(static_cast<size_t>((a * n + k) * inner + b)));
     }
     seen.insert(slice);
   }
@@ -366,9 +376,11 @@ Rule Sequence(const Op& op, const std::vector<const Tensor*>& in) {
       if (split->shape.empty()) {
         int64_t chunk = static_cast<int64_t>(split->at(0));
         if (chunk <= 0) return Fail("SplitToSequence chunk must be positive");
-        for (int64_t left = s[axis]; left > 0; left -= chunk) sizes.push_back(std::min(chunk, left));
+        for (int64_t left = s[axis]; left > 0; left -= chunk)
+          sizes.push_back(std::min(chunk, left));
       } else {
-        for (size_t i = 0; i < split->size(); ++i) sizes.push_back(static_cast<int64_t>(split->at(i)));
+        for (size_t i = 0; i < split->size(); ++i)
+          sizes.push_back(static_cast<int64_t>(split->at(i)));
       }
       for (int64_t n : sizes) {
         Shape piece = s;

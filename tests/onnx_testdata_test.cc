@@ -117,7 +117,8 @@ Outcome Check(const fs::path& dir, bool bind_values) {
       std::string got, exp;
       for (auto d : t.shape) got += std::to_string(d) + ",";
       for (auto d : want) exp += std::to_string(d) + ",";
-      return {false, "output " + std::to_string(i) + " shape [" + got + "] != reference [" + exp + "]"};
+      return {false,
+              "output " + std::to_string(i) + " shape [" + got + "] != reference [" + exp + "]"};
     }
   }
   return {true, ""};
