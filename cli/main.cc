@@ -69,6 +69,10 @@ int main(int argc, char** argv) {
   estimate->add_option("--target", flags.target, "torch-cuda, torch-cpu")->capture_default_str();
   estimate->add_option("--loss", flags.loss, "none, cross-entropy, mse")->capture_default_str();
   estimate->add_flag("--json", json, "Print one JSON object");
+  size_t top = 12;
+  estimate->add_option("--top", top, "How many of the largest tensors alive at the peak to list")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{0}, size_t{1} << 20));
 
   try {
     app.parse(argc, argv);
@@ -100,9 +104,9 @@ int main(int argc, char** argv) {
     auto e = vramsim::RunEstimate(*graph, *eo);
     if (!e) return Fail(model_path + ": " + e.error().message);
     if (json) {
-      std::cout << vramsim::EstimateJson(*e).dump(1) << "\n";
+      std::cout << vramsim::EstimateJson(*e, top).dump(1) << "\n";
     } else {
-      std::cout << vramsim::EstimateText(*e);
+      std::cout << vramsim::EstimateText(*e, top);
     }
     return 0;
   }

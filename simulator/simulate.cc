@@ -154,7 +154,11 @@ class Runtime {
     for (const PlanOp& op : plan_.ops) {
       bool any = false;
       for (PlanTensorId t : op.outputs) any = any || (t >= 0 && !plan_.tensors[t].metadata);
-      if (!any && op.extras.empty()) continue;
+      if (!any && op.extras.empty()) {
+        // Shape arithmetic reads only metadata, but it still counted as a reader.
+        ReleaseInputs(op);
+        continue;
+      }
       Step(Phase::kForward, op.name, op.type, op.scope);
       for (PlanTensorId t : op.copies) {
         storage_[t] =
@@ -174,12 +178,7 @@ class Runtime {
         if (t >= 0) Materialize(t, op.scope, op.name);
       }
       // Inputs read for the last time, then what this op made but nobody reads.
-      std::vector<PlanTensorId> seen;
-      for (PlanTensorId t : op.inputs) {
-        if (t < 0 || std::find(seen.begin(), seen.end(), t) != seen.end()) continue;
-        seen.push_back(t);
-        Release(t);
-      }
+      ReleaseInputs(op);
       for (PlanTensorId t : op.copies) Release(t);
       for (PlanTensorId t : op.extras) Release(t);
       for (PlanTensorId t : op.outputs) {
@@ -188,6 +187,15 @@ class Runtime {
           Release(t);
         }
       }
+    }
+  }
+
+  void ReleaseInputs(const PlanOp& op) {
+    std::vector<PlanTensorId> seen;
+    for (PlanTensorId t : op.inputs) {
+      if (t < 0 || std::find(seen.begin(), seen.end(), t) != seen.end()) continue;
+      seen.push_back(t);
+      Release(t);
     }
   }
 

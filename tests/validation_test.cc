@@ -1,0 +1,78 @@
+// Predictions against real PyTorch: every committed case (validation/cases.json, measured by
+// validation/measure.py with an exact allocation counter) is estimated with --target
+// torch-cpu and must be within tolerance: median absolute error <= 3%, largest <= 8%.
+// holdout.json holds architectures, sizes and optimizers the model was not tuned on.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/estimate.h"
+#include "importer/importer.h"
+
+using namespace vramsim;
+
+namespace {
+
+const std::string kRoot = VRAMSIM_SOURCE_DIR;
+
+struct Outcome {
+  std::string name;
+  double measured = 0, predicted = 0, error = 0;
+};
+
+void CheckCases(const std::string& file, double median_limit, double max_limit) {
+  std::ifstream f(kRoot + "/" + file);
+  ASSERT_TRUE(f.good()) << file;
+  nlohmann::json cases = nlohmann::json::parse(f);
+  ASSERT_FALSE(cases.empty());
+  std::vector<Outcome> out;
+  for (const auto& c : cases) {
+    ImportOptions io;
+    for (const auto& [k, v] : c["dims"].items()) io.dims[k] = v.get<int64_t>();
+    auto graph = ImportModel(kRoot + "/" + c["model"].get<std::string>(), io);
+    ASSERT_TRUE(graph.ok()) << graph.error().message;
+    EstimateFlags flags;
+    flags.target = "torch-cpu";
+    flags.optimizer = c["optimizer"].get<std::string>();
+    flags.loss = c.value("loss", "cross-entropy");
+    if (c.contains("optimizer_impl")) flags.optimizer_impl = c["optimizer_impl"].get<std::string>();
+    auto options = ParseEstimateFlags(flags);
+    ASSERT_TRUE(options.ok()) << options.error().message;
+    auto e = RunEstimate(*graph, *options);
+    ASSERT_TRUE(e.ok()) << e.error().message;
+    Outcome o;
+    o.name = c["name"].get<std::string>();
+    o.measured = c["measured_peak_bytes"].get<double>();
+    o.predicted = static_cast<double>(e->peak.peak_bytes);
+    o.error = (o.predicted - o.measured) / o.measured;
+    out.push_back(o);
+  }
+  std::vector<double> abs_err;
+  std::cout << std::left << std::setw(34) << "case" << std::right << std::setw(14) << "measured"
+            << std::setw(14) << "predicted" << std::setw(9) << "error\n";
+  for (const Outcome& o : out) {
+    abs_err.push_back(std::fabs(o.error));
+    std::cout << std::left << std::setw(34) << o.name << std::right << std::setw(14)
+              << static_cast<uint64_t>(o.measured) << std::setw(14)
+              << static_cast<uint64_t>(o.predicted) << std::setw(8) << std::fixed
+              << std::setprecision(2) << 100 * o.error << "%\n";
+  }
+  std::sort(abs_err.begin(), abs_err.end());
+  size_t n = abs_err.size();
+  double median = n % 2 ? abs_err[n / 2] : (abs_err[n / 2 - 1] + abs_err[n / 2]) / 2;
+  double largest = abs_err.back();
+  std::cout << file << ": " << n << " cases, median |error| " << 100 * median << "%, largest "
+            << 100 * largest << "%\n";
+  EXPECT_LE(median, median_limit);
+  EXPECT_LE(largest, max_limit);
+}
+
+}  // namespace
+
+TEST(ValidationAgainstPyTorch, CommittedCases) { CheckCases("validation/cases.json", 0.03, 0.08); }
+TEST(ValidationAgainstPyTorch, HoldoutCases) { CheckCases("validation/holdout.json", 0.03, 0.08); }
