@@ -2,7 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <memory>
+
+#include "importer/importer.h"
+#include "policies/accumulation.h"
 #include "policies/optimizer.h"
+#include "policies/precision.h"
 #include "simulator/plan_builder.h"
 #include "simulator/simulate.h"
 
@@ -39,6 +44,11 @@ Result<EstimateOptions> ParseEstimateFlags(const EstimateFlags& f) {
   } else {
     return Error{"unknown --loss '" + f.loss + "' (none, cross-entropy, mse)"};
   }
+  if (auto p = ParsePrecision(f.precision); !p) return p.error();
+  o.precision = f.precision;
+  if (f.accum < 1) return Error{"--accum must be at least 1, got " + std::to_string(f.accum)};
+  o.micro_batches = f.accum;
+  o.batch_dim = f.dim_name;
   auto kind = ParseOptimizerKind(f.optimizer);
   if (!kind) return kind.error();
   o.optimizer = f.optimizer;
@@ -60,12 +70,50 @@ Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options)
   oo.kind = *ParseOptimizerKind(options.optimizer);
   oo.impl = options.optimizer_impl;
   oo.device = options.target.device;
-  if (auto s = OptimizerPolicy(oo).Apply(*plan); !s) return Error{s.message()};
+  PrecisionOptions precision{*ParsePrecision(options.precision), options.target.device};
+  AccumulationOptions accumulation{options.micro_batches, options.batch_dim};
+  // Precision first: the optimizer's state takes the parameters' final type.
+  std::vector<std::unique_ptr<Policy>> policies;
+  policies.push_back(std::make_unique<PrecisionPolicy>(precision));
+  policies.push_back(std::make_unique<OptimizerPolicy>(oo));
+  policies.push_back(std::make_unique<AccumulationPolicy>(accumulation));
+  Status status;
+  for (const auto& p : policies) {
+    if (status) status = p->Apply(*plan);
+  }
+  if (!status) return Error{status.message()};
   auto trace = Simulate(*plan);
   if (!trace) return trace.error();
   Estimate e{std::move(plan.value()), std::move(trace.value()), {}};
   e.peak = FindPeak(e.trace, e.plan.target.round_bytes);
   return e;
+}
+
+Result<Estimate> EstimateModel(const std::string& path, const std::map<std::string, int64_t>& dims,
+                               const EstimateOptions& options) {
+  auto micro = MicroBatchDims(dims, {options.micro_batches, options.batch_dim});
+  if (!micro) return micro.error();
+  ImportOptions io;
+  io.dims = *micro;
+  auto graph = ImportModel(path, io);
+  if (!graph) return graph.error();
+  auto e = RunEstimate(*graph, options);
+  if (!e) return Error{path + ": " + e.error().message};
+  return e;
+}
+
+void AddTrainingFlags(CLI::App* app, EstimateFlags* f) {
+  app->add_option("--optimizer", f->optimizer, "sgd, momentum, adam, adamw")->capture_default_str();
+  app->add_option("--optimizer-impl", f->optimizer_impl,
+                  "for-loop, foreach, fused (default: the target's)");
+  app->add_option("--target", f->target, "torch-cuda, torch-cpu")->capture_default_str();
+  app->add_option("--loss", f->loss, "none, cross-entropy, mse")->capture_default_str();
+  app->add_option("--precision", f->precision, "fp32, bf16, fp16, amp-bf16, amp-fp16")
+      ->capture_default_str();
+  app->add_option("--accum", f->accum, "Gradient accumulation: micro-batches per step")
+      ->capture_default_str();
+  app->add_option("--dim-name", f->dim_name, "The symbolic dim that is the batch")
+      ->capture_default_str();
 }
 
 nlohmann::json EstimateJson(const Estimate& e, size_t largest) {
@@ -74,6 +122,7 @@ nlohmann::json EstimateJson(const Estimate& e, size_t largest) {
   j["target"] = e.plan.target.name;
   j["optimizer"] = e.plan.optimizer.name;
   j["optimizer_impl"] = std::string(OptimizerImplName(e.plan.optimizer.impl));
+  j["micro_batches"] = e.plan.micro_batches;
   if (e.peak.peak_step >= 0) {
     const Step& s = e.trace.steps[e.peak.peak_step];
     j["peak_op"] = {{"phase", std::string(PhaseName(s.phase))},

@@ -1,6 +1,7 @@
 // `vramsim estimate`: import -> training-step plan -> policies -> simulate -> peak report.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -19,6 +20,9 @@ struct EstimateFlags {
   std::string optimizer_impl;  // empty: the target's default
   std::string target = "torch-cuda";
   std::string loss = "cross-entropy";
+  std::string precision = "fp32";
+  int accum = 1;
+  std::string dim_name = "batch";
 };
 
 struct EstimateOptions {
@@ -26,9 +30,15 @@ struct EstimateOptions {
   LossKind loss = LossKind::kCrossEntropy;
   std::string optimizer = "adam";
   OptimizerImpl optimizer_impl = OptimizerImpl::kForeach;
+  std::string precision = "fp32";
+  int micro_batches = 1;
+  std::string batch_dim = "batch";
 };
 
 Result<EstimateOptions> ParseEstimateFlags(const EstimateFlags& flags);
+
+// The training flags shared by estimate, fit, max-batch and plan.
+void AddTrainingFlags(CLI::App* app, EstimateFlags* flags);
 
 struct Estimate {
   TrainingPlan plan;
@@ -36,7 +46,11 @@ struct Estimate {
   PeakReport peak;
 };
 
+// On an imported graph (already at the micro-batch size when accumulating).
 Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options);
+// Import (dividing the batch dim for accumulation) and estimate.
+Result<Estimate> EstimateModel(const std::string& path, const std::map<std::string, int64_t>& dims,
+                               const EstimateOptions& options);
 
 nlohmann::json EstimateJson(const Estimate& e, size_t largest = 20);
 std::string EstimateText(const Estimate& e, size_t largest = 12);

@@ -62,12 +62,7 @@ int main(int argc, char** argv) {
       app.add_subcommand("estimate", "Peak memory of one training step, and what makes it up");
   estimate->add_option("model", model_path, "ONNX file")->required();
   estimate->add_option("--dim", dim_specs, "Bind a symbolic dimension, NAME=VALUE (repeatable)");
-  estimate->add_option("--optimizer", flags.optimizer, "sgd, momentum, adam, adamw")
-      ->capture_default_str();
-  estimate->add_option("--optimizer-impl", flags.optimizer_impl,
-                       "for-loop, foreach, fused (default: the target's)");
-  estimate->add_option("--target", flags.target, "torch-cuda, torch-cpu")->capture_default_str();
-  estimate->add_option("--loss", flags.loss, "none, cross-entropy, mse")->capture_default_str();
+  vramsim::AddTrainingFlags(estimate, &flags);
   estimate->add_flag("--json", json, "Print one JSON object");
   size_t top = 12;
   estimate->add_option("--top", top, "How many of the largest tensors alive at the peak to list")
@@ -99,10 +94,8 @@ int main(int argc, char** argv) {
   if (estimate->parsed()) {
     auto eo = vramsim::ParseEstimateFlags(flags);
     if (!eo) return Fail(eo.error().message);
-    auto graph = vramsim::ImportModel(model_path, options);
-    if (!graph) return Fail(graph.error().message);
-    auto e = vramsim::RunEstimate(*graph, *eo);
-    if (!e) return Fail(model_path + ": " + e.error().message);
+    auto e = vramsim::EstimateModel(model_path, options.dims, *eo);
+    if (!e) return Fail(e.error().message);
     if (json) {
       std::cout << vramsim::EstimateJson(*e, top).dump(1) << "\n";
     } else {

@@ -25,7 +25,8 @@ struct PlanTensor {
   PlanTensorId view_of = -1;  // shares this tensor's storage
   bool metadata = false;      // shape arithmetic: no device memory
   bool requires_grad = false;
-  bool is_extra = false;  // made by an op beside its outputs (mask, indices, stats)
+  bool is_extra = false;            // made by an op beside its outputs (mask, indices, stats)
+  PlanTensorId dtype_follows = -1;  // takes this tensor's dtype when precision changes
 };
 
 struct PlanOp {
@@ -73,8 +74,17 @@ struct TrainingPlan {
   std::vector<PlanTensorId> batch;    // data inputs
   std::vector<PlanTensorId> outputs;  // graph outputs
   LossKind loss = LossKind::kCrossEntropy;
+  DType loss_dtype = DType::kUndefined;  // the loss computes in this type (fp32 under autocast)
   OptimizerSpec optimizer;
   TargetSpec target;
+  int micro_batches = 1;  // gradient accumulation: forward+backward this many times per step
+  // Held until the forward ends (autocast's cache of parameter casts), then released.
+  std::vector<PlanTensorId> forward_cache;
+  // Small persistent device buffers besides the model's (GradScaler's scale and tracker).
+  std::vector<std::pair<std::string, uint64_t>> extra_buffers;
 };
+
+// Bytes of a tensor's own storage from its dtype and shape (0 for views and metadata).
+uint64_t StorageBytes(const PlanTensor& t);
 
 }  // namespace vramsim

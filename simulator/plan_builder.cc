@@ -6,6 +6,13 @@
 
 namespace vramsim {
 
+uint64_t StorageBytes(const PlanTensor& t) {
+  if (t.metadata || t.view_of >= 0) return 0;
+  uint64_t n = ElementBytes(t.dtype).value_or(0);
+  for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
+  return n;
+}
+
 std::vector<int64_t> ContiguousStrides(const std::vector<int64_t>& shape) {
   std::vector<int64_t> s(shape.size(), 1);
   for (size_t d = shape.size(); d-- > 1;) s[d - 1] = s[d] * std::max<int64_t>(shape[d], 1);
@@ -54,6 +61,7 @@ class Builder {
   Result<TrainingPlan> Run() {
     plan_.target = o_.target;
     plan_.loss = o_.loss;
+    if (!g_.outputs.empty()) plan_.loss_dtype = g_.tensors[g_.outputs[0]].dtype;
     InitTensors();
     FuseGelu();
     if (auto s = ApplyRules(); !s) return Error{s.message()};
@@ -285,7 +293,13 @@ class Builder {
       if (op.type == "MatMul") MatMulCopies(op);
       for (size_t e = 0; e < r.extras.size(); ++e) {
         const ExtraSpec& x = r.extras[e];
-        op.extras.push_back(NewTensor(op.name + ":" + x.name, x.dtype, x.shape));
+        PlanTensorId made = NewTensor(op.name + ":" + x.name, x.dtype, x.shape);
+        // A mask of the input's type follows it when a precision policy changes that type.
+        if (!op.inputs.empty() && op.inputs[0] >= 0 &&
+            x.dtype == plan_.tensors[op.inputs[0]].dtype && IsFloating(x.dtype)) {
+          plan_.tensors[made].dtype_follows = op.inputs[0];
+        }
+        op.extras.push_back(made);
       }
       if (!op.needs_backward) continue;
       for (const SavedSpec& s : r.saved) {
@@ -428,6 +442,7 @@ class Builder {
     auto add_copy = [&](int k, std::vector<int64_t> shape) {
       const PlanTensor& src = plan_.tensors[op.inputs[k]];
       PlanTensorId c = NewTensor(src.name + ":contiguous", src.dtype, std::move(shape));
+      plan_.tensors[c].dtype_follows = op.inputs[k];
       op.copies.push_back(c);
       copy_of_input_[k] = c;
     };

@@ -11,9 +11,13 @@ class Runtime {
 
   Result<Trace> Run() {
     Setup();
-    Forward();
-    if (auto s = Loss(); !s) return Error{s.message()};
-    Backward();
+    for (int pass = 0; pass < std::max(plan_.micro_batches, 1); ++pass) {
+      if (pass > 0) ResetPass();
+      Forward();
+      EndForward();
+      if (auto s = Loss(); !s) return Error{s.message()};
+      Backward();
+    }
     Optimizer();
     End();
     return std::move(trace_);
@@ -44,6 +48,11 @@ class Runtime {
   void Unref(BufferId b) {
     if (b < 0) return;
     if (--refs_[b] == 0) trace_.events.push_back({Event::Kind::kFree, b, Now()});
+  }
+
+  DType LossDType() const {
+    return plan_.loss_dtype == DType::kUndefined ? plan_.tensors[plan_.outputs[0]].dtype
+                                                 : plan_.loss_dtype;
   }
 
   // ---- forward tensors -----------------------------------------------------------------
@@ -97,7 +106,9 @@ class Runtime {
       }
     }
     for (PlanTensorId t : plan_.outputs) ++holds_[t];  // the training script holds the outputs
+    for (PlanTensorId t : plan_.forward_cache) ++holds_[t];
     if (!plan_.outputs.empty() && plan_.loss != LossKind::kNone) ++holds_[plan_.outputs[0]];
+    base_holds_ = holds_;
     // Parameters receiving a gradient, in order of first use (the optimizer's param list).
     std::vector<bool> gets_grad(n, false);
     for (const PlanOp& op : plan_.ops) {
@@ -118,9 +129,12 @@ class Runtime {
           AllocLike(plan_.tensors[b], plan_.tensors[b].name, Category::kBuffers, "", "buffer");
       holds_[b] = 1 << 30;
     }
+    // With gradient accumulation the whole batch stays resident; micro-batches are its chunks.
+    int64_t whole = std::max(plan_.micro_batches, 1);
     for (PlanTensorId b : plan_.batch) {
-      storage_[b] =
-          AllocLike(plan_.tensors[b], plan_.tensors[b].name, Category::kBatch, "", "batch input");
+      PlanTensor full = plan_.tensors[b];
+      if (!full.shape.empty()) full.shape[0] *= whole;
+      storage_[b] = AllocLike(full, full.name, Category::kBatch, "", "batch input");
       holds_[b] = 1 << 30;
     }
     if (plan_.loss != LossKind::kNone && !plan_.outputs.empty()) {
@@ -133,7 +147,11 @@ class Runtime {
       } else {
         labels.dtype = logits.dtype;
       }
+      if (!labels.shape.empty()) labels.shape[0] *= whole;
       labels_ = AllocLike(labels, "labels", Category::kBatch, "", "batch labels");
+    }
+    for (const auto& [name, bytes] : plan_.extra_buffers) {
+      Alloc(name, bytes, Category::kBuffers, DType::kFloat32, {}, "", "training-loop buffer");
     }
     const OptimizerSpec& opt = plan_.optimizer;
     for (PlanTensorId p : trained_) {
@@ -190,6 +208,31 @@ class Runtime {
     }
   }
 
+  // The next micro-batch: activations start over; parameter gradients persist.
+  void ResetPass() {
+    for (size_t t = 0; t < holds_.size(); ++t) {
+      if (holds_[t] >= (1 << 29)) continue;  // parameters, buffers, batch
+      holds_[t] = base_holds_[t];
+      storage_[t] = -1;
+      if (plan_.tensors[t].role != TensorRole::kParameter) grad_[t] = -1;
+    }
+  }
+
+  // The forward is over: autocast drops its cast cache, and the script now holds the outputs
+  // by its variable (until it is reassigned after the next forward, or the step returns).
+  void EndForward() {
+    for (PlanTensorId t : plan_.forward_cache) Release(t);
+    std::vector<BufferId> held;
+    for (PlanTensorId t : plan_.outputs) {
+      if (storage_[t] < 0) continue;
+      Ref(storage_[t]);
+      held.push_back(storage_[t]);
+      Release(t);
+    }
+    for (BufferId b : held_outputs_) Unref(b);
+    held_outputs_ = std::move(held);
+  }
+
   void ReleaseInputs(const PlanOp& op) {
     std::vector<PlanTensorId> seen;
     for (PlanTensorId t : op.inputs) {
@@ -214,9 +257,19 @@ class Runtime {
         return Error{"cross-entropy needs floating logits with a class dimension; '" + logits.name +
                      "' is not (try --loss mse or --loss none)"};
       }
-      // log_softmax (saved) then nll_loss (loss and total_weight, saved).
-      log_probs_ = AllocLike(logits, "log_softmax(" + logits.name + ")",
-                             Category::kSavedActivations, "", "saved for the backward of the loss");
+      // log_softmax (saved) then nll_loss (loss and total_weight, saved); under autocast the
+      // logits are first cast to float32, the loss's type.
+      PlanTensor in = logits;
+      BufferId cast = -1;
+      if (LossDType() != logits.dtype) {
+        in.dtype = LossDType();
+        cast = AllocLike(in, "float(" + logits.name + ")", Category::kTransient, "",
+                         "autocast input of the loss");
+      }
+      log_probs_ = AllocLike(in, "log_softmax(" + logits.name + ")", Category::kSavedActivations,
+                             "", "saved for the backward of the loss");
+      Unref(cast);
+      scalar.dtype = in.dtype;
       Release(out);
       total_weight_ = AllocLike(scalar, "nll_loss total_weight", Category::kSavedActivations, "",
                                 "saved for the backward of the loss");
@@ -224,7 +277,9 @@ class Runtime {
       Release(out);  // mse saves its input and target, which stay alive anyway
       ++holds_[out];
     }
+    BufferId previous = loss_;
     loss_ = AllocLike(scalar, "loss", Category::kTransient, "", "the loss");
+    Unref(previous);  // the script's `loss` variable now names the new one
     return {};
   }
 
@@ -258,16 +313,26 @@ class Runtime {
     PlanTensor scalar;
     scalar.dtype = plan_.tensors[out].dtype;
     if (plan_.loss == LossKind::kCrossEntropy) {
+      PlanTensor in = plan_.tensors[out];
+      in.dtype = LossDType();
+      scalar.dtype = in.dtype;
       BufferId g_loss =
           AllocLike(scalar, "grad of loss", Category::kTransient, "", "loss gradient");
-      BufferId g_logp = AllocLike(plan_.tensors[out], "grad of log_softmax", Category::kTransient,
-                                  "", "loss gradient");
+      BufferId g_logp =
+          AllocLike(in, "grad of log_softmax", Category::kTransient, "", "loss gradient");
       Unref(g_loss);
       Unref(total_weight_);
-      BufferId g_out = AllocLike(plan_.tensors[out], "grad of " + plan_.tensors[out].name,
-                                 Category::kTransient, "", "loss gradient");
+      BufferId g_out = AllocLike(in, "grad of " + plan_.tensors[out].name, Category::kTransient, "",
+                                 "loss gradient");
       Unref(g_logp);
       Unref(log_probs_);
+      if (in.dtype != plan_.tensors[out].dtype) {
+        // The cast's backward converts the gradient back to the logits' type.
+        BufferId g_half = AllocLike(plan_.tensors[out], "grad of " + plan_.tensors[out].name,
+                                    Category::kTransient, "", "loss gradient");
+        Unref(g_out);
+        g_out = g_half;
+      }
       AddGrad(out, g_out);
     } else if (plan_.loss == LossKind::kMse) {
       BufferId g_loss =
@@ -360,7 +425,8 @@ class Runtime {
 
   void End() {
     Step(Phase::kEnd, "end of step", "release outputs", "");
-    for (PlanTensorId t : plan_.outputs) Release(t);
+    for (BufferId b : held_outputs_) Unref(b);
+    held_outputs_.clear();
     Unref(loss_);
   }
 
@@ -374,6 +440,8 @@ class Runtime {
   std::vector<BufferId> grad_;
   std::vector<PlanTensorId> trained_;
   std::vector<BufferId> state_;
+  std::vector<int32_t> base_holds_;
+  std::vector<BufferId> held_outputs_;
   BufferId labels_ = -1, log_probs_ = -1, total_weight_ = -1, loss_ = -1;
 };
 
