@@ -70,8 +70,12 @@ struct Register {
 
 // ---- convolution, linear algebra -------------------------------------------------------
 // convolution: input needs weight, weight needs input.
-GRAD_RULE({"Conv", "ConvTranspose"}, [](const RuleContext&) -> Result<OpRule> {
-  return Compute({In(0, {1}), In(1, {0})}, {0, 1, 2});
+GRAD_RULE({"Conv", "ConvTranspose"}, [](const RuleContext& c) -> Result<OpRule> {
+  OpRule r = Compute({In(0, {1}), In(1, {0})}, {0, 1, 2});
+  // On CPU, oneDNN computes the weight gradient into a blocked-layout buffer of the weight's
+  // size and then reorders it into the plain gradient: both are alive at once.
+  if (c.device == Device::kCpu) r.backward_workspace_like = {1};
+  return r;
 });
 // addmm / mm: mat1 needs mat2, mat2 needs mat1; bias gets a reduced gradient.
 GRAD_RULE({"Gemm"}, [](const RuleContext&) -> Result<OpRule> {

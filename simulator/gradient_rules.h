@@ -45,6 +45,9 @@ struct OpRule {
   std::vector<int> differentiable;    // inputs that can receive a gradient
   std::vector<int> grad_passthrough;  // inputs whose gradient is the output gradient itself
   bool grads_are_views = false;       // backward returns views of the output grad (Concat)
+  // Workspace the backward holds while it runs, sized like these inputs (oneDNN's CPU
+  // convolution computes the weight gradient in a blocked buffer, then reorders it).
+  std::vector<int> backward_workspace_like;
 };
 
 struct RuleContext {

@@ -43,6 +43,7 @@ struct PlanOp {
   bool grads_are_views = false;
   bool is_view = false;  // output 0 is a view of input 0; its backward is a view too
   bool needs_backward = false;
+  std::vector<PlanTensorId> backward_workspace;  // held during its backward (sizes, dtypes)
   uint64_t forward_flops = 0;
   uint64_t backward_flops = 0;
 };

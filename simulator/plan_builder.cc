@@ -205,6 +205,12 @@ class Builder {
         }
       }
       op.grads_are_views = rule_i.grads_are_views;
+      for (int k : rule_i.backward_workspace_like) {
+        if (k < static_cast<int>(op.inputs.size()) && op.inputs[k] != kNoTensor &&
+            std::find(op.grad_inputs.begin(), op.grad_inputs.end(), k) != op.grad_inputs.end()) {
+          op.backward_workspace.push_back(op.inputs[k]);
+        }
+      }
       if (!op.needs_backward) continue;
       for (size_t k = 0; k < op.outputs.size(); ++k) {
         TensorId t = op.outputs[k];

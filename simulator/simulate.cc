@@ -359,6 +359,11 @@ class Runtime {
         continue;
       }
       Step(Phase::kBackward, op.name, op.type + " backward", op.scope);
+      std::vector<BufferId> workspace;
+      for (PlanTensorId w : op.backward_workspace) {
+        workspace.push_back(AllocLike(plan_.tensors[w], op.name + ":backward workspace",
+                                      Category::kTransient, op.scope, "backward workspace"));
+      }
       for (int k : op.grad_inputs) {
         PlanTensorId x = op.inputs[k];
         const PlanTensor& xt = plan_.tensors[x];
@@ -377,6 +382,7 @@ class Runtime {
                              param && grad_[x] < 0 ? Category::kGradients : Category::kTransient,
                              op.scope, param ? "parameter gradient" : "activation gradient"));
       }
+      for (BufferId b : workspace) Unref(b);
       for (PlanTensorId t : outs) {
         Unref(grad_[t]);
         grad_[t] = -1;

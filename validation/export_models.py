@@ -107,6 +107,12 @@ def verify(path, weights_file):
 def export_one(name, out_dir):
     torch.manual_seed(0)
     model, args, input_names, axes = build(name)
+    export_module(name, model, args, input_names, axes, out_dir)
+
+
+def export_module(name, model, args, input_names, axes, out_dir, write_params=True):
+    """Exports `model` (training mode) to <out_dir>/<name>.onnx and makes it weightless.
+    With write_params, also writes <out_dir>/<name>.params.json."""
     model.train()
     param_names = [n for n, _ in model.named_parameters()]
     buffer_names = [n for n, _ in model.named_buffers()]
@@ -135,10 +141,11 @@ def export_one(name, out_dir):
     verify(out_path, weights_file)
 
     init_names = [t.name for t in proto.graph.initializer]
-    with open(os.path.join(out_dir, name + ".params.json"), "w") as f:
-        json.dump({"parameters": param_names, "buffers": buffer_names,
-                   "initializers": init_names}, f, indent=1)
-        f.write("\n")
+    if write_params:
+        with open(os.path.join(out_dir, name + ".params.json"), "w") as f:
+            json.dump({"parameters": param_names, "buffers": buffer_names,
+                       "initializers": init_names}, f, indent=1)
+            f.write("\n")
 
     init_set = set(init_names)
     missing_p = [n for n in param_names if n not in init_set]

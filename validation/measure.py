@@ -1,0 +1,437 @@
+#!/usr/bin/env python3
+"""Measure the peak CPU tensor memory of one PyTorch training step (ground truth for vramsim).
+
+For every case (architecture, batch dims, optimizer, cross-entropy loss) this builds the model
+in train mode (torch.manual_seed(0)), a random batch and int64 labels, runs training step 1
+(zero_grad(set_to_none=True); forward; loss; backward; optimizer.step()), zero_grad(set_to_none=True),
+resets the peak, runs step 2 the same way, zero_grad(set_to_none=True) again, and records
+
+  measured_peak_bytes  peak of live tensor-storage bytes during step 2 (parameters, buffers,
+                       optimizer state, batch and labels included)
+  steady_bytes         live tensor-storage bytes just before step 2
+  param_bytes          bytes of model.parameters()
+
+Tensor storage is counted exactly by validation/alloc_counter.c, an LD_PRELOAD library that
+records the requested size of every posix_memalign() called from libc10 (c10::alloc_cpu, the
+CPU allocator of every CPU tensor) until its free().  This script compiles it with gcc into a
+temporary directory and re-executes itself with LD_PRELOAD set.  Each architecture is also
+exported (weightless, dynamic batch) to validation/models/<arch>.onnx via export_models.py.
+
+Run with the Debian interpreter (it has torch):
+  /usr/bin/python3 validation/measure.py                      # main cases -> validation/cases.json
+  /usr/bin/python3 validation/measure.py --cases holdout      # -> validation/holdout.json
+  /usr/bin/python3 validation/measure.py --cases all --only gpt --out /tmp/gpt.json
+"""
+
+import argparse
+import ctypes
+import gc
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(HERE)
+ALLOC_SRC = os.path.join(HERE, "alloc_counter.c")
+MODELS_DIR = os.path.join(HERE, "models")
+DEFAULT_OUT = {"main": os.path.join(HERE, "cases.json"),
+               "holdout": os.path.join(HERE, "holdout.json")}
+NUM_THREADS = 2
+
+# --------------------------------------------------------------------------------------------
+# architectures and cases
+
+# name -> (family, constructor, extra).  family: "vision" (input float [B,3,224,224], 1000
+# classes), "mlp" (input float [B,1,28,28], 10 classes), "gpt" (input int64 idx [B,T]).
+ARCHS = {
+    # main set
+    "resnet18": ("vision", "torchvision:resnet18", {}),
+    "mobilenet_v2": ("vision", "torchvision:mobilenet_v2", {}),
+    "densenet121": ("vision", "torchvision:densenet121", {}),
+    "vit_b_16": ("vision", "torchvision:vit_b_16", {}),
+    "gpt": ("gpt", "gpt", {}),                                 # GPTConfig() defaults
+    "mlp": ("mlp", "mlp", {}),
+    # held-out architectures
+    "resnet50": ("vision", "torchvision:resnet50", {}),
+    "shufflenet_v2_x1_0": ("vision", "torchvision:shufflenet_v2_x1_0", {}),
+    "squeezenet1_0": ("vision", "torchvision:squeezenet1_0", {}),
+    "gpt_l2_e384": ("gpt", "gpt", {"n_layer": 2, "n_embd": 384, "n_head": 6}),
+}
+GPT_EXPORT_SEQ = {"gpt": 128, "gpt_l2_e384": 64}
+
+
+def _case(arch, opt, batch, seq=None):
+    dims = {"batch": batch}
+    name = f"{arch}_b{batch}"
+    if seq is not None:
+        dims["seq"] = seq
+        name += f"_s{seq}"
+    return {"name": f"{name}_{opt}", "arch": arch, "dims": dims, "optimizer": opt}
+
+
+MAIN_BATCHES = [("resnet18", (4, 16)), ("mobilenet_v2", (4, 16)), ("densenet121", (4, 16)),
+                ("vit_b_16", (2, 4)), ("gpt", (4, 16)), ("mlp", (64, 256))]
+MAIN_CASES = [_case(a, o, b, 128 if a == "gpt" else None)
+              for a, bs in MAIN_BATCHES for b in bs for o in ("sgd", "adam")]
+HOLDOUT_CASES = (
+    [_case("resnet50", o, 2) for o in ("momentum", "adamw")]
+    + [_case("shufflenet_v2_x1_0", o, 8) for o in ("momentum", "adamw")]
+    + [_case("squeezenet1_0", o, 8) for o in ("momentum", "adamw")]
+    + [_case("gpt_l2_e384", o, 8, 64) for o in ("momentum", "adamw")]
+    + [_case("resnet18", "adamw", 8), _case("mobilenet_v2", "momentum", 8),
+       _case("gpt", "adamw", 8, 128), _case("mlp", "momentum", 128)])
+CASE_SETS = {"main": MAIN_CASES, "holdout": HOLDOUT_CASES}
+
+
+def build_model(arch):
+    """Builds the train-mode model for `arch` after torch.manual_seed(0)."""
+    import torch
+    import torch.nn as nn
+    family, ctor, extra = ARCHS[arch]
+    torch.manual_seed(0)
+    if ctor.startswith("torchvision:"):
+        import torchvision
+        model = getattr(torchvision.models, ctor.split(":", 1)[1])(weights=None)
+    elif ctor == "gpt":
+        sys.path.insert(0, HERE)
+        from models import GPT, GPTConfig, make_gpt
+        model = make_gpt(**extra) if extra else GPT(GPTConfig())
+    elif ctor == "mlp":
+        model = nn.Sequential(nn.Flatten(), nn.Linear(784, 1024), nn.ReLU(),
+                              nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10))
+    else:
+        raise ValueError(ctor)
+    return model.train()
+
+
+def make_batch(arch, dims, model):
+    """Returns (input, labels) for one step: labels [B] for classifiers, [B, T] for GPT."""
+    import torch
+    family = ARCHS[arch][0]
+    b = dims["batch"]
+    if family == "vision":
+        return torch.randn(b, 3, 224, 224), torch.randint(0, 1000, (b,), dtype=torch.int64)
+    if family == "mlp":
+        return torch.randn(b, 1, 28, 28), torch.randint(0, 10, (b,), dtype=torch.int64)
+    v, t = model.config.vocab_size, dims["seq"]
+    return (torch.randint(0, v, (b, t), dtype=torch.int64),
+            torch.randint(0, v, (b, t), dtype=torch.int64))
+
+
+def make_optimizer(name, params):
+    import torch
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=0.01)
+    if name == "momentum":
+        return torch.optim.SGD(params, lr=0.01, momentum=0.9)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=1e-3)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=1e-3)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# ONNX export (in a child process without LD_PRELOAD, so the measuring process stays clean)
+
+def export_arch(arch):
+    import torch
+    sys.path.insert(0, HERE)
+    from export_models import EXPORT_BATCH, export_module
+    model = build_model(arch)  # seeds 0, like export_models.export_one
+    family = ARCHS[arch][0]
+    if family == "gpt":
+        idx = torch.randint(0, model.config.vocab_size, (EXPORT_BATCH, GPT_EXPORT_SEQ[arch]),
+                            dtype=torch.int64)
+        args, names = (idx,), ["idx"]
+        axes = {"idx": {0: "batch", 1: "seq"}, "logits": {0: "batch", 1: "seq"}}
+    else:
+        shape = (EXPORT_BATCH, 1, 28, 28) if family == "mlp" else (EXPORT_BATCH, 3, 224, 224)
+        args, names = (torch.randn(*shape),), ["input"]
+        axes = {"input": {0: "batch"}, "logits": {0: "batch"}}
+    os.makedirs(MODELS_DIR, exist_ok=True)
+    export_module(arch, model, args, names, axes, MODELS_DIR, write_params=False)
+
+
+def run_exports(archs):
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    for arch in archs:
+        t0 = time.time()
+        r = subprocess.run([sys.executable, os.path.abspath(__file__), "--export-arch", arch],
+                           env=env, capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.stderr.write(r.stdout + r.stderr)
+            raise SystemExit(f"export of {arch} failed")
+        first = next((l for l in r.stdout.splitlines() if l.startswith(arch + ":")), "")
+        print(f"exported {os.path.relpath(os.path.join(MODELS_DIR, arch + '.onnx'), REPO_ROOT)}"
+              f" ({time.time() - t0:.1f} s): {first.split(':', 1)[1].strip()}", flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# the LD_PRELOAD counter
+
+def counter_loaded():
+    try:
+        ctypes.CDLL(None).vramsim_loaded
+        return True
+    except AttributeError:
+        return False
+
+
+def ensure_preloaded():
+    """Compiles alloc_counter.c and re-executes this script under LD_PRELOAD if needed."""
+    if counter_loaded():
+        d = os.environ.pop("VRAMSIM_ALLOC_TMPDIR", None)
+        if d:  # the library stays mapped; its file is not needed any more
+            shutil.rmtree(d, ignore_errors=True)
+        return
+    if os.environ.get("VRAMSIM_ALLOC_TMPDIR"):
+        raise SystemExit("alloc_counter is still not loaded after re-exec with LD_PRELOAD")
+    tmp = tempfile.mkdtemp(prefix="vramsim_alloc_")
+    so = os.path.join(tmp, "alloc_counter.so")
+    subprocess.run(["gcc", "-O2", "-Wall", "-shared", "-fPIC", "-o", so, ALLOC_SRC,
+                    "-ldl", "-lpthread"], check=True)
+    env = dict(os.environ)
+    env["LD_PRELOAD"] = so + (":" + env["LD_PRELOAD"] if env.get("LD_PRELOAD") else "")
+    env["VRAMSIM_ALLOC_TMPDIR"] = tmp
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__)] + sys.argv[1:], env)
+
+
+class Counter:
+    KIND_MALLOC, KIND_ALIGNED = 0, 1
+    LIB_C10, LIB_DNNL, LIB_TORCH = 1, 2, 3
+
+    def __init__(self):
+        lib = ctypes.CDLL(None)
+        for f in ("vramsim_peak_bytes", "vramsim_live_bytes", "vramsim_all_peak_bytes",
+                  "vramsim_all_live_bytes", "vramsim_bucket_live", "vramsim_bucket_peak",
+                  "vramsim_peak_trace_index"):
+            getattr(lib, f).restype = ctypes.c_int64
+        lib.vramsim_calls.restype = ctypes.c_uint64
+        lib.vramsim_trace_buffer.restype = ctypes.c_void_p
+        lib.vramsim_trace_count.restype = ctypes.c_size_t
+        lib.vramsim_trace_stop.restype = ctypes.c_size_t
+        lib.vramsim_register_range.argtypes = [ctypes.c_uint64, ctypes.c_uint64, ctypes.c_int]
+        lib.vramsim_select.argtypes = [ctypes.c_uint64, ctypes.c_uint64]
+        lib.vramsim_trace_start.argtypes = [ctypes.c_size_t, ctypes.c_size_t]
+        self.lib = lib
+
+    def register_libraries(self):
+        """Attributes allocations by the caller's library; selects c10's aligned allocations
+        (c10::alloc_cpu -> posix_memalign) as the counted "tensor storage"."""
+        ids = {"libc10.so": self.LIB_C10, "libdnnl.so": self.LIB_DNNL,
+               "libtorch_cpu.so": self.LIB_TORCH}
+        found = set()
+        with open("/proc/self/maps") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) < 6 or "x" not in fields[1]:
+                    continue
+                base = os.path.basename(fields[5])
+                for prefix, lib_id in ids.items():
+                    if base.startswith(prefix):
+                        lo, hi = (int(x, 16) for x in fields[0].split("-"))
+                        if self.lib.vramsim_register_range(lo, hi, lib_id) != 0:
+                            raise RuntimeError("too many code ranges")
+                        found.add(prefix)
+        if "libc10.so" not in found:
+            raise RuntimeError("libc10.so is not mapped: import torch first")
+        self.lib.vramsim_select(1 << self.KIND_ALIGNED, 1 << self.LIB_C10)
+
+    def live(self):
+        return self.lib.vramsim_live_bytes()
+
+    def peak(self):
+        return self.lib.vramsim_peak_bytes()
+
+    def reset_peak(self):
+        self.lib.vramsim_reset_peak()
+
+    def bucket(self, kind, lib):
+        return self.lib.vramsim_bucket_live(kind, lib), self.lib.vramsim_bucket_peak(kind, lib)
+
+    def calls(self):
+        names = ["malloc", "calloc", "realloc", "free", "posix_memalign", "aligned_alloc",
+                 "memalign", "valloc", "pvalloc", "free_untracked"]
+        return {n: self.lib.vramsim_calls(i) for i, n in enumerate(names)}
+
+
+# --------------------------------------------------------------------------------------------
+# measuring
+
+def train_step(model, opt, x, y):
+    """One training step; the output and loss stay alive until the step returns."""
+    import torch.nn.functional as F
+    opt.zero_grad(set_to_none=True)
+    out = model(x)
+    logits = out[0] if isinstance(out, (tuple, list)) else out
+    loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
+    loss.backward()
+    opt.step()
+    # out / logits / loss die here, when the frame is left
+
+
+def tensor_bytes(tensors):
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def measure_case(case, counter):
+    import torch
+    gc.collect()
+    base = counter.live()
+    t0 = time.time()
+    model = build_model(case["arch"])
+    x, y = make_batch(case["arch"], case["dims"], model)
+    opt = make_optimizer(case["optimizer"], model.parameters())
+    param_bytes = tensor_bytes(model.parameters())
+    buffer_bytes = tensor_bytes(model.buffers())
+    input_bytes = tensor_bytes((x, y))
+
+    train_step(model, opt, x, y)
+    opt.zero_grad(set_to_none=True)
+    gc.collect()
+    steady = counter.live() - base
+    dnnl_live0 = counter.bucket(Counter.KIND_ALIGNED, Counter.LIB_DNNL)[0]
+    heap_live0 = counter.lib.vramsim_all_live_bytes()
+    counter.reset_peak()
+    t1 = time.time()
+    train_step(model, opt, x, y)
+    opt.zero_grad(set_to_none=True)
+    peak = counter.peak() - base
+    t2 = time.time()
+    after = counter.live() - base
+    dnnl_peak = counter.bucket(Counter.KIND_ALIGNED, Counter.LIB_DNNL)[1] - dnnl_live0
+    heap_peak = counter.lib.vramsim_all_peak_bytes() - heap_live0
+
+    state_bytes = sum(tensor_bytes(v for v in st.values() if torch.is_tensor(v))
+                      for st in opt.state.values())
+    del model, x, y, opt
+    gc.collect()
+    leak = counter.live() - base
+    return {
+        "measured_peak_bytes": peak, "steady_bytes": steady, "param_bytes": param_bytes,
+        "_buffer_bytes": buffer_bytes, "_input_bytes": input_bytes, "_state_bytes": state_bytes,
+        "_after_bytes": after, "_leak_bytes": leak, "_base_bytes": base,
+        "_dnnl_peak_bytes": dnnl_peak, "_heap_peak_over_steady": heap_peak, "_step2_s": t2 - t1, "_case_s": t2 - t0,
+    }
+
+
+def fmt_mib(n):
+    return f"{n / 2**20:10.3f}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", choices=["main", "holdout", "all"], default="main")
+    ap.add_argument("--only", default=None, help="run only cases whose name contains this")
+    ap.add_argument("--out", default=None,
+                    help="write the results here (default: validation/cases.json and/or "
+                         "validation/holdout.json; with --only, matching entries there are "
+                         "updated in place)")
+    ap.add_argument("--repeat", type=int, default=2,
+                    help="measure every case this many times in this process and check that "
+                         "the peaks agree (default 2)")
+    ap.add_argument("--no-export", action="store_true", help="skip the ONNX exports")
+    ap.add_argument("--export-arch", default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+
+    if a.export_arch:
+        export_arch(a.export_arch)
+        return
+
+    sets = ["main", "holdout"] if a.cases == "all" else [a.cases]
+    selected = [(s, c) for s in sets for c in CASE_SETS[s]
+                if a.only is None or a.only in c["name"]]
+    if not selected:
+        ap.error("no case matches")
+
+    ensure_preloaded()  # may re-exec this script; nothing heavy happened before this point
+
+    if not a.no_export:
+        archs = []
+        for _, c in selected:
+            if c["arch"] not in archs:
+                archs.append(c["arch"])
+        t0 = time.time()
+        run_exports(archs)
+        print(f"exports took {time.time() - t0:.1f} s", flush=True)
+
+    import torch
+    import torchvision  # noqa: F401  (imported before counting starts)
+    torch.set_num_threads(NUM_THREADS)
+    counter = Counter()
+    counter.register_libraries()
+    sys.path.insert(0, HERE)
+    import models  # noqa: F401
+
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"mkldnn {torch.backends.mkldnn.is_available()}", flush=True)
+    hdr = (f"{'case':34s} {'peak MiB':>10s} {'steady MiB':>10s} {'param MiB':>10s} "
+           f"{'peak-steady':>11s} {'step2 s':>7s}  repeat")
+    print(hdr)
+    print("-" * len(hdr), flush=True)
+
+    results = {s: [] for s in sets}
+    nondet = []
+    t_start = time.time()
+    for s, c in selected:
+        runs = [measure_case(c, counter) for _ in range(max(1, a.repeat))]
+        r = runs[0]
+        peaks = [x["measured_peak_bytes"] for x in runs]
+        steadies = [x["steady_bytes"] for x in runs]
+        same = len(set(peaks)) == 1 and len(set(steadies)) == 1
+        if not same:
+            nondet.append((c["name"], peaks, steadies))
+        rec = {"name": c["name"],
+               "model": os.path.relpath(os.path.join(MODELS_DIR, c["arch"] + ".onnx"), REPO_ROOT),
+               "dims": c["dims"], "optimizer": c["optimizer"], "loss": "cross-entropy",
+               "measured_peak_bytes": r["measured_peak_bytes"],
+               "steady_bytes": r["steady_bytes"], "param_bytes": r["param_bytes"],
+               "torch": torch.__version__,
+               # informational breakdown of steady_bytes (the rest is 0 when nothing leaks)
+               "detail": {"buffer_bytes": r["_buffer_bytes"], "input_bytes": r["_input_bytes"],
+                          "optimizer_state_bytes": r["_state_bytes"]}}
+        results[s].append(rec)
+        rep = "n/a" if len(runs) == 1 else ("same" if same else f"DIFFER {peaks}")
+        print(f"{c['name']:34s} {fmt_mib(r['measured_peak_bytes'])} {fmt_mib(r['steady_bytes'])} "
+              f"{fmt_mib(r['param_bytes'])} {fmt_mib(r['measured_peak_bytes'] - r['steady_bytes'])} "
+              f"{r['_step2_s']:7.2f}  {rep}", flush=True)
+        for x in runs:
+            if x["_leak_bytes"] or x["_base_bytes"] or x["_after_bytes"] != x["steady_bytes"]:
+                print(f"  note: base {x['_base_bytes']} B, after step 2 {x['_after_bytes']} B "
+                      f"(steady {x['steady_bytes']} B), left after the case {x['_leak_bytes']} B",
+                      flush=True)
+        if os.environ.get("VRAMSIM_MEASURE_VERBOSE"):
+            print("  " + json.dumps({k: v for k, v in r.items() if k.startswith("_")}), flush=True)
+    print(f"measuring took {time.time() - t_start:.1f} s; "
+          f"{'all peaks deterministic' if not nondet else f'NON-DETERMINISTIC: {nondet}'}",
+          flush=True)
+
+    if a.out:
+        write_json(a.out, [r for s in sets for r in results[s]], merge=False)
+    else:
+        for s in sets:
+            write_json(DEFAULT_OUT[s], results[s], merge=a.only is not None,
+                       order=[c["name"] for c in CASE_SETS[s]])
+
+
+def write_json(path, records, merge, order=None):
+    if merge and os.path.exists(path):
+        with open(path) as f:
+            old = {r["name"]: r for r in json.load(f)}
+        old.update({r["name"]: r for r in records})
+        records = [old[n] for n in order if n in old] + \
+                  [r for n, r in old.items() if n not in set(order)]
+    with open(path, "w") as f:
+        json.dump(records, f, indent=1)
+        f.write("\n")
+    print(f"wrote {len(records)} cases to {os.path.relpath(path, REPO_ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
