@@ -8,6 +8,8 @@
 #include "policies/accumulation.h"
 #include "policies/optimizer.h"
 #include "policies/precision.h"
+#include "policies/recompute.h"
+#include "simulator/flops.h"
 #include "simulator/plan_builder.h"
 #include "simulator/simulate.h"
 
@@ -49,6 +51,11 @@ Result<EstimateOptions> ParseEstimateFlags(const EstimateFlags& f) {
   if (f.accum < 1) return Error{"--accum must be at least 1, got " + std::to_string(f.accum)};
   o.micro_batches = f.accum;
   o.batch_dim = f.dim_name;
+  if (!f.checkpoint.empty()) {
+    auto scopes = ParseScopes(f.checkpoint);
+    if (!scopes) return scopes.error();
+    o.checkpoint = *scopes;
+  }
   auto kind = ParseOptimizerKind(f.optimizer);
   if (!kind) return kind.error();
   o.optimizer = f.optimizer;
@@ -75,6 +82,9 @@ Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options)
   // Precision first: the optimizer's state takes the parameters' final type.
   std::vector<std::unique_ptr<Policy>> policies;
   policies.push_back(std::make_unique<PrecisionPolicy>(precision));
+  RecomputeOptions recompute{options.checkpoint,
+                             options.target.device == Device::kCpu ? 5056u : 0u};
+  policies.push_back(std::make_unique<RecomputePolicy>(recompute));
   policies.push_back(std::make_unique<OptimizerPolicy>(oo));
   policies.push_back(std::make_unique<AccumulationPolicy>(accumulation));
   Status status;
@@ -82,10 +92,15 @@ Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options)
     if (status) status = p->Apply(*plan);
   }
   if (!status) return Error{status.message()};
+  EstimateFlops(*plan);
   auto trace = Simulate(*plan);
   if (!trace) return trace.error();
-  Estimate e{std::move(plan.value()), std::move(trace.value()), {}};
+  Estimate e{std::move(plan.value()), std::move(trace.value()), {}, 0, 0};
   e.peak = FindPeak(e.trace, e.plan.target.round_bytes);
+  e.step_flops = StepFlops(e.plan);
+  for (const CheckpointRegion& r : e.plan.regions) {
+    for (int i : r.ops) e.recompute_flops += e.plan.ops[i].forward_flops;
+  }
   return e;
 }
 
@@ -102,6 +117,16 @@ Result<Estimate> EstimateModel(const std::string& path, const std::map<std::stri
   return e;
 }
 
+std::string SummaryLine(const std::map<std::string, int64_t>& dims, const EstimateFlags& f) {
+  std::vector<std::string> d;
+  for (const auto& [k, v] : dims) d.push_back(fmt::format("{}={}", k, v));
+  std::string s = fmt::format("{}, {}{}, {}, {}", fmt::join(d, " "), f.optimizer,
+                              f.optimizer_impl.empty() ? "" : " (" + f.optimizer_impl + ")",
+                              f.precision, f.target);
+  if (f.accum > 1) s += fmt::format(", accum {}", f.accum);
+  return s;
+}
+
 void AddTrainingFlags(CLI::App* app, EstimateFlags* f) {
   app->add_option("--optimizer", f->optimizer, "sgd, momentum, adam, adamw")->capture_default_str();
   app->add_option("--optimizer-impl", f->optimizer_impl,
@@ -114,6 +139,8 @@ void AddTrainingFlags(CLI::App* app, EstimateFlags* f) {
       ->capture_default_str();
   app->add_option("--dim-name", f->dim_name, "The symbolic dim that is the batch")
       ->capture_default_str();
+  app->add_option("--checkpoint", f->checkpoint,
+                  "Checkpoint these module scopes (SCOPE[,SCOPE]...: layer1, h.0, /layer1/)");
 }
 
 nlohmann::json EstimateJson(const Estimate& e, size_t largest) {
@@ -123,6 +150,12 @@ nlohmann::json EstimateJson(const Estimate& e, size_t largest) {
   j["optimizer"] = e.plan.optimizer.name;
   j["optimizer_impl"] = std::string(OptimizerImplName(e.plan.optimizer.impl));
   j["micro_batches"] = e.plan.micro_batches;
+  j["step_flops"] = e.step_flops;
+  j["recompute_flops"] = e.recompute_flops;
+  j["overhead_pct"] = e.overhead_pct();
+  nlohmann::json ck = nlohmann::json::array();
+  for (const CheckpointRegion& r : e.plan.regions) ck.push_back(r.scope);
+  j["checkpoint"] = ck;
   if (e.peak.peak_step >= 0) {
     const Step& s = e.trace.steps[e.peak.peak_step];
     j["peak_op"] = {{"phase", std::string(PhaseName(s.phase))},
@@ -156,6 +189,11 @@ std::string EstimateText(const Estimate& e, size_t largest) {
   out += fmt::format("peak: {} ({} bytes), target {}, optimizer {} ({})\n",
                      FormatBytes(e.peak.peak_bytes), e.peak.peak_bytes, e.plan.target.name,
                      e.plan.optimizer.name, OptimizerImplName(e.plan.optimizer.impl));
+  if (!e.plan.regions.empty()) {
+    out += fmt::format("checkpointed {} regions; recompute {:.2f} GFLOP, {:.1f}% of the step\n",
+                       e.plan.regions.size(), static_cast<double>(e.recompute_flops) / 1e9,
+                       e.overhead_pct());
+  }
   if (e.peak.peak_step >= 0) {
     const Step& s = e.trace.steps[e.peak.peak_step];
     out += fmt::format("at: {} of {} ({}){}\n", PhaseName(s.phase), s.name, s.op_type,

@@ -23,6 +23,7 @@ struct EstimateFlags {
   std::string precision = "fp32";
   int accum = 1;
   std::string dim_name = "batch";
+  std::string checkpoint;  // comma-separated scopes
 };
 
 struct EstimateOptions {
@@ -33,6 +34,7 @@ struct EstimateOptions {
   std::string precision = "fp32";
   int micro_batches = 1;
   std::string batch_dim = "batch";
+  std::vector<std::string> checkpoint;
 };
 
 Result<EstimateOptions> ParseEstimateFlags(const EstimateFlags& flags);
@@ -44,6 +46,13 @@ struct Estimate {
   TrainingPlan plan;
   Trace trace;
   PeakReport peak;
+  uint64_t step_flops = 0;       // forward + backward of the model
+  uint64_t recompute_flops = 0;  // forward FLOPs run again by checkpointing
+  double overhead_pct() const {
+    return step_flops
+               ? 100.0 * static_cast<double>(recompute_flops) / static_cast<double>(step_flops)
+               : 0.0;
+  }
 };
 
 // On an imported graph (already at the micro-batch size when accumulating).
@@ -56,5 +65,8 @@ nlohmann::json EstimateJson(const Estimate& e, size_t largest = 20);
 std::string EstimateText(const Estimate& e, size_t largest = 12);
 
 std::string FormatBytes(uint64_t bytes);
+
+// "batch=8 seq=128, adam (foreach), amp-bf16, torch-cuda" for titles.
+std::string SummaryLine(const std::map<std::string, int64_t>& dims, const EstimateFlags& flags);
 
 }  // namespace vramsim

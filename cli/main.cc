@@ -8,6 +8,7 @@
 #include "cli/estimate.h"
 #include "cli/inspect.h"
 #include "importer/importer.h"
+#include "reports/report.h"
 
 namespace {
 
@@ -63,11 +64,18 @@ int main(int argc, char** argv) {
   estimate->add_option("model", model_path, "ONNX file")->required();
   estimate->add_option("--dim", dim_specs, "Bind a symbolic dimension, NAME=VALUE (repeatable)");
   vramsim::AddTrainingFlags(estimate, &flags);
+  std::string trace_path, html_path;
+  estimate->add_option("--trace", trace_path, "Write the step as Chrome trace / Perfetto JSON");
+  estimate->add_option("--html", html_path, "Write a self-contained HTML report");
   estimate->add_flag("--json", json, "Print one JSON object");
   size_t top = 12;
   estimate->add_option("--top", top, "How many of the largest tensors alive at the peak to list")
       ->capture_default_str()
       ->check(CLI::Range(size_t{0}, size_t{1} << 20));
+
+  // Subcommands defined in their own files register here and run below when chosen.
+  // [plan/strategies commands: cli/plan_cmd.cc]
+  // [fit/max-batch commands: cli/fit_cmd.cc]
 
   try {
     app.parse(argc, argv);
@@ -96,6 +104,16 @@ int main(int argc, char** argv) {
     if (!eo) return Fail(eo.error().message);
     auto e = vramsim::EstimateModel(model_path, options.dims, *eo);
     if (!e) return Fail(e.error().message);
+    vramsim::ReportInput report{model_path, vramsim::SummaryLine(options.dims, flags), &e->plan,
+                                &e->trace, &e->peak};
+    if (!trace_path.empty()) {
+      if (auto s = vramsim::WriteChromeTrace(report, trace_path); !s) return Fail(s.message());
+      std::cerr << "vramsim: trace written to " << trace_path << "\n";
+    }
+    if (!html_path.empty()) {
+      if (auto s = vramsim::WriteHtmlReport(report, html_path); !s) return Fail(s.message());
+      std::cerr << "vramsim: report written to " << html_path << "\n";
+    }
     if (json) {
       std::cout << vramsim::EstimateJson(*e, top).dump(1) << "\n";
     } else {

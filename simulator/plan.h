@@ -43,6 +43,7 @@ struct PlanOp {
   bool grads_are_views = false;
   bool is_view = false;  // output 0 is a view of input 0; its backward is a view too
   bool needs_backward = false;
+  int region = -1;                               // checkpoint region it belongs to, or -1
   std::vector<PlanTensorId> backward_workspace;  // held during its backward (sizes, dtypes)
   uint64_t forward_flops = 0;
   uint64_t backward_flops = 0;
@@ -67,6 +68,14 @@ struct TargetSpec {
   uint64_t round_bytes = 512;
 };
 
+// A checkpointed region (torch.utils.checkpoint, use_reentrant=False): its forward keeps only
+// its inputs; in the backward its forward runs again, then its backward.
+struct CheckpointRegion {
+  std::string scope;
+  std::vector<int> ops;          // indices into TrainingPlan::ops, forward order
+  uint64_t rng_state_bytes = 0;  // preserve_rng_state: the RNG state tensor it keeps
+};
+
 struct TrainingPlan {
   std::vector<PlanTensor> tensors;
   std::vector<PlanOp> ops;  // forward, in schedule order
@@ -83,6 +92,7 @@ struct TrainingPlan {
   std::vector<PlanTensorId> forward_cache;
   // Small persistent device buffers besides the model's (GradScaler's scale and tracker).
   std::vector<std::pair<std::string, uint64_t>> extra_buffers;
+  std::vector<CheckpointRegion> regions;
 };
 
 // Bytes of a tensor's own storage from its dtype and shape (0 for views and metadata).

@@ -1,6 +1,7 @@
 #include "simulator/simulate.h"
 
 #include <algorithm>
+#include <map>
 
 namespace vramsim {
 namespace {
@@ -98,11 +99,33 @@ class Runtime {
         seen.push_back(t);
         ++holds_[t];
       }
+      if (op.region >= 0) continue;  // a checkpointed op keeps nothing in the forward
       for (PlanTensorId t : op.saved) {
         ++holds_[t];
         PlanTensorId root = Root(t);
         if (!saved_root_[root]) saver_[root] = op.name;
         saved_root_[root] = true;
+      }
+    }
+    // A checkpointed region keeps its inputs until its backward has run.
+    region_inputs_.assign(plan_.regions.size(), {});
+    for (size_t r = 0; r < plan_.regions.size(); ++r) {
+      std::vector<bool> inside(n, false);
+      for (int i : plan_.regions[r].ops) {
+        for (PlanTensorId t : plan_.ops[i].outputs) {
+          if (t >= 0) inside[t] = true;
+        }
+      }
+      for (int i : plan_.regions[r].ops) {
+        for (PlanTensorId t : plan_.ops[i].inputs) {
+          if (t < 0 || inside[t] || plan_.tensors[t].metadata || IsPersistent(t)) continue;
+          if (std::find(region_inputs_[r].begin(), region_inputs_[r].end(), t) !=
+              region_inputs_[r].end()) {
+            continue;
+          }
+          region_inputs_[r].push_back(t);
+          ++holds_[t];
+        }
       }
     }
     for (PlanTensorId t : plan_.outputs) ++holds_[t];  // the training script holds the outputs
@@ -168,7 +191,123 @@ class Runtime {
     }
   }
 
+  bool IsPersistent(PlanTensorId t) const {
+    TensorRole r = plan_.tensors[t].role;
+    return r == TensorRole::kParameter || r == TensorRole::kBuffer || r == TensorRole::kDataInput;
+  }
+
+  // ---- checkpoint recomputation ----------------------------------------------------------
+  void Recompute(int r) {
+    const CheckpointRegion& region = plan_.regions[r];
+    Step(Phase::kBackward, "recompute " + region.scope, "checkpoint recompute", region.scope);
+    DropRecomputed();
+    std::map<PlanTensorId, bool> saved;
+    for (int i : region.ops) {
+      const PlanOp& op = plan_.ops[i];
+      std::vector<PlanTensorId> seen;
+      for (PlanTensorId t : op.inputs) {
+        if (t < 0 || std::find(seen.begin(), seen.end(), t) != seen.end()) continue;
+        seen.push_back(t);
+        ++rholds_[t];
+      }
+      for (PlanTensorId t : op.saved) {
+        ++rholds_[t];
+        saved[Root(t)] = true;
+      }
+    }
+    for (PlanTensorId t : region_inputs_[r]) {
+      if (storage_[t] < 0) continue;
+      rstorage_[t] = storage_[t];
+      Ref(storage_[t]);
+    }
+    auto rrelease = [&](PlanTensorId t) {
+      auto it = rstorage_.find(t);
+      if (it == rstorage_.end()) return;
+      if (--rholds_[t] > 0) return;
+      Unref(it->second);
+      rstorage_.erase(it);
+    };
+    auto make = [&](PlanTensorId t, const PlanOp& op) {
+      const PlanTensor& x = plan_.tensors[t];
+      if (x.metadata || IsPersistent(t)) return;
+      if (x.view_of >= 0 && rstorage_.count(x.view_of)) {
+        rstorage_[t] = rstorage_[x.view_of];
+        Ref(rstorage_[t]);
+      } else {
+        bool keep = saved.count(Root(t)) > 0;
+        rstorage_[t] = AllocLike(
+            x, x.name, keep ? Category::kSavedActivations : Category::kTransient, op.scope,
+            keep ? "recomputed for the backward of " + region.scope
+                 : "recomputed by " + region.scope);
+      }
+    };
+    for (int i : region.ops) {
+      const PlanOp& op = plan_.ops[i];
+      for (PlanTensorId t : op.copies) make(t, op);
+      for (PlanTensorId t : op.extras) make(t, op);
+      for (PlanTensorId t : op.outputs) {
+        if (t >= 0) make(t, op);
+      }
+      std::vector<PlanTensorId> seen;
+      for (PlanTensorId t : op.inputs) {
+        if (t < 0 || std::find(seen.begin(), seen.end(), t) != seen.end()) continue;
+        seen.push_back(t);
+        rrelease(t);
+      }
+      // What the recompute made but nothing in the region reads or saves is dropped.
+      for (std::vector<PlanTensorId> made : {op.copies, op.extras, op.outputs}) {
+        for (PlanTensorId t : made) {
+          if (t >= 0 && rstorage_.count(t) && rholds_[t] == 0) {
+            ++rholds_[t];
+            rrelease(t);
+          }
+        }
+      }
+    }
+    // Region inputs nobody in the region saves were only needed to recompute.
+    for (PlanTensorId t : region_inputs_[r]) {
+      if (rstorage_.count(t) && !saved.count(Root(t))) {
+        rholds_[t] = 1;
+        rrelease(t);
+      }
+    }
+    recomputed_[r] = true;
+  }
+
+  // Whatever a recompute kept that no backward released (ops no gradient reached).
+  void DropRecomputed() {
+    for (const auto& [t, b] : rstorage_) Unref(b);
+    rstorage_.clear();
+    rholds_.clear();
+  }
+
+  void ReleaseSaved(const PlanOp& op) {
+    for (PlanTensorId t : op.saved) {
+      if (op.region < 0) {
+        Release(t);
+        continue;
+      }
+      auto it = rstorage_.find(t);
+      if (it == rstorage_.end()) continue;
+      if (--rholds_[t] > 0) continue;
+      Unref(it->second);
+      rstorage_.erase(it);
+    }
+  }
+
+  // After the region's last backward op: drop what the checkpoint kept.
+  void FinishRegion(int r) {
+    if (finished_[r]) return;
+    finished_[r] = true;
+    for (PlanTensorId t : region_inputs_[r]) Release(t);
+    if (rng_[r] >= 0) Unref(rng_[r]);
+    rng_[r] = -1;
+  }
+
   void Forward() {
+    rng_.assign(plan_.regions.size(), -1);
+    recomputed_.assign(plan_.regions.size(), false);
+    finished_.assign(plan_.regions.size(), false);
     for (const PlanOp& op : plan_.ops) {
       bool any = false;
       for (PlanTensorId t : op.outputs) any = any || (t >= 0 && !plan_.tensors[t].metadata);
@@ -178,6 +317,11 @@ class Runtime {
         continue;
       }
       Step(Phase::kForward, op.name, op.type, op.scope);
+      if (op.region >= 0 && rng_[op.region] < 0 && plan_.regions[op.region].rng_state_bytes) {
+        rng_[op.region] = Alloc("rng state of " + plan_.regions[op.region].scope,
+                                plan_.regions[op.region].rng_state_bytes, Category::kTransient,
+                                DType::kUInt8, {}, op.scope, "checkpoint's preserved RNG state");
+      }
       for (PlanTensorId t : op.copies) {
         storage_[t] =
             AllocLike(plan_.tensors[t], plan_.tensors[t].name,
@@ -358,6 +502,7 @@ class Runtime {
         skipped.push_back(&op);
         continue;
       }
+      if (op.region >= 0 && !recomputed_[op.region]) Recompute(op.region);
       Step(Phase::kBackward, op.name, op.type + " backward", op.scope);
       std::vector<BufferId> workspace;
       for (PlanTensorId w : op.backward_workspace) {
@@ -387,18 +532,28 @@ class Runtime {
         Unref(grad_[t]);
         grad_[t] = -1;
       }
-      for (PlanTensorId t : op.saved) Release(t);
+      ReleaseSaved(op);
+      if (op.region >= 0 && &op == &plan_.ops[FirstBackwardOp(op.region)]) FinishRegion(op.region);
     }
     Step(Phase::kBackward, "backward done", "release graph", "");
     for (const PlanOp* op : skipped) {
-      for (PlanTensorId t : op->saved) Release(t);
+      if (op->region < 0) ReleaseSaved(*op);
     }
+    DropRecomputed();
+    for (size_t r = 0; r < plan_.regions.size(); ++r) FinishRegion(static_cast<int>(r));
     for (PlanTensorId t : plan_.outputs) {
       if (grad_[t] >= 0) {
         Unref(grad_[t]);
         grad_[t] = -1;
       }
     }
+  }
+
+  int FirstBackwardOp(int r) const {
+    for (int i : plan_.regions[r].ops) {
+      if (plan_.ops[i].needs_backward) return i;
+    }
+    return plan_.regions[r].ops.front();
   }
 
   void Optimizer() {
@@ -447,6 +602,11 @@ class Runtime {
   std::vector<PlanTensorId> trained_;
   std::vector<BufferId> state_;
   std::vector<int32_t> base_holds_;
+  std::vector<std::vector<PlanTensorId>> region_inputs_;
+  std::vector<BufferId> rng_;
+  std::vector<bool> recomputed_, finished_;
+  std::map<PlanTensorId, BufferId> rstorage_;
+  std::map<PlanTensorId, int32_t> rholds_;
   std::vector<BufferId> held_outputs_;
   BufferId labels_ = -1, log_probs_ = -1, total_weight_ = -1, loss_ = -1;
 };

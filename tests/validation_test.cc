@@ -9,10 +9,10 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "cli/estimate.h"
-#include "importer/importer.h"
 
 using namespace vramsim;
 
@@ -32,18 +32,24 @@ void CheckCases(const std::string& file, double median_limit, double max_limit) 
   ASSERT_FALSE(cases.empty());
   std::vector<Outcome> out;
   for (const auto& c : cases) {
-    ImportOptions io;
-    for (const auto& [k, v] : c["dims"].items()) io.dims[k] = v.get<int64_t>();
-    auto graph = ImportModel(kRoot + "/" + c["model"].get<std::string>(), io);
-    ASSERT_TRUE(graph.ok()) << graph.error().message;
+    std::map<std::string, int64_t> dims;
+    for (const auto& [k, v] : c["dims"].items()) dims[k] = v.get<int64_t>();
     EstimateFlags flags;
     flags.target = "torch-cpu";
     flags.optimizer = c["optimizer"].get<std::string>();
     flags.loss = c.value("loss", "cross-entropy");
+    flags.precision = c.value("precision", "fp32");
+    flags.accum = c.value("accum", 1);
+    if (c.contains("checkpoint")) {
+      for (const auto& scope : c["checkpoint"]) {
+        if (!flags.checkpoint.empty()) flags.checkpoint += ",";
+        flags.checkpoint += scope.get<std::string>();
+      }
+    }
     if (c.contains("optimizer_impl")) flags.optimizer_impl = c["optimizer_impl"].get<std::string>();
     auto options = ParseEstimateFlags(flags);
     ASSERT_TRUE(options.ok()) << options.error().message;
-    auto e = RunEstimate(*graph, *options);
+    auto e = EstimateModel(kRoot + "/" + c["model"].get<std::string>(), dims, *options);
     ASSERT_TRUE(e.ok()) << e.error().message;
     Outcome o;
     o.name = c["name"].get<std::string>();

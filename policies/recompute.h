@@ -1,0 +1,38 @@
+// Activation checkpointing of module scopes, as torch.utils.checkpoint(..., use_reentrant=False)
+// does: inside a region only its inputs are kept; in the backward the region's forward runs
+// again (keeping what its ops save), then its backward.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "policies/policy.h"
+
+namespace vramsim {
+
+struct RecomputeOptions {
+  // Module paths as PyTorch names them ("layer1", "h.0", "encoder.layers.encoder_layer_0")
+  // or node-name prefixes as they stand in the export ("/layer1/").
+  std::vector<std::string> scopes;
+  // torch.get_rng_state() kept per region for preserve_rng_state=True: a 5056-byte tensor on
+  // the CPU (host memory on a CUDA target).
+  uint64_t rng_state_bytes = 0;
+};
+
+// Splits "a,b,c" and validates each scope is non-empty.
+Result<std::vector<std::string>> ParseScopes(const std::string& list);
+
+class RecomputePolicy : public Policy {
+ public:
+  explicit RecomputePolicy(RecomputeOptions options) : options_(std::move(options)) {}
+  std::string_view name() const override { return "recompute"; }
+  Status Apply(TrainingPlan& plan) const override;
+
+ private:
+  RecomputeOptions options_;
+};
+
+// Whether op belongs to a scope (module path or node-name prefix).
+bool InScope(const PlanOp& op, const std::string& scope);
+
+}  // namespace vramsim
