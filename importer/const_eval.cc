@@ -117,7 +117,11 @@ std::vector<size_t> BroadcastIndex(const Shape& in, const Shape& out) {
 using Values = std::vector<const ConstValue*>;
 using Out = std::optional<std::vector<ConstValue>>;
 
-Out One(ConstValue v) { return std::vector<ConstValue>{std::move(v)}; }
+Out One(ConstValue v) {
+  std::vector<ConstValue> out;
+  out.push_back(std::move(v));
+  return out;
+}
 
 // N-ary elementwise op with numpy broadcasting; `f` sees doubles, or exact int64s when
 // every operand is integral (so large int64 bounds survive).

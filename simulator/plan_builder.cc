@@ -135,6 +135,8 @@ class Builder {
       if (g_.tensors[e].consumers.size() != 1) continue;
       const Op& add = g_.ops[g_.tensors[e].consumers[0]];
       if (add.type != "Add") continue;
+      auto one = Const(add.inputs[0] == e ? add.inputs[1] : add.inputs[0]);
+      if (!one || std::fabs(*one - 1.0) > 1e-6) continue;
       TensorId a = add.outputs[0];
       if (g_.tensors[a].consumers.size() != 1) continue;
       const Op& mul1 = g_.ops[g_.tensors[a].consumers[0]];
@@ -261,6 +263,10 @@ class Builder {
         if (s.from == SavedSpec::From::kInput && s.index < static_cast<int>(op.inputs.size()) &&
             op.inputs[s.index] != kNoTensor) {
           saved[op.inputs[s.index]] = true;
+        }
+        if (s.from == SavedSpec::From::kOutput && s.index < static_cast<int>(op.outputs.size()) &&
+            op.outputs[s.index] != kNoTensor) {
+          saved[op.outputs[s.index]] = true;  // e.g. Sigmoid's result: no in-place op after it
         }
       }
     }
@@ -427,8 +433,8 @@ class Builder {
   void MatMulCopies(PlanOp& op) {
     copy_of_input_.assign(op.inputs.size(), -1);
     if (op.inputs.size() != 2 || op.inputs[0] < 0 || op.inputs[1] < 0) return;
-    const PlanTensor& a = plan_.tensors[op.inputs[0]];
-    const PlanTensor& b = plan_.tensors[op.inputs[1]];
+    const PlanTensor a = plan_.tensors[op.inputs[0]];  // NewTensor may move the vector
+    const PlanTensor b = plan_.tensors[op.inputs[1]];
     size_t ra = a.shape.size(), rb = b.shape.size();
     auto needs_copy = [&](const PlanTensor& t, std::vector<int64_t> target,
                           const std::vector<int64_t>& expanded_shape) {

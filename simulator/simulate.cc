@@ -390,8 +390,7 @@ class Runtime {
     if (plan_.outputs.empty()) return Error{"the model has no output to train"};
     PlanTensorId out = plan_.outputs[0];
     const PlanTensor& logits = plan_.tensors[out];
-    if (storage_[out] < 0)
-      return Error{"the first graph output '" + logits.name + "' is a constant"};
+    if (logits.metadata) return Error{"the first graph output '" + logits.name + "' is a constant"};
     if (plan_.loss == LossKind::kNone) return {};
     Step(Phase::kLoss, "loss", plan_.loss == LossKind::kMse ? "mse_loss" : "cross_entropy", "");
     PlanTensor scalar;

@@ -1,0 +1,905 @@
+// The gradient rules through the plan builder, one test per rule family, on tiny hand-built
+// graphs: what each op saves for the backward (after requires-grad filtering: a tensor needed
+// only for the gradient of an input that needs none is not saved), the extras it makes (dtype,
+// shape, bytes), which inputs get gradients, and the view / in-place / fusion decisions.
+// Every expected byte count and stride is worked out by hand in the test.
+#include "simulator/gradient_rules.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "importer/importer.h"
+#include "simulator/plan_builder.h"
+#include "tests/model_builder.h"
+
+using namespace vramsim;
+using vramsim::testing::ModelBuilder;
+using vramsim::testing::RawTensor;
+
+namespace {
+
+using Names = std::set<std::string>;
+using Shape = std::vector<int64_t>;
+constexpr DType kF32 = DType::kFloat32;
+
+Result<TrainingPlan> Plan(ModelBuilder& m, Device device = Device::kCpu) {
+  auto g = ImportModelProto(m.proto());
+  if (!g) return g.error();
+  PlanOptions o;
+  o.target = device == Device::kCpu ? TargetSpec{"torch-cpu", Device::kCpu, 1}
+                                    : TargetSpec{"torch-cuda", Device::kCuda, 512};
+  o.loss = LossKind::kNone;
+  return BuildPlan(*g, o);
+}
+
+PlanTensorId Id(const TrainingPlan& p, const std::string& name) {
+  for (size_t i = 0; i < p.tensors.size(); ++i) {
+    if (p.tensors[i].name == name) return static_cast<PlanTensorId>(i);
+  }
+  return -1;
+}
+
+const PlanTensor& T(const TrainingPlan& p, const std::string& name) {
+  PlanTensorId id = Id(p, name);
+  EXPECT_GE(id, 0) << "no tensor " << name;
+  static const PlanTensor kNone{};
+  return id >= 0 ? p.tensors[id] : kNone;
+}
+
+const PlanOp* OpNamed(const TrainingPlan& p, const std::string& name) {
+  for (const PlanOp& op : p.ops) {
+    if (op.name == name) return &op;
+  }
+  return nullptr;
+}
+
+Names NamesOf(const TrainingPlan& p, const std::vector<PlanTensorId>& ids) {
+  Names out;
+  for (PlanTensorId t : ids) out.insert(t >= 0 ? p.tensors[t].name : "<none>");
+  return out;
+}
+
+// Checks one op: its saved set, the input slots that get gradients and needs_backward.
+void ExpectOp(const TrainingPlan& plan, const std::string& name, const Names& saved,
+              const std::vector<int>& grads) {
+  const PlanOp* op = OpNamed(plan, name);
+  ASSERT_NE(op, nullptr) << "no op " << name;
+  EXPECT_EQ(NamesOf(plan, op->saved), saved) << name << " saved";
+  EXPECT_EQ(op->saved.size(), saved.size()) << name << " saves a tensor twice";
+  EXPECT_EQ(op->grad_inputs, grads) << name << " grad_inputs";
+  EXPECT_EQ(op->needs_backward, !grads.empty()) << name << " needs_backward";
+}
+#define EXPECT_OP(...)              \
+  do {                              \
+    SCOPED_TRACE("EXPECT_OP here"); \
+    ExpectOp(__VA_ARGS__);          \
+  } while (0)
+
+// x: data [4,8]; h = Gemm(x, W0[16,8], transB) is [4,16] and requires grad.
+void GemmPrefix(ModelBuilder& m) {
+  m.Input("x", kF32, {4, 8});
+  m.Initializer("W0", kF32, {16, 8});
+  m.Node("Gemm", {"x", "W0"}, {"h"}, "gemm0").Int("transB", 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registry
+
+TEST(GradientRules, RegistryHasEveryFamilyAndNothingForUnknownOps) {
+  for (const char* op : {"Conv",
+                         "ConvTranspose",
+                         "Gemm",
+                         "MatMul",
+                         "Add",
+                         "Sum",
+                         "Sub",
+                         "Mul",
+                         "Div",
+                         "Pow",
+                         "Neg",
+                         "Log",
+                         "Exp",
+                         "Relu",
+                         "Clip",
+                         "Softmax",
+                         "Where",
+                         "BatchNormalization",
+                         "LayerNormalization",
+                         "MaxPool",
+                         "AveragePool",
+                         "GlobalAveragePool",
+                         "ReduceMean",
+                         "Dropout",
+                         "Reshape",
+                         "Transpose",
+                         "Split",
+                         "Concat",
+                         "Gather",
+                         "Cast",
+                         "Shape",
+                         "Equal"}) {
+    EXPECT_NE(FindGradRule(op), nullptr) << op;
+  }
+  EXPECT_EQ(FindGradRule("CumSum"), nullptr);
+  EXPECT_EQ(FindGradRule("conv"), nullptr);  // op types are case-sensitive
+  std::vector<std::string> ops = RegisteredOps();
+  EXPECT_TRUE(std::is_sorted(ops.begin(), ops.end()));
+  EXPECT_NE(std::find(ops.begin(), ops.end(), "Gemm"), ops.end());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convolution, linear algebra
+
+TEST(GradientRules, ConvSavesInputForWeightGradAndWeightForInputGrad) {
+  ModelBuilder m;
+  m.Input("x", kF32, {1, 3, 5, 5});
+  m.Input("wd", kF32, {4, 3, 3, 3});  // a weight fed as data: needs no gradient
+  m.Initializer("W0", kF32, {3, 3, 3, 3});
+  m.Initializer("W", kF32, {4, 3, 3, 3});
+  m.Initializer("B", kF32, {4});
+  // Data input: only the weight and bias need gradients; the weight is needed only for the
+  // input's gradient, so it is not saved.
+  m.Node("Conv", {"x", "W", "B"}, {"c_data"}, "conv_data").Ints("kernel_shape", {3, 3});
+  // h requires grad (made from W0): both saved.
+  m.Node("Conv", {"x", "W0"}, {"h"}, "conv0")
+      .Ints("kernel_shape", {3, 3})
+      .Ints("pads", {1, 1, 1, 1});
+  m.Node("Conv", {"h", "W", "B"}, {"c_both"}, "conv_both").Ints("kernel_shape", {3, 3});
+  // Weight without gradient: the input is needed only for the weight's gradient, not saved.
+  m.Node("Conv", {"h", "wd"}, {"c_frozen"}, "conv_frozen").Ints("kernel_shape", {3, 3});
+  m.Input("wt", kF32, {3, 2, 3, 3});  // ConvTranspose weight: [C_in, C_out, k, k]
+  m.Node("ConvTranspose", {"h", "wt"}, {"ct"}, "convt").Ints("kernel_shape", {3, 3});
+  m.Output("c_data").Output("c_both").Output("c_frozen").Output("ct");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_OP(*plan, "conv_data", {"x"}, {1, 2});
+  EXPECT_OP(*plan, "conv_both", {"h", "W"}, {0, 1, 2});
+  EXPECT_OP(*plan, "conv_frozen", {"wd"}, {0});
+  // ConvTranspose follows the same rule: h needs a gradient, its weight none.
+  EXPECT_OP(*plan, "convt", {"wt"}, {0});
+  // On the CPU, oneDNN computes a weight gradient in a weight-sized workspace first; only
+  // where the weight gets a gradient. On CUDA there is none.
+  EXPECT_EQ(NamesOf(*plan, OpNamed(*plan, "conv_data")->backward_workspace), Names({"W"}));
+  EXPECT_EQ(NamesOf(*plan, OpNamed(*plan, "conv_both")->backward_workspace), Names({"W"}));
+  EXPECT_TRUE(OpNamed(*plan, "conv_frozen")->backward_workspace.empty());
+  auto cuda = Plan(m, Device::kCuda);
+  ASSERT_TRUE(cuda.ok()) << cuda.error().message;
+  EXPECT_TRUE(OpNamed(*cuda, "conv_data")->backward_workspace.empty());
+  EXPECT_OP(*cuda, "conv_data", {"x"}, {1, 2});
+  // Outputs are allocated: [1,4,3,3] float32 = 1*4*3*3*4 = 144 bytes (5-3+1 = 3).
+  EXPECT_EQ(T(*plan, "c_data").bytes, 144u);
+  EXPECT_EQ(T(*plan, "c_data").view_of, -1);
+  EXPECT_TRUE(T(*plan, "c_data").requires_grad);
+  EXPECT_FALSE(T(*plan, "x").requires_grad);
+}
+
+TEST(GradientRules, GemmSavesEachOperandForTheOthersGradient) {
+  ModelBuilder m;
+  GemmPrefix(m);
+  m.Input("wd", kF32, {10, 16});
+  m.Initializer("W", kF32, {10, 16});
+  m.Initializer("b", kF32, {10});
+  m.Node("Gemm", {"h", "W", "b"}, {"y_both"}, "gemm_both").Int("transB", 1);
+  m.Node("Gemm", {"h", "wd"}, {"y_frozen"}, "gemm_frozen").Int("transB", 1);
+  m.Output("y_both").Output("y_frozen");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  // x is data: x saved for W0's grad; W0 (needed only for x's grad) not saved; no bias.
+  EXPECT_OP(*plan, "gemm0", {"x"}, {1});
+  EXPECT_OP(*plan, "gemm_both", {"h", "W"}, {0, 1, 2});
+  EXPECT_OP(*plan, "gemm_frozen", {"wd"}, {0});
+  // y: [4,10] float32 = 4*10*4 = 160 bytes.
+  EXPECT_EQ(T(*plan, "y_both").bytes, 160u);
+}
+
+TEST(GradientRules, MatMulSavesEachOperandForTheOthersGradient) {
+  ModelBuilder m;
+  GemmPrefix(m);
+  m.Input("wd", kF32, {16, 2});
+  m.Initializer("W", kF32, {16, 2});
+  m.Node("MatMul", {"x", "W0t"}, {"mm_data"}, "mm_data");
+  m.Initializer("W0t", kF32, {8, 16});
+  m.Node("MatMul", {"h", "W"}, {"mm_both"}, "mm_both");
+  m.Node("MatMul", {"h", "wd"}, {"mm_frozen"}, "mm_frozen");
+  m.Output("mm_data").Output("mm_both").Output("mm_frozen");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_OP(*plan, "mm_data", {"x"}, {1});
+  EXPECT_OP(*plan, "mm_both", {"h", "W"}, {0, 1});
+  EXPECT_OP(*plan, "mm_frozen", {"wd"}, {0});
+  // 2-D operands never need contiguous copies.
+  EXPECT_TRUE(OpNamed(*plan, "mm_both")->copies.empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Elementwise arithmetic
+
+TEST(GradientRules, AddAndSumSaveNothingAndPassTheGradientThrough) {
+  ModelBuilder m;
+  m.Input("x", kF32, {4, 8});
+  m.Initializer("P", kF32, {4, 8});
+  m.Initializer("Q", kF32, {4, 8});
+  m.Initializer("b", kF32, {8});
+  m.Initializer("W", kF32, {8, 8});
+  m.Node("Add", {"P", "x"}, {"a_px"}, "add_px");
+  m.Node("Add", {"P", "Q"}, {"a_pq"}, "add_pq");
+  m.Node("Sum", {"P", "x", "Q"}, {"s"}, "sum");
+  // Linear's bias added into a fresh matmul result runs in place: no new storage.
+  m.Node("MatMul", {"x", "W"}, {"mm"}, "mm");
+  m.Node("Add", {"mm", "b"}, {"lin"}, "bias_add");
+  m.Output("a_px").Output("a_pq").Output("s").Output("lin");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_OP(*plan, "add_px", {}, {0});
+  EXPECT_EQ(OpNamed(*plan, "add_px")->grad_passthrough, std::vector<int>({0}));
+  EXPECT_OP(*plan, "add_pq", {}, {0, 1});
+  EXPECT_EQ(OpNamed(*plan, "add_pq")->grad_passthrough, std::vector<int>({0, 1}));
+  EXPECT_OP(*plan, "sum", {}, {0, 2});
+  EXPECT_EQ(OpNamed(*plan, "sum")->grad_passthrough, std::vector<int>({0, 2}));
+  // a_px: [4,8] float32 = 4*8*4 = 128 bytes of its own (P is a parameter: never overwritten).
+  EXPECT_EQ(T(*plan, "a_px").bytes, 128u);
+  EXPECT_EQ(T(*plan, "a_px").view_of, -1);
+  EXPECT_EQ(T(*plan, "lin").view_of, Id(*plan, "mm"));
+  EXPECT_EQ(T(*plan, "lin").bytes, 0u);
+  EXPECT_OP(*plan, "bias_add", {}, {0, 1});
+}
+
+TEST(GradientRules, SubSavesNothingAndPassesOnlyTheFirstGradientThrough) {
+  ModelBuilder m;
+  m.Initializer("P", kF32, {4, 8});
+  m.Initializer("Q", kF32, {4, 8});
+  m.Node("Sub", {"P", "Q"}, {"d"}, "sub");
+  m.Output("d");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_OP(*plan, "sub", {}, {0, 1});
+  // The second operand's gradient is -grad, a new tensor.
+  EXPECT_EQ(OpNamed(*plan, "sub")->grad_passthrough, std::vector<int>({0}));
+}
+
+TEST(GradientRules, MulSavesEachOperandOnlyForTheOthersGradient) {
+  ModelBuilder m;
+  m.Input("x", kF32, {4, 8});
+  m.Initializer("P", kF32, {4, 8});
+  m.Initializer("Q", kF32, {4, 8});
+  m.Node("Mul", {"P", "x"}, {"m1"}, "mul_px");
+  m.Node("Mul", {"x", "P"}, {"m2"}, "mul_xp");
+  m.Node("Mul", {"P", "Q"}, {"m3"}, "mul_pq");
+  m.Node("Mul", {"P", "P"}, {"m4"}, "mul_pp");
+  m.Output("m1").Output("m2").Output("m3").Output("m4");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  // P's gradient needs x; x's gradient (which needs P) is not wanted.
+  EXPECT_OP(*plan, "mul_px", {"x"}, {0});
+  EXPECT_OP(*plan, "mul_xp", {"x"}, {1});
+  EXPECT_OP(*plan, "mul_pq", {"P", "Q"}, {0, 1});
+  // P*P saves P once.
+  EXPECT_EQ(OpNamed(*plan, "mul_pp")->saved.size(), 1u);
+  EXPECT_OP(*plan, "mul_pp", {"P"}, {0, 1});
+}
+
+TEST(GradientRules, DivSavesTheDivisorAlwaysAndTheDividendOnlyForTheDivisorsGradient) {
+  ModelBuilder m;
+  m.Input("x", kF32, {4, 8});
+  m.Initializer("P", kF32, {4, 8});
+  m.Initializer("Q", kF32, {4, 8});
+  m.Node("Div", {"P", "x"}, {"d1"}, "div_px");
+  m.Node("Div", {"x", "P"}, {"d2"}, "div_xp");
+  m.Node("Div", {"P", "Q"}, {"d3"}, "div_pq");
+  m.Output("d1").Output("d2").Output("d3");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  // d(P/x)/dP = 1/x: x only.
+  EXPECT_OP(*plan, "div_px", {"x"}, {0});
+  // d(x/P)/dP = -x/P^2: both.
+  EXPECT_OP(*plan, "div_xp", {"x", "P"}, {1});
+  EXPECT_OP(*plan, "div_pq", {"P", "Q"}, {0, 1});
+}
+
+TEST(GradientRules, PowSavesBaseAndExponentAndTheResultForTheExponentsGradient) {
+  ModelBuilder m;
+  m.Input("x", kF32, {4, 8});
+  m.Initializer("P", kF32, {4, 8});
+  m.FloatInitializer("onnx::two", {}, {2.0f});
+  m.Node("Pow", {"P", "x"}, {"p1"}, "pow_px");
+  m.Node("Pow", {"x", "P"}, {"p2"}, "pow_xp");
+  m.Node("Pow", {"P", "onnx::two"}, {"p3"}, "pow_scalar");
+  m.Output("p1").Output("p2").Output("p3");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_OP(*plan, "pow_px", {"P", "x"}, {0});
+  EXPECT_OP(*plan, "pow_xp", {"x", "P", "p2"}, {1});
+  // A constant exponent is a Python number: nothing to save for it.
+  EXPECT_OP(*plan, "pow_scalar", {"P"}, {0});
+  EXPECT_TRUE(T(*plan, "onnx::two").metadata);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unary ops
+
+TEST(GradientRules, SelfSavingUnaryOpsSaveTheirInput) {
+  const std::vector<std::string> ops = {
+      "Abs", "Log",  "Erf",  "Sin",         "Cos",       "Softplus", "Softsign", "LeakyRelu",
+      "Elu", "Selu", "Celu", "HardSigmoid", "HardSwish", "Atan",     "Asin",     "Acos"};
+  ModelBuilder m;
+  m.Initializer("P", kF32, {4, 8});
+  for (const std::string& op : ops) {
+    m.Node(op, {"P"}, {"y_" + op}, "op_" + op);
+    m.Output("y_" + op);
+  }
+  m.Node("Neg", {"P"}, {"y_Neg"}, "op_Neg");
+  m.Output("y_Neg");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  for (const std::string& op : ops) {
+    SCOPED_TRACE(op);
+    EXPECT_OP(*plan, "op_" + op, {"P"}, {0});
+    // Own storage: [4,8] float32 = 4*8*4 = 128 bytes.
+    EXPECT_EQ(T(*plan, "y_" + op).bytes, 128u);
+  }
+  // -grad needs nothing.
+  EXPECT_OP(*plan, "op_Neg", {}, {0});
+}
+
+TEST(GradientRules, ResultSavingOpsSaveTheirOutput) {
+  const std::vector<std::string> ops = {"Exp",        "Sqrt", "Tanh",    "Sigmoid",
+                                        "Reciprocal", "Relu", "Softmax", "LogSoftmax"};
+  ModelBuilder m;
+  m.Initializer("P", kF32, {4, 8});
+  for (const std::string& op : ops) {
+    m.Node(op, {"P"}, {"y_" + op}, "op_" + op);
+    m.Output("y_" + op);
+  }
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  for (const std::string& op : ops) {
+    SCOPED_TRACE(op);
+    EXPECT_OP(*plan, "op_" + op, {"y_" + op}, {0});
+    // A parameter is never overwritten in place: [4,8] float32 = 128 bytes of its own.
+    EXPECT_EQ(T(*plan, "y_" + op).bytes, 128u);
+    EXPECT_EQ(T(*plan, "y_" + op).view_of, -1);
+  }
+}
+
+// ReLU(inplace=True) after a Linear: the result overwrites the Linear's output, and the saved
+// result is that storage.
+TEST(GradientRules, ReluRunsInPlaceOnAnActivationOnlyItReads) {
+  ModelBuilder m;
+  GemmPrefix(m);
+  m.Initializer("W", kF32, {10, 16});
+  m.Node("Relu", {"h"}, {"r"}, "relu");
+  m.Node("Gemm", {"r", "W"}, {"y"}, "gemm").Int("transB", 1);
+  m.Output("y");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_EQ(T(*plan, "r").view_of, Id(*plan, "h"));
+  EXPECT_EQ(T(*plan, "r").bytes, 0u);
+  EXPECT_OP(*plan, "relu", {"r"}, {0});
+  EXPECT_OP(*plan, "gemm", {"r", "W"}, {0, 1});
+}
+
+// A ReLU may not overwrite a tensor another op saved for its backward: sigmoid's backward
+// reads its result s, so torch.relu_(s) would fail at backward; the ReLU allocates its own.
+TEST(GradientRules, ReluDoesNotOverwriteATensorItsProducerSavedAsItsResult) {
+  ModelBuilder m;
+  GemmPrefix(m);
+  m.Node("Sigmoid", {"h"}, {"s"}, "sigmoid");
+  m.Node("Relu", {"s"}, {"r"}, "relu");
+  m.Output("r");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_OP(*plan, "sigmoid", {"s"}, {0});
+  EXPECT_EQ(T(*plan, "r").view_of, -1) << "relu overwrote sigmoid's saved result";
+  // r: [4,16] float32 = 4*16*4 = 256 bytes of its own.
+  EXPECT_EQ(T(*plan, "r").bytes, 256u);
+  EXPECT_OP(*plan, "relu", {"r"}, {0});
+}
+
+TEST(GradientRules, ClipSavesItsInputWhenItCannotRunInPlace) {
+  ModelBuilder m;
+  m.Initializer("P", kF32, {4, 8});
+  m.FloatInitializer("onnx::min", {}, {0.0f});
+  m.FloatInitializer("onnx::max", {}, {6.0f});
+  m.Node("Clip", {"P", "onnx::min", "onnx::max"}, {"c"}, "clip");
+  m.Output("c");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_OP(*plan, "clip", {"P"}, {0});
+  // [4,8] float32 = 128 bytes: a parameter is not overwritten.
+  EXPECT_EQ(T(*plan, "c").bytes, 128u);
+}
+
+// ReLU6(inplace=True) after a Linear: PyTorch (1.13, the validation target) runs hardtanh_,
+// whose backward reads the original self, so autograd saves a clone of it before clamping
+// (grad_fn._saved_self keeps the unclamped values in its own storage). The memory is that of
+// the out-of-place op: h stays saved, the result has 4*16*4 = 256 bytes of its own.
+TEST(GradientRules, ClipOnAnActivationSavesItsInputAndAllocatesItsResult) {
+  ModelBuilder m;
+  GemmPrefix(m);
+  m.FloatInitializer("onnx::min", {}, {0.0f});
+  m.FloatInitializer("onnx::max", {}, {6.0f});
+  m.Node("Clip", {"h", "onnx::min", "onnx::max"}, {"c"}, "clip");
+  m.Output("c");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_OP(*plan, "clip", {"h"}, {0});
+  EXPECT_EQ(T(*plan, "c").view_of, -1);
+  EXPECT_EQ(T(*plan, "c").bytes, 256u);
+  // On data only nothing is saved, and the clamp overwrites its input.
+  ModelBuilder d;
+  d.Input("x", kF32, {4, 8});
+  d.Initializer("W", kF32, {8, 8});
+  d.Node("Abs", {"x"}, {"ax"}, "abs");  // an activation without gradient
+  d.FloatInitializer("onnx::min", {}, {0.0f});
+  d.FloatInitializer("onnx::max", {}, {6.0f});
+  d.Node("Clip", {"ax", "onnx::min", "onnx::max"}, {"c"}, "clip");
+  d.Node("MatMul", {"c", "W"}, {"y"}, "mm");
+  d.Output("y");
+  auto data_plan = Plan(d);
+  ASSERT_TRUE(data_plan.ok()) << data_plan.error().message;
+  EXPECT_OP(*data_plan, "clip", {}, {});
+  EXPECT_EQ(T(*data_plan, "c").view_of, Id(*data_plan, "ax"));
+  EXPECT_EQ(T(*data_plan, "c").bytes, 0u);
+}
+
+TEST(GradientRules, WhereSavesOnlyTheCondition) {
+  ModelBuilder m;
+  m.Input("cond", DType::kBool, {4, 8});
+  m.Input("x", kF32, {4, 8});
+  m.Initializer("P", kF32, {4, 8});
+  m.Node("Where", {"cond", "P", "x"}, {"w"}, "where");
+  m.Output("w");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_OP(*plan, "where", {"cond"}, {1});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Normalization, pooling
+
+TEST(GradientRules, BatchNormSavesInputWeightAndFloatStatsOfChannels) {
+  ModelBuilder m;
+  m.Input("x", kF32, {2, 4, 3, 3});
+  m.Initializer("scale", kF32, {4});
+  m.Initializer("bias", kF32, {4});
+  m.Initializer("mean", kF32, {4});
+  m.Initializer("var", kF32, {4});
+  m.Node("BatchNormalization", {"x", "scale", "bias", "mean", "var"}, {"y"}, "bn");
+  m.Output("y");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_OP(*plan, "bn", {"x", "scale", "bn:save_mean", "bn:save_invstd"}, {1, 2});
+  const PlanOp* bn = OpNamed(*plan, "bn");
+  ASSERT_EQ(bn->extras.size(), 2u);
+  for (PlanTensorId e : bn->extras) {
+    const PlanTensor& t = plan->tensors[e];
+    SCOPED_TRACE(t.name);
+    EXPECT_TRUE(t.is_extra);
+    EXPECT_EQ(t.dtype, kF32);
+    EXPECT_EQ(t.shape, Shape({4}));
+    EXPECT_EQ(t.bytes, 16u);  // [4] float32 = 4*4 = 16
+  }
+  // Running statistics are buffers, not parameters, and get no gradient.
+  EXPECT_EQ(plan->buffers.size(), 2u);
+  EXPECT_EQ(NamesOf(*plan, plan->buffers), Names({"mean", "var"}));
+  EXPECT_EQ(NamesOf(*plan, plan->parameters), Names({"scale", "bias"}));
+}
+
+TEST(GradientRules, LayerNormSavesInputWeightBiasAndRowStats) {
+  ModelBuilder m;
+  m.Input("x", kF32, {2, 5, 8});
+  m.Initializer("g", kF32, {8});
+  m.Initializer("b", kF32, {8});
+  m.Node("LayerNormalization", {"x", "g", "b"}, {"y"}, "ln").Int("axis", -1);
+  m.Output("y");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_OP(*plan, "ln", {"x", "g", "b", "ln:mean", "ln:rstd"}, {1, 2});
+  const PlanOp* ln = OpNamed(*plan, "ln");
+  ASSERT_EQ(ln->extras.size(), 2u);
+  for (PlanTensorId e : ln->extras) {
+    const PlanTensor& t = plan->tensors[e];
+    SCOPED_TRACE(t.name);
+    EXPECT_EQ(t.dtype, kF32);
+    EXPECT_EQ(t.shape, Shape({2, 5, 1}));  // one per normalized row, keepdim
+    EXPECT_EQ(t.bytes, 40u);               // [2,5,1] float32 = 2*5*1*4 = 40
+  }
+}
+
+TEST(GradientRules, MaxPoolSavesInputAndInt64Indices) {
+  ModelBuilder m;
+  m.Input("x", kF32, {1, 3, 4, 4});
+  m.Initializer("W", kF32, {2, 3, 1, 1});
+  m.Node("Conv", {"x", "W"}, {"c"}, "conv").Ints("kernel_shape", {1, 1});
+  m.Node("MaxPool", {"c"}, {"p"}, "maxpool").Ints("kernel_shape", {2, 2}).Ints("strides", {2, 2});
+  m.Output("p");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_OP(*plan, "maxpool", {"c", "maxpool:indices"}, {0});
+  const PlanOp* mp = OpNamed(*plan, "maxpool");
+  ASSERT_EQ(mp->extras.size(), 1u);
+  const PlanTensor& idx = plan->tensors[mp->extras[0]];
+  EXPECT_EQ(idx.dtype, DType::kInt64);
+  EXPECT_EQ(idx.shape, Shape({1, 2, 2, 2}));  // the output's shape: 4/2 = 2
+  EXPECT_EQ(idx.bytes, 64u);                  // 1*2*2*2 = 8 int64 = 64 bytes
+  EXPECT_EQ(T(*plan, "p").bytes, 32u);        // 8 float32 = 32 bytes
+}
+
+TEST(GradientRules, AveragePoolSavesInputGlobalAverageAndMeanSaveNothing) {
+  ModelBuilder m;
+  m.Input("x", kF32, {1, 3, 4, 4});
+  m.Initializer("W", kF32, {2, 3, 1, 1});
+  m.Node("Conv", {"x", "W"}, {"c"}, "conv").Ints("kernel_shape", {1, 1});
+  m.Node("AveragePool", {"c"}, {"ap"}, "avgpool")
+      .Ints("kernel_shape", {2, 2})
+      .Ints("strides", {2, 2});
+  m.Node("GlobalAveragePool", {"c"}, {"gap"}, "gap");
+  m.Node("ReduceMean", {"c"}, {"rm"}, "reducemean").Ints("axes", {2, 3}).Int("keepdims", 1);
+  m.Output("ap").Output("gap").Output("rm");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_OP(*plan, "avgpool", {"c"}, {0});
+  // mean over H, W: the backward needs only the shape.
+  EXPECT_OP(*plan, "gap", {}, {0});
+  EXPECT_OP(*plan, "reducemean", {}, {0});
+  EXPECT_TRUE(OpNamed(*plan, "avgpool")->extras.empty());
+  // gap: [1,2,1,1] float32 = 2*4 = 8 bytes.
+  EXPECT_EQ(T(*plan, "gap").bytes, 8u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dropout
+
+// h [4,16] float32 = 256 bytes.
+void DropoutModel(ModelBuilder& m, float ratio, bool with_training_input, bool training) {
+  GemmPrefix(m);
+  m.FloatInitializer("onnx::ratio", {}, {ratio});
+  std::vector<std::string> in = {"h", "onnx::ratio"};
+  if (with_training_input) {
+    m.Initializer(
+        RawTensor<uint8_t>("onnx::training", DType::kBool, {}, {static_cast<uint8_t>(training)}));
+    in.push_back("onnx::training");
+  }
+  m.Node("Dropout", in, {"d", "d_mask"}, "drop");
+  m.Output("d");
+}
+
+TEST(GradientRules, DropoutOnCpuSavesAFloatMaskOfTheInputsType) {
+  ModelBuilder m;
+  DropoutModel(m, 0.1f, /*with_training_input=*/true, /*training=*/true);
+  auto plan = Plan(m, Device::kCpu);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_OP(*plan, "drop", {"drop:mask"}, {0});
+  const PlanOp* d = OpNamed(*plan, "drop");
+  ASSERT_EQ(d->extras.size(), 1u);
+  const PlanTensor& mask = plan->tensors[d->extras[0]];
+  EXPECT_EQ(mask.dtype, kF32);
+  EXPECT_EQ(mask.shape, Shape({4, 16}));
+  EXPECT_EQ(mask.bytes, 256u);  // [4,16] float32 = 4*16*4 = 256
+  // The ONNX mask output is not what PyTorch allocates; the output is, 256 bytes.
+  ASSERT_EQ(d->outputs.size(), 2u);
+  EXPECT_EQ(d->outputs[1], -1);
+  EXPECT_EQ(T(*plan, "d").bytes, 256u);
+  EXPECT_EQ(T(*plan, "d").view_of, -1);
+  // The input itself is not needed by the backward.
+  EXPECT_EQ(OpNamed(*plan, "gemm0")->saved.size(), 1u);  // x only
+}
+
+TEST(GradientRules, DropoutOnCudaSavesABoolMask) {
+  ModelBuilder m;
+  DropoutModel(m, 0.1f, /*with_training_input=*/false, true);
+  auto plan = Plan(m, Device::kCuda);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_OP(*plan, "drop", {"drop:mask"}, {0});
+  const PlanOp* d = OpNamed(*plan, "drop");
+  ASSERT_EQ(d->extras.size(), 1u);
+  const PlanTensor& mask = plan->tensors[d->extras[0]];
+  EXPECT_EQ(mask.dtype, DType::kBool);
+  EXPECT_EQ(mask.shape, Shape({4, 16}));
+  EXPECT_EQ(mask.bytes, 64u);  // [4,16] bool = 4*16*1 = 64
+}
+
+TEST(GradientRules, DropoutWithZeroRatioOrNotTrainingIsAView) {
+  for (int variant = 0; variant < 2; ++variant) {
+    SCOPED_TRACE(variant == 0 ? "p = 0" : "training_mode = false");
+    ModelBuilder m;
+    if (variant == 0) {
+      DropoutModel(m, 0.0f, /*with_training_input=*/true, /*training=*/true);
+    } else {
+      DropoutModel(m, 0.5f, /*with_training_input=*/true, /*training=*/false);
+    }
+    for (Device dev : {Device::kCpu, Device::kCuda}) {
+      auto plan = Plan(m, dev);
+      ASSERT_TRUE(plan.ok()) << plan.error().message;
+      EXPECT_OP(*plan, "drop", {}, {0});
+      const PlanOp* d = OpNamed(*plan, "drop");
+      EXPECT_TRUE(d->extras.empty());
+      EXPECT_TRUE(d->is_view);
+      EXPECT_EQ(d->outputs[1], -1);
+      EXPECT_EQ(T(*plan, "d").view_of, Id(*plan, "h"));
+      EXPECT_EQ(T(*plan, "d").bytes, 0u);
+      EXPECT_EQ(T(*plan, "d").strides, Shape({16, 1}));  // [4,16] contiguous
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Views and data movement
+
+TEST(GradientRules, ViewOpsShareStorageWithHandComputedStrides) {
+  ModelBuilder m;
+  m.Initializer("P", kF32, {2, 3, 4});  // contiguous strides [12,4,1]
+  m.Initializer("C", kF32, {3, 1});     // contiguous strides [1,1]
+  m.Int64Initializer("onnx::shape", {2}, {6, 4});
+  m.Int64Initializer("onnx::axes1", {1}, {1});
+  m.Int64Initializer("onnx::axes0", {1}, {0});
+  m.Int64Initializer("onnx::expand", {2}, {3, 4});
+  m.Int64Initializer("onnx::starts", {1}, {1});
+  m.Int64Initializer("onnx::ends", {1}, {3});
+  m.Node("Reshape", {"P", "onnx::shape"}, {"reshape"}, "reshape");
+  m.Node("Flatten", {"P"}, {"flatten"}, "flatten").Int("axis", 1);
+  m.Node("Transpose", {"P"}, {"transpose"}, "transpose").Ints("perm", {2, 0, 1});
+  m.Node("Identity", {"P"}, {"identity"}, "identity");
+  m.Node("Unsqueeze", {"P", "onnx::axes0"}, {"unsqueeze"}, "unsqueeze");
+  m.Node("Squeeze", {"C", "onnx::axes1"}, {"squeeze"}, "squeeze");
+  m.Node("Expand", {"C", "onnx::expand"}, {"expand"}, "expand");
+  m.Node("Slice", {"P", "onnx::starts", "onnx::ends", "onnx::axes1"}, {"slice"}, "slice");
+  for (const char* o :
+       {"reshape", "flatten", "transpose", "identity", "unsqueeze", "squeeze", "expand", "slice"}) {
+    m.Output(o);
+  }
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  struct Case {
+    const char* name;
+    const char* base;
+    Shape shape;
+    Shape strides;
+    bool is_view;  // the backward is a view of the output gradient too
+  };
+  const Case cases[] = {
+      // [2,3,4] -> [6,4]: merge the first two dims, strides [4,1].
+      {"reshape", "P", {6, 4}, {4, 1}, true},
+      // Flatten(axis 1): [2,12], strides [12,1].
+      {"flatten", "P", {2, 12}, {12, 1}, true},
+      // perm [2,0,1]: shape [4,2,3], strides [1,12,4] (the input's, permuted).
+      {"transpose", "P", {4, 2, 3}, {1, 12, 4}, true},
+      {"identity", "P", {2, 3, 4}, {12, 4, 1}, true},
+      // [1,2,3,4]: a leading 1 of stride 24 = the whole tensor.
+      {"unsqueeze", "P", {1, 2, 3, 4}, {24, 12, 4, 1}, true},
+      // [3,1] -> [3]: stride 1.
+      {"squeeze", "C", {3}, {1}, true},
+      // [3,1] -> [3,4]: the broadcast dim has stride 0.
+      {"expand", "C", {3, 4}, {1, 0}, false},
+      // [:, 1:3]: [2,2,4], the same strides at an offset.
+      {"slice", "P", {2, 2, 4}, {12, 4, 1}, false},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const PlanTensor& t = T(*plan, c.name);
+    EXPECT_EQ(t.view_of, Id(*plan, c.base));
+    EXPECT_EQ(t.bytes, 0u);
+    EXPECT_EQ(t.shape, c.shape);
+    EXPECT_EQ(t.strides, c.strides);
+    EXPECT_TRUE(t.requires_grad);
+    EXPECT_OP(*plan, c.name, {}, {0});
+    const PlanOp* op = OpNamed(*plan, c.name);
+    EXPECT_EQ(op->is_view, c.is_view);
+    EXPECT_EQ(op->grad_passthrough, std::vector<int>({0}));
+  }
+}
+
+TEST(GradientRules, SplitOutputsAreViewsWhoseGradientsAreConcatenated) {
+  ModelBuilder m;
+  m.Initializer("P", kF32, {4, 6});  // strides [6,1]
+  m.Node("Split", {"P"}, {"s0", "s1"}, "split").Int("axis", 1);
+  m.Output("s0").Output("s1");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_OP(*plan, "split", {}, {0});
+  const PlanOp* s = OpNamed(*plan, "split");
+  EXPECT_TRUE(s->grad_passthrough.empty());
+  EXPECT_FALSE(s->is_view);
+  for (const char* o : {"s0", "s1"}) {
+    SCOPED_TRACE(o);
+    EXPECT_EQ(T(*plan, o).view_of, Id(*plan, "P"));
+    EXPECT_EQ(T(*plan, o).shape, Shape({4, 3}));
+    EXPECT_EQ(T(*plan, o).strides, Shape({6, 1}));  // narrow(): the input's strides
+    EXPECT_EQ(T(*plan, o).bytes, 0u);
+  }
+}
+
+TEST(GradientRules, ConcatAllocatesAndHandsEachInputAViewOfTheGradient) {
+  ModelBuilder m;
+  m.Input("x", kF32, {1, 3});
+  m.Initializer("P", kF32, {2, 3});
+  m.Initializer("Q", kF32, {4, 3});
+  m.Node("Concat", {"P", "x", "Q"}, {"c"}, "concat").Int("axis", 0);
+  m.Output("c");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_OP(*plan, "concat", {}, {0, 2});
+  EXPECT_TRUE(OpNamed(*plan, "concat")->grads_are_views);
+  // [2+1+4, 3] = [7,3] float32 = 7*3*4 = 84 bytes of its own.
+  EXPECT_EQ(T(*plan, "c").shape, Shape({7, 3}));
+  EXPECT_EQ(T(*plan, "c").bytes, 84u);
+  EXPECT_EQ(T(*plan, "c").view_of, -1);
+}
+
+TEST(GradientRules, GatherWithAScalarIndexIsAViewWithATensorIndexAnEmbedding) {
+  ModelBuilder m;
+  m.Input("ids", DType::kInt64, {2, 3});
+  m.Initializer("P", kF32, {5, 3});   // strides [3,1]
+  m.Initializer("E", kF32, {10, 4});  // an embedding table
+  m.Int64Initializer("onnx::i", {}, {2});
+  m.Node("Gather", {"P", "onnx::i"}, {"col"}, "select").Int("axis", 1);
+  m.Node("Gather", {"E", "ids"}, {"emb"}, "embedding").Int("axis", 0);
+  m.Output("col").Output("emb");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  // P[:, 2]: shape [5], the axis-1 stride dropped: [3].
+  EXPECT_OP(*plan, "select", {}, {0});
+  EXPECT_EQ(T(*plan, "col").view_of, Id(*plan, "P"));
+  EXPECT_EQ(T(*plan, "col").shape, Shape({5}));
+  EXPECT_EQ(T(*plan, "col").strides, Shape({3}));
+  EXPECT_FALSE(OpNamed(*plan, "select")->is_view);  // select's backward allocates P-sized
+  // embedding saves the indices; [2,3,4] float32 = 2*3*4*4 = 96 bytes of its own.
+  EXPECT_OP(*plan, "embedding", {"ids"}, {0});
+  EXPECT_EQ(T(*plan, "emb").bytes, 96u);
+  EXPECT_EQ(T(*plan, "emb").view_of, -1);
+}
+
+TEST(GradientRules, CastToTheSameTypeIsAViewToAnotherAllocates) {
+  ModelBuilder m;
+  m.Initializer("P", kF32, {5, 3});
+  m.Node("Cast", {"P"}, {"same"}, "cast_same").Int("to", static_cast<int64_t>(DType::kFloat32));
+  m.Node("Cast", {"P"}, {"half"}, "cast_half").Int("to", static_cast<int64_t>(DType::kFloat16));
+  m.Output("same").Output("half", DType::kFloat16);
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_OP(*plan, "cast_same", {}, {0});
+  EXPECT_TRUE(OpNamed(*plan, "cast_same")->is_view);
+  EXPECT_EQ(T(*plan, "same").view_of, Id(*plan, "P"));
+  EXPECT_OP(*plan, "cast_half", {}, {0});
+  EXPECT_EQ(T(*plan, "half").view_of, -1);
+  EXPECT_EQ(T(*plan, "half").bytes, 30u);  // [5,3] float16 = 5*3*2 = 30
+  EXPECT_TRUE(T(*plan, "half").requires_grad);
+}
+
+// ---------------------------------------------------------------------------------------------
+// No gradient
+
+TEST(GradientRules, MetadataOpsHaveNoMemoryAndNoBackward) {
+  ModelBuilder m;
+  m.Initializer("P", kF32, {4, 8});
+  m.Int64Initializer("onnx::big", {2}, {64, 64});
+  m.Node("Shape", {"P"}, {"shp"}, "shape");
+  m.Node("Size", {"P"}, {"sz"}, "size");
+  m.Node("ConstantOfShape", {"onnx::big"}, {"zeros"}, "zeros");
+  m.Node("Constant", {}, {"k"}, "constant").Float("value_float", 1.5f);
+  m.Node("Mul", {"P", "k"}, {"y"}, "mul");
+  m.Output("y");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  for (const char* name : {"shape", "size", "zeros", "constant"}) {
+    SCOPED_TRACE(name);
+    const PlanOp* op = OpNamed(*plan, name);
+    ASSERT_NE(op, nullptr);
+    EXPECT_FALSE(op->needs_backward);
+    EXPECT_TRUE(op->saved.empty());
+    EXPECT_TRUE(op->grad_inputs.empty());
+  }
+  for (const char* t : {"shp", "sz", "zeros", "k"}) {
+    EXPECT_TRUE(T(*plan, t).metadata) << t;
+    EXPECT_FALSE(T(*plan, t).requires_grad) << t;
+  }
+  // P * 1.5: P would be saved only for the constant's gradient, and a constant needs none.
+  EXPECT_OP(*plan, "mul", {}, {0});
+}
+
+TEST(GradientRules, NonDifferentiableOpsAllocateButNeedNoBackward) {
+  ModelBuilder m;
+  m.Initializer("P", kF32, {4, 8});
+  m.Initializer("Q", kF32, {4, 8});
+  m.Node("Greater", {"P", "Q"}, {"gt"}, "greater");
+  m.Node("ArgMax", {"P"}, {"am"}, "argmax").Int("axis", 1).Int("keepdims", 0);
+  m.Node("Floor", {"P"}, {"fl"}, "floor");
+  m.Output("gt", DType::kBool).Output("am", DType::kInt64).Output("fl");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  for (const char* name : {"greater", "argmax", "floor"}) {
+    EXPECT_OP(*plan, name, {}, {});
+  }
+  // They still allocate: gt [4,8] bool = 32 bytes; am [4] int64 = 32; fl [4,8] float32 = 128.
+  EXPECT_EQ(T(*plan, "gt").bytes, 32u);
+  EXPECT_EQ(T(*plan, "am").bytes, 32u);
+  EXPECT_EQ(T(*plan, "fl").bytes, 128u);
+  for (const char* t : {"gt", "am", "fl"}) {
+    EXPECT_FALSE(T(*plan, t).requires_grad) << t;
+    EXPECT_FALSE(T(*plan, t).metadata) << t;
+  }
+}
+
+TEST(GradientRules, OpWithoutARuleIsAnErrorNamingItOnlyWhenItNeedsAGradient) {
+  ModelBuilder with_grad;
+  with_grad.Initializer("P", kF32, {4, 8});
+  with_grad.Int64Initializer("onnx::axis", {}, {1});
+  with_grad.Node("CumSum", {"P", "onnx::axis"}, {"cs"}, "/block/cumsum");
+  with_grad.Output("cs");
+  auto plan = Plan(with_grad);
+  ASSERT_FALSE(plan.ok());
+  const std::string& msg = plan.error().message;
+  EXPECT_NE(msg.find("/block/cumsum"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("'CumSum'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("no gradient rule"), std::string::npos) << msg;
+
+  // On data only it needs no gradient: it just allocates its output.
+  ModelBuilder on_data;
+  on_data.Input("x", kF32, {4, 8});
+  on_data.Int64Initializer("onnx::axis", {}, {1});
+  on_data.Node("CumSum", {"x", "onnx::axis"}, {"cs"}, "cumsum");
+  on_data.Output("cs");
+  auto ok = Plan(on_data);
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_OP(*ok, "cumsum", {}, {});
+  EXPECT_EQ(T(*ok, "cs").bytes, 128u);  // [4,8] float32 = 128
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exporter patterns
+
+// torch.onnx writes nn.GELU (opset < 20) as x * (erf(x / sqrt 2) + 1) * 0.5: five ops that
+// eager PyTorch runs as one gelu saving only x.
+void GeluModel(ModelBuilder& m, const std::string& add_operand) {
+  m.Input("in", kF32, {4, 8});
+  m.Initializer("W", kF32, {8, 8});
+  m.FloatInitializer("onnx::sqrt2", {}, {1.4142135f});
+  m.FloatInitializer("onnx::one", {}, {1.0f});
+  m.FloatInitializer("onnx::half", {}, {0.5f});
+  m.Node("MatMul", {"in", "W"}, {"x"}, "mm");
+  m.Node("Div", {"x", "onnx::sqrt2"}, {"d"}, "gelu_div");
+  m.Node("Erf", {"d"}, {"e"}, "gelu_erf");
+  m.Node("Add", {"e", add_operand}, {"a"}, "gelu_add");
+  m.Node("Mul", {"x", "a"}, {"m"}, "gelu_mul");
+  m.Node("Mul", {"m", "onnx::half"}, {"y"}, "gelu_mul_half");
+  m.Output("y");
+}
+
+TEST(GradientRules, GeluDecompositionBecomesOneOpSavingOnlyItsInput) {
+  ModelBuilder m;
+  GeluModel(m, "onnx::one");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  for (const char* gone : {"gelu_div", "gelu_erf", "gelu_add", "gelu_mul"}) {
+    EXPECT_EQ(OpNamed(*plan, gone), nullptr) << gone;
+  }
+  const PlanOp* gelu = OpNamed(*plan, "gelu_mul_half");
+  ASSERT_NE(gelu, nullptr);
+  EXPECT_EQ(gelu->type, "Gelu");
+  EXPECT_EQ(gelu->inputs, std::vector<PlanTensorId>({Id(*plan, "x")}));
+  EXPECT_OP(*plan, "gelu_mul_half", {"x"}, {0});
+  for (const char* t : {"d", "e", "a", "m"}) EXPECT_TRUE(T(*plan, t).metadata) << t;
+  // y: [4,8] float32 = 128 bytes of its own.
+  EXPECT_EQ(T(*plan, "y").bytes, 128u);
+  EXPECT_FALSE(T(*plan, "y").metadata);
+}
+
+// Only x * (erf(x / sqrt 2) + 1) * 0.5 is GELU: adding anything but 1 is another function,
+// whose other operand (here a parameter) must keep its place in the graph and its gradient.
+TEST(GradientRules, ErfPlusSomethingOtherThanOneIsNotFusedIntoGelu) {
+  ModelBuilder m;
+  m.Initializer("bias", kF32, {8});
+  GeluModel(m, "bias");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  const PlanOp* add = OpNamed(*plan, "gelu_add");
+  ASSERT_NE(add, nullptr) << "Erf + bias was fused into a GELU";
+  EXPECT_EQ(add->grad_inputs, std::vector<int>({0, 1}));
+  EXPECT_NE(OpNamed(*plan, "gelu_mul_half")->type, "Gelu");
+}
+
+}  // namespace
