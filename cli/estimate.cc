@@ -9,6 +9,7 @@
 #include "policies/optimizer.h"
 #include "policies/precision.h"
 #include "policies/recompute.h"
+#include "policies/sharding.h"
 #include "simulator/flops.h"
 #include "simulator/plan_builder.h"
 #include "simulator/simulate.h"
@@ -64,6 +65,12 @@ Result<EstimateOptions> ParseEstimateFlags(const EstimateFlags& f) {
     if (!impl) return impl.error();
     o.optimizer_impl = *impl;
   }
+  ShardingOptions sharding;
+  sharding.world_size = f.data_parallel;
+  sharding.zero_stage = f.zero;
+  if (auto s = ValidateSharding(sharding); !s) return Error{s.message()};
+  o.data_parallel = f.data_parallel;
+  o.zero_stage = f.zero;
   return o;
 }
 
@@ -87,6 +94,10 @@ Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options)
   policies.push_back(std::make_unique<RecomputePolicy>(recompute));
   policies.push_back(std::make_unique<OptimizerPolicy>(oo));
   policies.push_back(std::make_unique<AccumulationPolicy>(accumulation));
+  ShardingOptions sharding;
+  sharding.world_size = options.data_parallel;
+  sharding.zero_stage = options.zero_stage;
+  policies.push_back(std::make_unique<ShardingPolicy>(sharding));
   Status status;
   for (const auto& p : policies) {
     if (status) status = p->Apply(*plan);
@@ -124,6 +135,7 @@ std::string SummaryLine(const std::map<std::string, int64_t>& dims, const Estima
                               f.optimizer_impl.empty() ? "" : " (" + f.optimizer_impl + ")",
                               f.precision, f.target);
   if (f.accum > 1) s += fmt::format(", accum {}", f.accum);
+  if (f.data_parallel > 1) s += fmt::format(", {} ranks, zero {}", f.data_parallel, f.zero);
   return s;
 }
 
@@ -141,6 +153,12 @@ void AddTrainingFlags(CLI::App* app, EstimateFlags* f) {
       ->capture_default_str();
   app->add_option("--checkpoint", f->checkpoint,
                   "Checkpoint these module scopes (SCOPE[,SCOPE]...: layer1, h.0, /layer1/)");
+  app->add_option("--data-parallel", f->data_parallel,
+                  "Data-parallel ranks: report one rank's memory (DDP, or ZeRO with --zero)")
+      ->capture_default_str();
+  app->add_option("--zero", f->zero,
+                  "ZeRO stage: 1 shards optimizer state, 2 + gradients, 3 + parameters")
+      ->capture_default_str();
 }
 
 nlohmann::json EstimateJson(const Estimate& e, size_t largest) {

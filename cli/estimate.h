@@ -24,6 +24,8 @@ struct EstimateFlags {
   int accum = 1;
   std::string dim_name = "batch";
   std::string checkpoint;  // comma-separated scopes
+  int data_parallel = 1;   // ranks (policies/sharding.h)
+  int zero = 0;            // ZeRO stage
 };
 
 struct EstimateOptions {
@@ -35,6 +37,8 @@ struct EstimateOptions {
   int micro_batches = 1;
   std::string batch_dim = "batch";
   std::vector<std::string> checkpoint;
+  int data_parallel = 1;  // per-rank memory of data parallelism (policies/sharding.h)
+  int zero_stage = 0;
 };
 
 Result<EstimateOptions> ParseEstimateFlags(const EstimateFlags& flags);

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "cli/estimate.h"
+#include "cli/fit_cmd.h"
 #include "cli/inspect.h"
 #include "importer/importer.h"
 #include "reports/report.h"
@@ -74,8 +75,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(size_t{0}, size_t{1} << 20));
 
   // Subcommands defined in their own files register here and run below when chosen.
-  // [plan/strategies commands: cli/plan_cmd.cc]
-  // [fit/max-batch commands: cli/fit_cmd.cc]
+  void RegisterPlanStrategiesCommands(CLI::App&);  // cli/plan_cmd.cc: plan, strategies;
+  RegisterPlanStrategiesCommands(app);             // each runs from its callback when chosen
+  vramsim::AddFitCommands(&app);  // fit, max-batch: each runs from its callback (cli/fit_cmd.cc)
 
   try {
     app.parse(argc, argv);

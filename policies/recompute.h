@@ -12,7 +12,8 @@ namespace vramsim {
 
 struct RecomputeOptions {
   // Module paths as PyTorch names them ("layer1", "h.0", "encoder.layers.encoder_layer_0")
-  // or node-name prefixes as they stand in the export ("/layer1/").
+  // or node-name prefixes as they stand in the export ("/layer1/"). "A+B" makes one region of
+  // several scopes (a segment: only its inputs are kept, all of it is recomputed together).
   std::vector<std::string> scopes;
   // torch.get_rng_state() kept per region for preserve_rng_state=True: a 5056-byte tensor on
   // the CPU (host memory on a CUDA target).

@@ -7,6 +7,10 @@ packages=(
   libonnx-dev libonnx-testdata libprotobuf-dev protobuf-compiler
   libboost-graph-dev libbenchmark-dev libgtest-dev libgmock-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev
+  # checkpoint planning: CBC (MILP) and CLP (LP relaxation)
+  coinor-libcbc-dev coinor-libclp-dev pkg-config
+  # headless browser for the HTML report test (tests/report_browser_test.sh)
+  chromium
   # validation against real PyTorch (CPU); openblas-pthread or matmuls run ~50x slower
   python3 python3-torch python3-torchvision python3-onnx libopenblas0-pthread
 )

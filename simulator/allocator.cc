@@ -343,6 +343,43 @@ void CachingAllocator::Free(uint64_t address) {
   FreeBlock(i);
 }
 
+std::string CachingAllocator::CheckInvariants() const {
+  uint64_t allocated = 0, mapped = 0, free_count = 0, unmapped_count = 0;
+  std::vector<bool> is_free_id(blocks_.size(), false);
+  for (int i : free_ids_) is_free_id[i] = true;
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    if (is_free_id[i]) continue;
+    const Block& b = blocks_[i];
+    auto at = by_addr_.find(b.addr);
+    if (at == by_addr_.end() || at->second != static_cast<int>(i)) return "address map is stale";
+    if (b.next >= 0) {
+      const Block& n = blocks_[b.next];
+      if (n.prev != static_cast<int>(i)) return "next/prev links disagree";
+      if (n.addr != b.addr + b.size) return "blocks of a segment do not tile it";
+    }
+    if (b.mapped) mapped += b.size;
+    if (b.allocated) {
+      allocated += b.size;
+      if (!allocated_blocks_.count(b.addr)) return "an allocated block is not handed out";
+    } else if (b.mapped) {
+      ++free_count;
+      if (!pools_[b.small ? 1 : 0].free.count({b.size, b.addr})) return "a free block is lost";
+      if (b.prev >= 0 && !blocks_[b.prev].allocated && blocks_[b.prev].mapped)
+        return "two free neighbours were not merged";
+    } else {
+      ++unmapped_count;
+      if (!pools_[b.small ? 1 : 0].unmapped.count(b.addr)) return "an unmapped block is lost";
+    }
+  }
+  if (allocated != allocated_) return "allocated bytes disagree";
+  if (mapped != reserved_) return "reserved bytes disagree";
+  if (reserved_pool_[0] + reserved_pool_[1] != reserved_) return "pool reserved bytes disagree";
+  if (pools_[0].free.size() + pools_[1].free.size() != free_count) return "stale free entries";
+  if (pools_[0].unmapped.size() + pools_[1].unmapped.size() != unmapped_count)
+    return "stale unmapped entries";
+  return "";
+}
+
 uint64_t CachingAllocator::BlockSize(uint64_t address) const {
   auto it = allocated_blocks_.find(address);
   return it == allocated_blocks_.end() ? 0 : blocks_[it->second].size;
@@ -437,7 +474,7 @@ Result<AllocatorReport> ReplayCachingAllocator(const Trace& trace,
     r.reserved_large = a.reserved_large();
     r.segments = a.segments_allocated();
     r.alloc_retries = a.alloc_retries();
-    r.fragmentation_bytes = r.max_reserved - std::min(r.max_reserved, r.allocated_at_max_reserved);
+    r.fragmentation_bytes = r.max_reserved - std::min(r.max_reserved, r.max_allocated);
     return r;
   };
 

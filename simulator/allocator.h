@@ -58,9 +58,12 @@ class CachingAllocator {
   uint64_t segments_freed() const { return segments_freed_; }
   uint64_t alloc_retries() const { return retries_; }  // cache flushes after a failed cudaMalloc
   uint64_t free_cached_bytes() const { return reserved_ - allocated_; }
+  // Checks the bookkeeping (blocks tile their segments, free sets and counters agree);
+  // an empty string when it holds. For tests.
+  std::string CheckInvariants() const;
 
-  static uint64_t RoundSize(uint64_t bytes);            // round_size()
-  static uint64_t AllocationSize(uint64_t rounded);     // get_allocation_size()
+  static uint64_t RoundSize(uint64_t bytes);         // round_size()
+  static uint64_t AllocationSize(uint64_t rounded);  // get_allocation_size()
   static bool IsSmall(uint64_t rounded) { return rounded <= kCudaSmallSize; }
   uint64_t PageSize(bool small) const { return small ? kCudaSmallBuffer : kCudaLargeBuffer; }
 
@@ -106,7 +109,7 @@ class CachingAllocator {
   CachingAllocatorConfig config_;
   std::vector<Block> blocks_;
   std::vector<int> free_ids_;
-  std::unordered_map<uint64_t, int> by_addr_;    // every live block (free, allocated, unmapped)
+  std::unordered_map<uint64_t, int> by_addr_;  // every live block (free, allocated, unmapped)
   std::unordered_map<uint64_t, int> allocated_blocks_;  // handed-out blocks
   std::unordered_map<uint64_t, uint64_t> requested_of_;
   Pool pools_[2];  // [0] large, [1] small
@@ -143,9 +146,13 @@ struct AllocatorReport {
   uint64_t max_allocated = 0;  // torch.cuda.max_memory_allocated(): block sizes
   uint64_t max_requested = 0;  // the same with each request rounded to 512 B (= FindPeak)
   uint64_t max_reserved = 0;   // torch.cuda.max_memory_reserved()
+  // Reserved memory the step never had allocated at once: max_reserved - max_allocated.
+  // (At the instant the reserved peak is reached the allocated bytes can be far lower: a
+  // late small segment, say for an optimizer temporary, sets the reserved peak after the
+  // activations are gone. That figure is allocated_at_max_reserved.)
+  uint64_t fragmentation_bytes = 0;
   uint64_t allocated_at_max_reserved = 0;
-  uint64_t fragmentation_bytes = 0;  // max_reserved - allocated_at_max_reserved
-  StepId reserved_peak_step = -1;    // the step whose allocation first reached max_reserved
+  StepId reserved_peak_step = -1;  // the step whose allocation first reached max_reserved
   bool reserved_peak_in_warmup = false;
   uint64_t reserved_small = 0, reserved_large = 0;  // at the end
   uint64_t segments = 0;                            // cudaMalloc calls (or page maps)

@@ -11,6 +11,15 @@ resets the peak, runs step 2 the same way, zero_grad(set_to_none=True) again, an
   steady_bytes         live tensor-storage bytes just before step 2
   param_bytes          bytes of model.parameters()
 
+Optional per-case settings (recorded in the JSON only where not the default):
+  precision "amp-bf16"  forward and loss under torch.autocast("cpu", dtype=torch.bfloat16),
+                        backward and step outside; parameters stay float32
+  precision "bf16"      model.to(torch.bfloat16), float input cast to bfloat16 (labels int64)
+  accum K               K micro-batches (x.chunk(K), y.chunk(K)), loss / K, one backward each,
+                        then one optimizer step
+  checkpoint [paths]    these submodules' forwards run through torch.utils.checkpoint
+                        (use_reentrant=False); the ONNX export is the plain model
+
 Tensor storage is counted exactly by validation/alloc_counter.c, an LD_PRELOAD library that
 records the requested size of every posix_memalign() called from libc10 (c10::alloc_cpu, the
 CPU allocator of every CPU tensor) until its free().  This script compiles it with gcc into a
@@ -64,26 +73,95 @@ ARCHS = {
 GPT_EXPORT_SEQ = {"gpt": 128, "gpt_l2_e384": 64}
 
 
-def _case(arch, opt, batch, seq=None):
+def _case(arch, opt, batch, seq=None, precision=None, accum=None, ckpt=None):
+    """One case.  precision: None (fp32), "amp-bf16" or "bf16"; accum: micro-batches per step
+    (None = 1); ckpt: a key of CHECKPOINT_SETS ("<arch>:<tag>") or None."""
     dims = {"batch": batch}
     name = f"{arch}_b{batch}"
     if seq is not None:
         dims["seq"] = seq
         name += f"_s{seq}"
-    return {"name": f"{name}_{opt}", "arch": arch, "dims": dims, "optimizer": opt}
+    name += f"_{opt}"
+    case = {"arch": arch, "dims": dims, "optimizer": opt}
+    if precision is not None:
+        assert precision in PRECISIONS, precision
+        case["precision"] = precision
+        name += f"_{precision}"
+    if accum is not None:
+        assert accum > 1 and batch % accum == 0, (batch, accum)
+        case["accum"] = accum
+        name += f"_accum{accum}"
+    if ckpt is not None:
+        ckpt_arch, tag = ckpt.split(":")
+        assert ckpt_arch == arch, ckpt
+        case["checkpoint"] = CHECKPOINT_SETS[ckpt]
+        name += f"_ckpt-{tag}"
+    return {"name": name, **case}
 
+
+PRECISIONS = ("amp-bf16", "bf16")
+# Module paths (model.get_submodule) whose forward runs under activation checkpointing.
+CHECKPOINT_SETS = {
+    "resnet18:layers": [f"layer{i}" for i in range(1, 5)],
+    "resnet18:blocks": [f"layer{i}.{j}" for i in range(1, 5) for j in range(2)],
+    "resnet50:layers": [f"layer{i}" for i in range(1, 5)],
+    "gpt:blocks": [f"h.{i}" for i in range(4)],
+    "vit_b_16:layers": [f"encoder.layers.encoder_layer_{i}" for i in range(12)],
+    "mobilenet_v2:blocks": [f"features.{i}" for i in range(1, 18)],
+    "densenet121:denseblocks": [f"features.denseblock{i}" for i in range(1, 5)],
+}
 
 MAIN_BATCHES = [("resnet18", (4, 16)), ("mobilenet_v2", (4, 16)), ("densenet121", (4, 16)),
                 ("vit_b_16", (2, 4)), ("gpt", (4, 16)), ("mlp", (64, 256))]
-MAIN_CASES = [_case(a, o, b, 128 if a == "gpt" else None)
-              for a, bs in MAIN_BATCHES for b in bs for o in ("sgd", "adam")]
+MAIN_CASES = ([_case(a, o, b, 128 if a == "gpt" else None)
+               for a, bs in MAIN_BATCHES for b in bs for o in ("sgd", "adam")]
+              # autocast bf16 (not mobilenet_v2: ReLU6's backward, hardtanh_backward, has no
+              # BFloat16 CPU kernel in torch 1.13)
+              + [_case("resnet18", "sgd", 4, precision="amp-bf16"),
+                 _case("resnet18", "adam", 16, precision="amp-bf16"),
+                 _case("gpt", "sgd", 4, 128, precision="amp-bf16"),
+                 _case("gpt", "adam", 16, 128, precision="amp-bf16"),
+                 _case("mlp", "adam", 64, precision="amp-bf16"),
+                 _case("mlp", "sgd", 256, precision="amp-bf16"),
+                 _case("vit_b_16", "sgd", 2, precision="amp-bf16"),
+                 _case("densenet121", "adam", 4, precision="amp-bf16")]
+              # pure bf16: parameters, buffers, activations and optimizer state
+              + [_case("resnet18", "adam", 4, precision="bf16"),
+                 _case("resnet18", "sgd", 16, precision="bf16"),
+                 _case("gpt", "adam", 4, 128, precision="bf16"),
+                 _case("gpt", "sgd", 16, 128, precision="bf16"),
+                 _case("mlp", "sgd", 64, precision="bf16"),
+                 _case("mlp", "adam", 256, precision="bf16"),
+                 _case("densenet121", "sgd", 4, precision="bf16"),
+                 _case("vit_b_16", "adam", 2, precision="bf16")]
+              # gradient accumulation over 4 micro-batches
+              + [_case("resnet18", "sgd", 16, accum=4),
+                 _case("gpt", "adam", 16, 128, accum=4),
+                 _case("mlp", "adam", 256, accum=4),
+                 _case("densenet121", "sgd", 8, accum=4),
+                 _case("mobilenet_v2", "adam", 16, accum=4)]
+              # activation checkpointing (non-reentrant) of the listed submodules
+              + [_case("resnet18", "sgd", 16, ckpt="resnet18:layers"),
+                 _case("resnet18", "adam", 16, ckpt="resnet18:blocks"),
+                 _case("gpt", "sgd", 16, 128, ckpt="gpt:blocks"),
+                 _case("vit_b_16", "adam", 2, ckpt="vit_b_16:layers"),
+                 _case("mobilenet_v2", "sgd", 16, ckpt="mobilenet_v2:blocks"),
+                 _case("densenet121", "adam", 4, ckpt="densenet121:denseblocks")])
 HOLDOUT_CASES = (
     [_case("resnet50", o, 2) for o in ("momentum", "adamw")]
     + [_case("shufflenet_v2_x1_0", o, 8) for o in ("momentum", "adamw")]
     + [_case("squeezenet1_0", o, 8) for o in ("momentum", "adamw")]
     + [_case("gpt_l2_e384", o, 8, 64) for o in ("momentum", "adamw")]
     + [_case("resnet18", "adamw", 8), _case("mobilenet_v2", "momentum", 8),
-       _case("gpt", "adamw", 8, 128), _case("mlp", "momentum", 128)])
+       _case("gpt", "adamw", 8, 128), _case("mlp", "momentum", 128)]
+    # unseen combinations of precision, accumulation and checkpointing
+    + [_case("resnet50", "momentum", 4, precision="amp-bf16", accum=2),
+       _case("squeezenet1_0", "adamw", 8, precision="bf16"),
+       _case("resnet50", "adamw", 2, ckpt="resnet50:layers"),
+       _case("gpt_l2_e384", "momentum", 8, 64, precision="amp-bf16"),
+       _case("shufflenet_v2_x1_0", "adamw", 8, accum=2),
+       _case("gpt", "adamw", 8, 128, precision="bf16", ckpt="gpt:blocks"),
+       _case("resnet18", "momentum", 8, accum=2, ckpt="resnet18:layers")])
 CASE_SETS = {"main": MAIN_CASES, "holdout": HOLDOUT_CASES}
 
 
@@ -264,16 +342,69 @@ class Counter:
 # --------------------------------------------------------------------------------------------
 # measuring
 
-def train_step(model, opt, x, y):
-    """One training step; the output and loss stay alive until the step returns."""
+def train_step(model, opt, x, y, precision=None, accum=1):
+    """One training step; the output and loss stay alive until the step returns.
+
+    precision "amp-bf16": forward and loss under torch.autocast("cpu", torch.bfloat16),
+    backward and step outside.  accum K > 1: K micro-batches x.chunk(K) / y.chunk(K), each
+    forward, loss / K, backward (out and loss are reassigned per pass), then one step."""
+    import contextlib
+    import torch
     import torch.nn.functional as F
+
+    def autocast():
+        if precision == "amp-bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     opt.zero_grad(set_to_none=True)
-    out = model(x)
-    logits = out[0] if isinstance(out, (tuple, list)) else out
-    loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
-    loss.backward()
+    if accum == 1:
+        with autocast():
+            out = model(x)
+            logits = out[0] if isinstance(out, (tuple, list)) else out
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
+        loss.backward()
+    else:
+        for xb, yb in zip(x.chunk(accum), y.chunk(accum)):
+            with autocast():
+                out = model(xb)
+                logits = out[0] if isinstance(out, (tuple, list)) else out
+                loss = F.cross_entropy(logits.view(-1, logits.size(-1)), yb.view(-1)) / accum
+            loss.backward()
     opt.step()
     # out / logits / loss die here, when the frame is left
+
+
+def apply_checkpointing(model, paths):
+    """Runs each named submodule's forward through non-reentrant activation checkpointing
+    (torch.utils.checkpoint.checkpoint(orig_forward, *args, use_reentrant=False), default
+    preserve_rng_state=True).  Only the training model is wrapped, never the ONNX export."""
+    import torch.utils.checkpoint
+
+    def wrap(orig):
+        def forward(*args):
+            return torch.utils.checkpoint.checkpoint(orig, *args, use_reentrant=False)
+        return forward
+
+    for path in paths:
+        mod = model.get_submodule(path)
+        mod.forward = wrap(mod.forward)
+
+
+def prepare_case(case):
+    """Model (train mode, seeded), batch, optimizer for `case`, with its precision and
+    checkpointing applied."""
+    import torch
+    model = build_model(case["arch"])
+    x, y = make_batch(case["arch"], case["dims"], model)
+    if case.get("precision") == "bf16":
+        model.to(torch.bfloat16)  # parameters and floating-point buffers
+        if x.is_floating_point():
+            x = x.to(torch.bfloat16)  # labels stay int64
+    if case.get("checkpoint"):
+        apply_checkpointing(model, case["checkpoint"])
+    opt = make_optimizer(case["optimizer"], model.parameters())
+    return model, x, y, opt
 
 
 def tensor_bytes(tensors):
@@ -285,14 +416,13 @@ def measure_case(case, counter):
     gc.collect()
     base = counter.live()
     t0 = time.time()
-    model = build_model(case["arch"])
-    x, y = make_batch(case["arch"], case["dims"], model)
-    opt = make_optimizer(case["optimizer"], model.parameters())
+    model, x, y, opt = prepare_case(case)
+    step_kw = {"precision": case.get("precision"), "accum": case.get("accum", 1)}
     param_bytes = tensor_bytes(model.parameters())
     buffer_bytes = tensor_bytes(model.buffers())
     input_bytes = tensor_bytes((x, y))
 
-    train_step(model, opt, x, y)
+    train_step(model, opt, x, y, **step_kw)
     opt.zero_grad(set_to_none=True)
     gc.collect()
     steady = counter.live() - base
@@ -300,7 +430,7 @@ def measure_case(case, counter):
     heap_live0 = counter.lib.vramsim_all_live_bytes()
     counter.reset_peak()
     t1 = time.time()
-    train_step(model, opt, x, y)
+    train_step(model, opt, x, y, **step_kw)
     opt.zero_grad(set_to_none=True)
     peak = counter.peak() - base
     t2 = time.time()
@@ -371,7 +501,7 @@ def main():
 
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"mkldnn {torch.backends.mkldnn.is_available()}", flush=True)
-    hdr = (f"{'case':34s} {'peak MiB':>10s} {'steady MiB':>10s} {'param MiB':>10s} "
+    hdr = (f"{'case':44s} {'peak MiB':>10s} {'steady MiB':>10s} {'param MiB':>10s} "
            f"{'peak-steady':>11s} {'step2 s':>7s}  repeat")
     print(hdr)
     print("-" * len(hdr), flush=True)
@@ -390,6 +520,7 @@ def main():
         rec = {"name": c["name"],
                "model": os.path.relpath(os.path.join(MODELS_DIR, c["arch"] + ".onnx"), REPO_ROOT),
                "dims": c["dims"], "optimizer": c["optimizer"], "loss": "cross-entropy",
+               **{k: c[k] for k in ("precision", "accum", "checkpoint") if k in c},
                "measured_peak_bytes": r["measured_peak_bytes"],
                "steady_bytes": r["steady_bytes"], "param_bytes": r["param_bytes"],
                "torch": torch.__version__,
@@ -398,7 +529,7 @@ def main():
                           "optimizer_state_bytes": r["_state_bytes"]}}
         results[s].append(rec)
         rep = "n/a" if len(runs) == 1 else ("same" if same else f"DIFFER {peaks}")
-        print(f"{c['name']:34s} {fmt_mib(r['measured_peak_bytes'])} {fmt_mib(r['steady_bytes'])} "
+        print(f"{c['name']:44s} {fmt_mib(r['measured_peak_bytes'])} {fmt_mib(r['steady_bytes'])} "
               f"{fmt_mib(r['param_bytes'])} {fmt_mib(r['measured_peak_bytes'] - r['steady_bytes'])} "
               f"{r['_step2_s']:7.2f}  {rep}", flush=True)
         for x in runs:

@@ -1,0 +1,111 @@
+// Tensor-level rematerialization on a RematGraph (importer/remat_graph.h).
+//
+// Memory model: a node's output is alive from its computation until its last consumer has run
+// (or until it is freed or evicted); the memory of a schedule at a computation is every output
+// alive then plus the one being made, plus the graph's parameter bytes. The reference is the
+// peak of the baseline order without rematerialization.
+//
+// Schedules are in Checkmate's form (Jain et al., MLSys 2020): n stages, stage t computes node t
+// and may recompute earlier nodes (R[t][i]); S[t][i] says node i's output is kept from stage
+// t-1 into stage t. Inside a stage the nodes run in index order and an input is freed right
+// after its last use in the stage unless it is kept into the next stage.
+//
+// Planners: the exact MILP (Checkmate's R, S, FREE, U formulation) solved by CBC with a time
+// limit, seeded with the best heuristic schedule; Checkmate's LP relaxation with deterministic
+// rounding of S; a DTR-style dynamic eviction heuristic (Kirisame et al., ICLR 2021); brute force
+// over S for tests. Every schedule any of them returns has been replayed (ReplaySequence).
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "importer/remat_graph.h"
+#include "importer/status.h"
+
+namespace vramsim {
+
+struct RematSchedule {
+  std::vector<std::vector<uint8_t>> R;  // R[t][i], i <= t
+  std::vector<std::vector<uint8_t>> S;  // S[t][i], i < t
+};
+
+// One step of an explicit schedule: compute a node, or drop its output.
+struct RematStep {
+  enum class Kind : uint8_t { kCompute, kFree };
+  Kind kind = Kind::kCompute;
+  int node = 0;
+};
+
+struct ReplayStats {
+  uint64_t peak_bytes = 0;
+  double cost = 0;          // total compute cost of the schedule
+  size_t computations = 0;  // compute steps
+};
+
+// The independent check: runs an explicit schedule, failing if a node runs before its inputs
+// are alive, a node runs while its output is alive, a free drops nothing, or a node never runs.
+Result<ReplayStats> ReplaySequence(const RematGraph& g, const std::vector<RematStep>& steps);
+
+// Checkmate's stage semantics as an explicit schedule (frees after each use, and at the end of
+// each stage whatever is not kept into the next).
+Result<std::vector<RematStep>> StagesToSequence(const RematGraph& g, const RematSchedule& s);
+
+// The baseline: each node once, in order, each output freed after its last consumer.
+RematSchedule BaselineSchedule(const RematGraph& g);
+uint64_t BaselinePeak(const RematGraph& g);
+double BaselineCost(const RematGraph& g);
+
+// Given what is kept between stages, the least recomputation: node t in stage t, anything kept
+// into stage t+1 but not into t, and every input of a computed node that is not kept.
+RematSchedule ClosureFromKept(const RematGraph& g, std::vector<std::vector<uint8_t>> S);
+
+struct RematSolution {
+  std::string method;  // "milp", "lp-rounding", "dtr", "baseline", "brute-force"
+  std::vector<RematStep> steps;
+  RematSchedule stages;  // empty for an explicit-only schedule (dtr)
+  uint64_t peak_bytes = 0;
+  double cost = 0;
+  bool fits = false;
+  bool optimal = false;    // proven optimal (in Checkmate's stage space)
+  double lower_bound = 0;  // on the cost (the baseline cost when nothing better is proven)
+  double gap_pct() const { return cost > 0 ? 100.0 * (cost - lower_bound) / cost : 0.0; }
+  double solve_ms = 0;
+  std::string note;
+};
+
+struct RematOptions {
+  double time_limit_s = 60;  // CBC's limit; the LP relaxation gets the same limit
+  bool log = false;          // CBC/CLP output on stdout
+  // Skip the MILP when its constraint matrix would have more nonzeros than this (0: never).
+  size_t max_milp_nonzeros = 0;
+};
+
+// The DTR-style heuristic: the baseline order, each output freed after its last use; when an
+// allocation would exceed the budget, evict the alive output (not an input of the running node)
+// with the smallest cost / (bytes * staleness); an evicted output is recomputed on demand.
+Result<RematSolution> SolveRematDtr(const RematGraph& g, uint64_t budget);
+
+// Checkmate's LP relaxation, S rounded at thresholds 0.5..0.99, R by ClosureFromKept; the
+// cheapest schedule that fits. lower_bound is the LP's objective when solved to optimality.
+Result<RematSolution> SolveRematLpRounding(const RematGraph& g, uint64_t budget,
+                                           const RematOptions& options);
+
+// The MILP alone (seeded with `start` when it is given and fits).
+Result<RematSolution> SolveRematMilp(const RematGraph& g, uint64_t budget,
+                                     const RematOptions& options,
+                                     const RematSolution* start = nullptr);
+
+// The least budget any schedule can meet: the largest node with its inputs (and the parameter
+// bytes); `at` gets that node.
+uint64_t LeastFeasibleBudget(const RematGraph& g, int* at = nullptr);
+
+// The optimal planner: DTR for a start, the MILP, and when the MILP has no schedule, the LP
+// rounding; returns the cheapest replayed schedule that fits (or the error if none does).
+Result<RematSolution> SolveRemat(const RematGraph& g, uint64_t budget, const RematOptions& options);
+
+// Every S (n <= 8): the least cost in Checkmate's stage space, for tests.
+Result<RematSolution> SolveRematBruteForce(const RematGraph& g, uint64_t budget);
+
+}  // namespace vramsim

@@ -1,0 +1,81 @@
+// Data parallelism and ZeRO sharding, per rank (--data-parallel N --zero 0|1|2|3).
+//
+//  - ZeRO 0 (DistributedDataParallel): every rank keeps all parameters, gradients and
+//    optimizer state, plus DDP's gradient buckets: flat tensors that together hold one copy
+//    of every gradient (gradient_as_bucket_view=False), the first capped at 1 MiB, the others
+//    at 25 MiB (bucket_cap_mb), filled in reverse parameter order, one dtype per bucket.
+//  - ZeRO 1 (optimizer state partitioning, P_os): parameters stay whole; each rank owns 1/N
+//    of them as one flat partition (part of the flat parameter buffer, not a copy) and keeps
+//    optimizer state only for it. Gradients are whole during the backward and reduced to the
+//    rank's partition when it ends.
+//  - ZeRO 2 (+ gradient partitioning, P_os+g): as 1, but the gradients of each sharding unit
+//    (a repeated module block, the rest of the model being one more unit) are
+//    reduce-scattered when the unit's backward ends; only the rank's partition is kept.
+//  - ZeRO 3 (+ parameter partitioning, P_os+g+p, FSDP FULL_SHARD): each rank keeps 1/N of
+//    every unit's parameters; a unit's parameters are all-gathered into one flat buffer
+//    before its forward and freed after it, and gathered again for its backward (one unit at
+//    a time); the outermost unit stays gathered from its first use to its backward.
+//
+// The policy rewrites the TrainingPlan: for ZeRO >= 1 each unit gets a flat shard tensor (a
+// trained parameter of ceil(numel/N) elements, so the simulator gives it 1/N gradients and
+// optimizer state) and an op before the unit's first reader whose outputs replace the
+// parameters (views of the full parameters for 1-2, of the all-gathered buffer for 3) and
+// whose backward turns their full gradients into the shard's.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "policies/policy.h"
+
+namespace vramsim {
+
+inline constexpr uint64_t kDdpFirstBucketBytes = 1 << 20;  // dist._DEFAULT_FIRST_BUCKET_BYTES
+inline constexpr uint64_t kDdpBucketBytes = 25 << 20;      // DistributedDataParallel bucket_cap_mb
+
+struct ShardingOptions {
+  int world_size = 1;  // --data-parallel N
+  int zero_stage = 0;  // --zero
+  uint64_t bucket_bytes = kDdpBucketBytes;
+  // Module scopes that are sharding units; empty: the repeated blocks (RepeatedBlocks).
+  std::vector<std::string> units;
+};
+
+Status ValidateSharding(const ShardingOptions& options);
+
+class ShardingPolicy : public Policy {
+ public:
+  explicit ShardingPolicy(ShardingOptions options) : options_(std::move(options)) {}
+  std::string_view name() const override { return "sharding"; }
+  Status Apply(TrainingPlan& plan) const override;
+
+ private:
+  ShardingOptions options_;
+};
+
+// Per-rank model states in the ZeRO paper's notation (Rajbhandari et al., "ZeRO: Memory
+// Optimizations Toward Training Trillion Parameter Models", SC 2020, Sec. 5.1 and Fig. 1):
+// psi parameters, param_bytes and grad_bytes per parameter (2 and 2 in mixed precision), K
+// bytes of optimizer state per parameter (12 for mixed-precision Adam), N_d ranks.
+//   baseline (stage 0): (P + G + K) psi;   P_os (1): (P + G) psi + K psi / N
+//   P_os+g (2): P psi + (G + K) psi / N;   P_os+g+p (3): (P + G + K) psi / N
+struct ModelStates {
+  double params = 0, grads = 0, optimizer = 0;
+  double total() const { return params + grads + optimizer; }
+};
+ModelStates ZeroModelStates(double psi, double param_bytes, double grad_bytes, double k, int n,
+                            int stage);
+
+// DDP's bucket sizes for these gradient tensors (bytes per tensor and a dtype key), in the
+// order the buckets are filled (reverse parameter order).
+std::vector<uint64_t> DdpBuckets(const std::vector<std::pair<uint64_t, int>>& grads,
+                                 uint64_t first_cap = kDdpFirstBucketBytes,
+                                 uint64_t cap = kDdpBucketBytes);
+
+// The outermost repeated module blocks: module paths whose last component ends in a number
+// ("layer1", "h.0", "encoder_layer_11", "features.3") and that have a sibling with the same
+// stem; nested repeats inside a chosen block are not listed. In order of first use.
+std::vector<std::string> RepeatedBlocks(const TrainingPlan& plan);
+
+}  // namespace vramsim
