@@ -72,9 +72,15 @@ struct Register {
 // convolution: input needs weight, weight needs input.
 GRAD_RULE({"Conv", "ConvTranspose"}, [](const RuleContext& c) -> Result<OpRule> {
   OpRule r = Compute({In(0, {1}), In(1, {0})}, {0, 1, 2});
-  // On CPU, oneDNN computes the weight gradient into a blocked-layout buffer of the weight's
-  // size and then reorders it into the plain gradient: both are alive at once.
-  if (c.device == Device::kCpu) r.backward_workspace_like = {1};
+  // On CPU (torch 1.13, oneDNN; measured, validation/README.md) both reorder operands into
+  // blocked layouts: the forward holds max(input + weight, output) beside its output; the
+  // backward holds copies of the output gradient and of the input, and computes the weight
+  // gradient in an fp32 blocked buffer (fp32 even for bf16 weights) before reordering it.
+  if (c.device == Device::kCpu) {
+    r.forward_workspace = {{IoRef{false, 0, false}, IoRef{false, 1, false}},
+                           {IoRef{true, 0, false}}};
+    r.backward_copies = {IoRef{true, 0, false}, IoRef{false, 0, false}, IoRef{false, 1, true}};
+  }
   return r;
 });
 // addmm / mm: mat1 needs mat2, mat2 needs mat1; bias gets a reduced gradient.

@@ -25,6 +25,14 @@ struct SavedSpec {
   std::vector<int> for_grads;  // saved only if one of these inputs needs a gradient; empty: any
 };
 
+// One of an op's tensors by role: workspaces are sized from the tensors the op reads when it
+// runs, after precision casts and sharding have rewritten its inputs.
+struct IoRef {
+  bool output = false;
+  int index = 0;
+  bool float32 = false;  // sized as float32 whatever its dtype (an fp32 accumulation buffer)
+};
+
 struct ExtraSpec {
   std::string name;  // suffix, e.g. "mask"
   DType dtype = DType::kFloat32;
@@ -45,9 +53,13 @@ struct OpRule {
   std::vector<int> differentiable;    // inputs that can receive a gradient
   std::vector<int> grad_passthrough;  // inputs whose gradient is the output gradient itself
   bool grads_are_views = false;       // backward returns views of the output grad (Concat)
-  // Workspace the backward holds while it runs, sized like these inputs (oneDNN's CPU
-  // convolution computes the weight gradient in a blocked buffer, then reorders it).
-  std::vector<int> backward_workspace_like;
+  // Scratch the forward holds beside its outputs: the largest of these sums. oneDNN's CPU
+  // convolution reorders input and weight, or its output, into blocked layouts.
+  std::vector<std::vector<IoRef>> forward_workspace;
+  // Scratch copies the backward holds while it runs (an output stands for its gradient; an
+  // input counts only when it receives a gradient): oneDNN's reorders of the output gradient
+  // and of the input it differentiates.
+  std::vector<IoRef> backward_copies;
 };
 
 struct RuleContext {

@@ -43,8 +43,10 @@ struct PlanOp {
   bool grads_are_views = false;
   bool is_view = false;  // output 0 is a view of input 0; its backward is a view too
   bool needs_backward = false;
-  int region = -1;                               // checkpoint region it belongs to, or -1
-  std::vector<PlanTensorId> backward_workspace;  // held during its backward (sizes, dtypes)
+  int region = -1;                                    // checkpoint region it belongs to, or -1
+  std::vector<PlanTensorId> backward_workspace;       // held during its backward (sizes, dtypes)
+  std::vector<std::vector<IoRef>> forward_workspace;  // the largest sum is held in the forward
+  std::vector<IoRef> backward_copies;  // held during its backward (inputs: only grad inputs)
   uint64_t forward_flops = 0;
   uint64_t backward_flops = 0;
 };

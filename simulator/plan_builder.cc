@@ -207,10 +207,11 @@ class Builder {
         }
       }
       op.grads_are_views = rule_i.grads_are_views;
-      for (int k : rule_i.backward_workspace_like) {
-        if (k < static_cast<int>(op.inputs.size()) && op.inputs[k] != kNoTensor &&
-            std::find(op.grad_inputs.begin(), op.grad_inputs.end(), k) != op.grad_inputs.end()) {
-          op.backward_workspace.push_back(op.inputs[k]);
+      op.forward_workspace = rule_i.forward_workspace;
+      for (IoRef ref : rule_i.backward_copies) {
+        if (ref.output || std::find(op.grad_inputs.begin(), op.grad_inputs.end(), ref.index) !=
+                              op.grad_inputs.end()) {
+          op.backward_copies.push_back(ref);
         }
       }
       if (!op.needs_backward) continue;

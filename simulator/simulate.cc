@@ -45,6 +45,29 @@ class Runtime {
     for (int64_t d : t.shape) bytes *= static_cast<uint64_t>(d);
     return Alloc(name, bytes, cat, t.dtype, t.shape, scope, std::move(why));
   }
+  PlanTensorId Io(const PlanOp& op, IoRef ref) const {
+    const std::vector<PlanTensorId>& v = ref.output ? op.outputs : op.inputs;
+    return ref.index < static_cast<int>(v.size()) ? v[ref.index] : -1;
+  }
+  uint64_t TensorBytes(PlanTensorId t) const {
+    if (t < 0 || plan_.tensors[t].metadata) return 0;
+    uint64_t bytes = ElementBytes(plan_.tensors[t].dtype).value_or(0);
+    for (int64_t d : plan_.tensors[t].shape) bytes *= static_cast<uint64_t>(d);
+    return bytes;
+  }
+  // The op's forward scratch (the largest of its alternatives), allocated after its outputs
+  // and freed before its inputs are released.
+  void ForwardWorkspace(const PlanOp& op) {
+    uint64_t most = 0;
+    for (const std::vector<IoRef>& sum : op.forward_workspace) {
+      uint64_t bytes = 0;
+      for (IoRef ref : sum) bytes += TensorBytes(Io(op, ref));
+      most = std::max(most, bytes);
+    }
+    if (most == 0) return;
+    Unref(Alloc(op.name + ":workspace", most, Category::kTransient, DType::kUInt8, {}, op.scope,
+                "forward workspace"));
+  }
   void Ref(BufferId b) { ++refs_[b]; }
   void Unref(BufferId b) {
     if (b < 0) return;
@@ -233,6 +256,10 @@ class Runtime {
       if (x.view_of >= 0 && rstorage_.count(x.view_of)) {
         rstorage_[t] = rstorage_[x.view_of];
         Ref(rstorage_[t]);
+      } else if (x.view_of >= 0 && storage_[x.view_of] >= 0) {
+        // A view of something the recompute did not make (a parameter's transpose): no copy.
+        rstorage_[t] = storage_[x.view_of];
+        Ref(rstorage_[t]);
       } else {
         bool keep = saved.count(Root(t)) > 0;
         rstorage_[t] = AllocLike(
@@ -243,11 +270,18 @@ class Runtime {
     };
     for (int i : region.ops) {
       const PlanOp& op = plan_.ops[i];
+      // One step per recomputed op, so the peak inside a recompute names its op.
+      bool allocates = !op.extras.empty() || !op.copies.empty();
+      for (PlanTensorId t : op.outputs)
+        allocates = allocates || (t >= 0 && !plan_.tensors[t].metadata);
+      if (i != region.ops.front() && allocates)
+        Step(Phase::kBackward, "recompute " + op.name, op.type, op.scope);
       for (PlanTensorId t : op.copies) make(t, op);
       for (PlanTensorId t : op.extras) make(t, op);
       for (PlanTensorId t : op.outputs) {
         if (t >= 0) make(t, op);
       }
+      ForwardWorkspace(op);
       std::vector<PlanTensorId> seen;
       for (PlanTensorId t : op.inputs) {
         if (t < 0 || std::find(seen.begin(), seen.end(), t) != seen.end()) continue;
@@ -339,6 +373,7 @@ class Runtime {
       for (PlanTensorId t : op.outputs) {
         if (t >= 0) Materialize(t, op.scope, op.name);
       }
+      ForwardWorkspace(op);
       // Inputs read for the last time, then what this op made but nobody reads.
       ReleaseInputs(op);
       for (PlanTensorId t : op.copies) Release(t);
@@ -508,6 +543,16 @@ class Runtime {
         workspace.push_back(AllocLike(plan_.tensors[w], op.name + ":backward workspace",
                                       Category::kTransient, op.scope, "backward workspace"));
       }
+      for (IoRef ref : op.backward_copies) {
+        PlanTensorId t = Io(op, ref);
+        if (t < 0 || plan_.tensors[t].metadata) continue;
+        PlanTensor like = plan_.tensors[t];
+        if (ref.float32) like.dtype = DType::kFloat32;
+        workspace.push_back(AllocLike(like, op.name + ":backward copy of " + like.name,
+                                      Category::kTransient, op.scope,
+                                      ref.output ? "output gradient reordered by the backward"
+                                                 : "input reordered by the backward"));
+      }
       for (int k : op.grad_inputs) {
         PlanTensorId x = op.inputs[k];
         const PlanTensor& xt = plan_.tensors[x];
@@ -548,7 +593,13 @@ class Runtime {
     }
   }
 
+  // The region's last node with saved tensors to run in the backward (its first in forward
+  // order): autograd frees the checkpoint's inputs and RNG state when that node has run.
+  // Views of parameters (weight transposes) save nothing and may run later.
   int FirstBackwardOp(int r) const {
+    for (int i : plan_.regions[r].ops) {
+      if (plan_.ops[i].needs_backward && !plan_.ops[i].saved.empty()) return i;
+    }
     for (int i : plan_.regions[r].ops) {
       if (plan_.ops[i].needs_backward) return i;
     }

@@ -161,14 +161,26 @@ TEST(GradientRules, ConvSavesInputForWeightGradAndWeightForInputGrad) {
   EXPECT_OP(*plan, "conv_frozen", {"wd"}, {0});
   // ConvTranspose follows the same rule: h needs a gradient, its weight none.
   EXPECT_OP(*plan, "convt", {"wt"}, {0});
-  // On the CPU, oneDNN computes a weight gradient in a weight-sized workspace first; only
-  // where the weight gets a gradient. On CUDA there is none.
-  EXPECT_EQ(NamesOf(*plan, OpNamed(*plan, "conv_data")->backward_workspace), Names({"W"}));
-  EXPECT_EQ(NamesOf(*plan, OpNamed(*plan, "conv_both")->backward_workspace), Names({"W"}));
-  EXPECT_TRUE(OpNamed(*plan, "conv_frozen")->backward_workspace.empty());
+  // On the CPU, oneDNN's backward copies the output gradient, the input (where it gets a
+  // gradient) and computes the weight gradient in an fp32 buffer (where the weight gets one).
+  auto copies = [&](const char* op) {
+    std::vector<std::string> out;
+    for (IoRef r : OpNamed(*plan, op)->backward_copies) {
+      out.push_back(std::string(r.output ? "out" : "in") + std::to_string(r.index) +
+                    (r.float32 ? "/f32" : ""));
+    }
+    return out;
+  };
+  EXPECT_EQ(copies("conv_data"), (std::vector<std::string>{"out0", "in1/f32"}));
+  EXPECT_EQ(copies("conv_both"), (std::vector<std::string>{"out0", "in0", "in1/f32"}));
+  EXPECT_EQ(copies("conv_frozen"), (std::vector<std::string>{"out0", "in0"}));
+  // Its forward holds max(input + weight, output).
+  ASSERT_EQ(OpNamed(*plan, "conv_both")->forward_workspace.size(), 2u);
+  EXPECT_EQ(OpNamed(*plan, "conv_both")->forward_workspace[0].size(), 2u);
   auto cuda = Plan(m, Device::kCuda);
   ASSERT_TRUE(cuda.ok()) << cuda.error().message;
-  EXPECT_TRUE(OpNamed(*cuda, "conv_data")->backward_workspace.empty());
+  EXPECT_TRUE(OpNamed(*cuda, "conv_data")->backward_copies.empty());
+  EXPECT_TRUE(OpNamed(*cuda, "conv_data")->forward_workspace.empty());
   EXPECT_OP(*cuda, "conv_data", {"x"}, {1, 2});
   // Outputs are allocated: [1,4,3,3] float32 = 1*4*3*3*4 = 144 bytes (5-3+1 = 3).
   EXPECT_EQ(T(*plan, "c_data").bytes, 144u);

@@ -775,3 +775,142 @@ TEST(SimulatorDeterminism, TwoRunsGiveIdenticalStreams) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// oneDNN's CPU convolution scratch (torch 1.13, measured in validation/README.md): the forward
+// holds max(input + weight, output) beside its output; the backward holds copies of the output
+// gradient, of the input where it gets a gradient, and an fp32 weight-gradient buffer.
+
+namespace {
+void TwoConvs(ModelBuilder& m) {
+  m.Input("x", kF32, {1, 2, 4, 4});         // 1*2*4*4*4 = 128 bytes, needs no gradient
+  m.Initializer("W0", kF32, {2, 2, 1, 1});  // 2*2*1*1*4 = 16
+  m.Initializer("W", kF32, {3, 2, 3, 3});   // 3*2*3*3*4 = 216
+  m.Node("Conv", {"x", "W0"}, {"h"}, "conv0").Ints("kernel_shape", {1, 1});  // h: 128
+  m.Node("Conv", {"h", "W"}, {"y"}, "conv1")                                 // y: 1*3*4*4*4 = 192
+      .Ints("kernel_shape", {3, 3})
+      .Ints("pads", {1, 1, 1, 1});
+  m.Output("y");
+}
+
+std::vector<Ev> ScratchEvents(const Trace& t) {
+  std::vector<Ev> out;
+  for (const Ev& e : Record(t).events) {
+    if (e.name.find(":workspace") != std::string::npos ||
+        e.name.find(":backward copy") != std::string::npos) {
+      out.push_back(e);
+    }
+  }
+  return out;
+}
+}  // namespace
+
+TEST(SimulatorEvents, CpuConvolutionHoldsOneDnnReorders) {
+  ModelBuilder m;
+  TwoConvs(m);
+  auto e = RunStep(m, "sgd", "", "torch-cpu", "none");
+  ASSERT_TRUE(e.ok()) << e.error().message;
+  const std::vector<Ev> expected = {
+      {'A', "forward:conv0", "conv0:workspace", 144},  // max(x 128 + W0 16, h 128)
+      {'F', "forward:conv0", "conv0:workspace", 144},
+      {'A', "forward:conv1", "conv1:workspace", 344},  // max(h 128 + W 216, y 192)
+      {'F', "forward:conv1", "conv1:workspace", 344},
+      {'A', "backward:conv1", "conv1:backward copy of y", 192},  // the output gradient's copy
+      {'A', "backward:conv1", "conv1:backward copy of h", 128},  // h gets a gradient
+      {'A', "backward:conv1", "conv1:backward copy of W", 216},  // fp32 weight gradient
+      {'F', "backward:conv1", "conv1:backward copy of y", 192},
+      {'F', "backward:conv1", "conv1:backward copy of h", 128},
+      {'F', "backward:conv1", "conv1:backward copy of W", 216},
+      {'A', "backward:conv0", "conv0:backward copy of h", 128},  // x needs no gradient: no copy
+      {'A', "backward:conv0", "conv0:backward copy of W0", 16},
+      {'F', "backward:conv0", "conv0:backward copy of h", 128},
+      {'F', "backward:conv0", "conv0:backward copy of W0", 16},
+  };
+  EXPECT_EQ(ScratchEvents(e->trace), expected);
+  // CUDA convolutions (cuDNN) are modelled by the allocator's workspace instead: none here.
+  auto cuda = RunStep(m, "sgd", "", "torch-cuda", "none");
+  ASSERT_TRUE(cuda.ok()) << cuda.error().message;
+  EXPECT_TRUE(ScratchEvents(cuda->trace).empty());
+}
+
+TEST(SimulatorEvents, PureBf16ConvolutionKeepsAnFp32WeightGradientBuffer) {
+  ModelBuilder m;
+  TwoConvs(m);
+  auto g = ImportModelProto(m.proto());
+  ASSERT_TRUE(g.ok()) << g.error().message;
+  EstimateFlags flags;
+  flags.optimizer = "sgd";
+  flags.target = "torch-cpu";
+  flags.loss = "none";
+  flags.precision = "bf16";
+  auto o = ParseEstimateFlags(flags);
+  ASSERT_TRUE(o.ok()) << o.error().message;
+  auto e = RunEstimate(*g, *o);
+  ASSERT_TRUE(e.ok()) << e.error().message;
+  // bf16 halves every tensor but the weight-gradient buffer: W is 3*2*3*3 = 54 elements,
+  // 108 bytes in bf16, its buffer 54 * 4 = 216.
+  std::vector<Ev> backward;
+  for (const Ev& ev : ScratchEvents(e->trace)) {
+    if (ev.kind == 'A' && ev.step == "backward:conv1") backward.push_back(ev);
+  }
+  const std::vector<Ev> expected = {
+      {'A', "backward:conv1", "conv1:backward copy of y", 96},
+      {'A', "backward:conv1", "conv1:backward copy of h", 64},
+      {'A', "backward:conv1", "conv1:backward copy of W", 216},
+  };
+  EXPECT_EQ(backward, expected);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpointing (use_reentrant=False), on x -> h = x + B -> [blk: t = W^T; y = h @ t].
+
+namespace {
+void CheckpointedLinear(ModelBuilder& m) {
+  m.Input("x", kF32, {4, 8});                    // 128 bytes
+  m.Initializer("B", kF32, {8});                 // 32
+  m.Initializer("W", kF32, {6, 8});              // 192
+  m.Node("Add", {"x", "B"}, {"h"}, "/pre/Add");  // h [4,8]: 128; Add saves nothing
+  m.Node("Transpose", {"W"}, {"t"}, "/blk/Transpose").Ints("perm", {1, 0});  // a view of W
+  m.Node("MatMul", {"h", "t"}, {"y"}, "/blk/MatMul");                        // y [4,6]: 96
+  m.Output("y");
+}
+}  // namespace
+
+TEST(SimulatorCheckpoint, RecomputedViewOfAParameterAllocatesNothing) {
+  ModelBuilder m;
+  CheckpointedLinear(m);
+  auto g = ImportModelProto(m.proto());
+  ASSERT_TRUE(g.ok()) << g.error().message;
+  EstimateFlags flags;
+  flags.optimizer = "sgd";
+  flags.target = "torch-cpu";
+  flags.loss = "none";
+  flags.checkpoint = "blk";
+  auto o = ParseEstimateFlags(flags);
+  ASSERT_TRUE(o.ok()) << o.error().message;
+  auto e = RunEstimate(*g, *o);
+  ASSERT_TRUE(e.ok()) << e.error().message;
+  std::vector<Ev> recompute;
+  for (const Ev& ev : Record(e->trace).events) {
+    if (ev.step.rfind("backward:recompute", 0) == 0) recompute.push_back(ev);
+  }
+  // The recompute makes y again (96 bytes) and drops it (nothing saves it); t = W^T is a view
+  // of the parameter, as in the forward: no copy of W's 192 bytes.
+  const std::vector<Ev> expected = {
+      {'A', "backward:recompute /blk/MatMul", "y", 96},
+      {'F', "backward:recompute /blk/MatMul", "y", 96},
+  };
+  EXPECT_EQ(recompute, expected);
+  // The region input h and the preserved RNG state (5056 bytes on the CPU) go when the
+  // region's last node with saved tensors (the MatMul; the transpose saves nothing) has run,
+  // not at the end of the backward.
+  auto h = BuffersNamed(e->trace, "h");
+  ASSERT_EQ(h.size(), 1u);
+  EXPECT_EQ(StepLabel(e->trace, StepOf(e->trace, h[0], Event::Kind::kFree)),
+            "backward:/blk/MatMul");
+  auto rng = BuffersNamed(e->trace, "rng state of blk");
+  ASSERT_EQ(rng.size(), 1u);
+  EXPECT_EQ(e->trace.buffers[rng[0]].bytes, 5056u);
+  EXPECT_EQ(StepLabel(e->trace, StepOf(e->trace, rng[0], Event::Kind::kFree)),
+            "backward:/blk/MatMul");
+}

@@ -26,8 +26,7 @@ struct Outcome {
 };
 
 // checkpointed: run only the cases with "checkpoint" (true) or only those without (false).
-void CheckCases(const std::string& file, double median_limit, double max_limit,
-                bool checkpointed = false) {
+void CheckCases(const std::string& file, double median_limit, double max_limit, bool checkpointed) {
   std::ifstream f(kRoot + "/" + file);
   ASSERT_TRUE(f.good()) << file;
   nlohmann::json cases = nlohmann::json::parse(f);
@@ -83,12 +82,17 @@ void CheckCases(const std::string& file, double median_limit, double max_limit,
 
 }  // namespace
 
-TEST(ValidationAgainstPyTorch, CommittedCases) { CheckCases("validation/cases.json", 0.03, 0.08); }
-TEST(ValidationAgainstPyTorch, HoldoutCases) { CheckCases("validation/holdout.json", 0.03, 0.08); }
-// Checkpointed runs (issue #5) are not yet within tolerance: mobilenet_v2 and the GPT blocks
-// are off by 10-17%. They are printed for tracking and must at least estimate; the limits
-// below are the errors measured when they were committed, so a regression still fails.
-TEST(ValidationAgainstPyTorch, CheckpointedCasesTracked) {
-  CheckCases("validation/cases.json", 0.035, 0.18, true);
+// Checkpointed runs (torch.utils.checkpoint, use_reentrant=False) are held to the same
+// tolerance, and reported separately so that neither group's median hides the other's.
+TEST(ValidationAgainstPyTorch, CommittedCases) {
+  CheckCases("validation/cases.json", 0.03, 0.08, false);
+}
+TEST(ValidationAgainstPyTorch, HoldoutCases) {
+  CheckCases("validation/holdout.json", 0.03, 0.08, false);
+}
+TEST(ValidationAgainstPyTorch, CheckpointedCases) {
+  CheckCases("validation/cases.json", 0.03, 0.08, true);
+}
+TEST(ValidationAgainstPyTorch, CheckpointedHoldoutCases) {
   CheckCases("validation/holdout.json", 0.03, 0.08, true);
 }
