@@ -6,6 +6,8 @@
 #include <map>
 #include <numeric>
 
+#include "cli/estimate.h"
+
 namespace vramsim {
 namespace {
 
@@ -36,17 +38,6 @@ std::map<TensorRole, RoleTotals> Totals(const Graph& g) {
     d.second += t.bytes;
   }
   return out;
-}
-
-std::string Bytes(uint64_t b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(b);
-  int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
-    ++u;
-  }
-  return u == 0 ? fmt::format("{} B", b) : fmt::format("{:.1f} {}", v, units[u]);
 }
 
 std::string ShapeText(const std::vector<int64_t>& s) {
@@ -108,11 +99,11 @@ std::string InspectText(const Graph& g, size_t largest) {
     const RoleTotals& r = totals[role];
     std::vector<std::string> parts;
     for (const auto& [dt, eb] : r.by_dtype) {
-      parts.push_back(fmt::format("{} {} ({})", dt, eb.first, Bytes(eb.second)));
+      parts.push_back(fmt::format("{} {} ({})", dt, eb.first, FormatBytes(eb.second)));
     }
     out += fmt::format("{:<11} {} tensors, {} elements, {}{}{}\n",
-                       std::string(RoleName(role)) + "s:", r.count, r.elements, Bytes(r.bytes),
-                       parts.empty() ? "" : ": ", fmt::join(parts, ", "));
+                       std::string(RoleName(role)) + "s:", r.count, r.elements,
+                       FormatBytes(r.bytes), parts.empty() ? "" : ": ", fmt::join(parts, ", "));
   }
   for (TensorId id : g.inputs) {
     const Tensor& t = g.tensors[id];
@@ -131,8 +122,8 @@ std::string InspectText(const Graph& g, size_t largest) {
   for (TensorId id : Largest(g, largest)) {
     const Tensor& t = g.tensors[id];
     std::string by = t.producer >= 0 ? g.ops[t.producer].name : "";
-    out += fmt::format("  {:>10}  {:<10} {:<8} {:<20} {}{}\n", Bytes(t.bytes), RoleName(t.role),
-                       DTypeName(t.dtype), ShapeText(t.shape), t.name,
+    out += fmt::format("  {:>10}  {:<10} {:<8} {:<20} {}{}\n", FormatBytes(t.bytes),
+                       RoleName(t.role), DTypeName(t.dtype), ShapeText(t.shape), t.name,
                        by.empty() || by == t.name ? "" : "  <- " + by);
   }
   return out;
