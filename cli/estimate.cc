@@ -27,6 +27,30 @@ std::string FormatBytes(uint64_t b) {
   return u == 0 ? fmt::format("{} B", b) : fmt::format("{:.2f} {}", v, units[u]);
 }
 
+Status ParseDimSpecs(const std::vector<std::string>& specs, std::map<std::string, int64_t>* dims) {
+  for (const std::string& spec : specs) {
+    size_t eq = spec.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) {
+      return Error{"--dim takes NAME=VALUE, got '" + spec + "'"};
+    }
+    std::string name = spec.substr(0, eq), value = spec.substr(eq + 1);
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(value, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != value.size() || value.empty()) {
+      return Error{"--dim " + name + ": '" + value + "' is not an integer"};
+    }
+    if (v < 0) return Error{"--dim " + name + " must not be negative, got " + value};
+    if (dims->count(name)) return Error{"--dim " + name + " is given twice"};
+    (*dims)[name] = v;
+  }
+  return {};
+}
+
 Result<EstimateOptions> ParseEstimateFlags(const EstimateFlags& f) {
   EstimateOptions o;
   if (f.target == "torch-cuda") {

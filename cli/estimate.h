@@ -70,6 +70,10 @@ std::string EstimateText(const Estimate& e, size_t largest = 12);
 
 std::string FormatBytes(uint64_t bytes);
 
+// "--dim NAME=VALUE" flags (every subcommand): VALUE a non-negative 64-bit integer; a name
+// given twice, a missing "=" or a non-integer value is an error naming the flag.
+Status ParseDimSpecs(const std::vector<std::string>& specs, std::map<std::string, int64_t>* dims);
+
 // "batch=8 seq=128, adam (foreach), amp-bf16, torch-cuda" for titles.
 std::string SummaryLine(const std::map<std::string, int64_t>& dims, const EstimateFlags& flags);
 

@@ -26,31 +26,6 @@ std::string DimsText(const std::map<std::string, int64_t>& dims) {
   return s;
 }
 
-// "--dim NAME=VALUE" (as main.cc parses it for inspect and estimate).
-Status ParseDimSpecs(const std::vector<std::string>& specs, std::map<std::string, int64_t>* dims) {
-  for (const std::string& spec : specs) {
-    size_t eq = spec.find('=');
-    if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) {
-      return Error{"--dim takes NAME=VALUE, got '" + spec + "'"};
-    }
-    std::string name = spec.substr(0, eq), value = spec.substr(eq + 1);
-    size_t used = 0;
-    long long v = 0;
-    try {
-      v = std::stoll(value, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != value.size() || value.empty()) {
-      return Error{"--dim " + name + ": '" + value + "' is not an integer"};
-    }
-    if (v < 0) return Error{"--dim " + name + " must not be negative, got " + value};
-    if (dims->count(name)) return Error{"--dim " + name + " is given twice"};
-    (*dims)[name] = v;
-  }
-  return {};
-}
-
 }  // namespace
 
 Result<FitOptions> MakeFitOptions(const std::string& gpu, uint64_t capacity_override,

@@ -20,31 +20,6 @@ int Fail(const std::string& message) {
   return kExitBadInput;
 }
 
-// "--dim NAME=VALUE": VALUE a non-negative 64-bit integer.
-vramsim::Status ParseDims(const std::vector<std::string>& specs,
-                          std::map<std::string, int64_t>* dims) {
-  for (const std::string& spec : specs) {
-    size_t eq = spec.find('=');
-    if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) {
-      return vramsim::Error{"--dim takes NAME=VALUE, got '" + spec + "'"};
-    }
-    std::string name = spec.substr(0, eq), value = spec.substr(eq + 1);
-    size_t used = 0;
-    long long v = 0;
-    try {
-      v = std::stoll(value, &used);
-    } catch (const std::exception&) {
-      return vramsim::Error{"--dim " + name + ": '" + value + "' is not an integer"};
-    }
-    if (used != value.size())
-      return vramsim::Error{"--dim " + name + ": '" + value + "' is not an integer"};
-    if (v < 0) return vramsim::Error{"--dim " + name + " must not be negative, got " + value};
-    if (dims->count(name)) return vramsim::Error{"--dim " + name + " is given twice"};
-    (*dims)[name] = v;
-  }
-  return {};
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -90,7 +65,7 @@ int main(int argc, char** argv) {
   }
 
   vramsim::ImportOptions options;
-  if (auto s = ParseDims(dim_specs, &options.dims); !s) return Fail(s.message());
+  if (auto s = vramsim::ParseDimSpecs(dim_specs, &options.dims); !s) return Fail(s.message());
   if (inspect->parsed()) {
     auto graph = vramsim::ImportModel(model_path, options);
     if (!graph) return Fail(graph.error().message);

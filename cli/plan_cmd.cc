@@ -41,27 +41,6 @@ int Fail(const std::string& message) {
   return kExitBadInput;
 }
 
-Status ParseDimSpecs(const std::vector<std::string>& specs, std::map<std::string, int64_t>* dims) {
-  for (const std::string& spec : specs) {
-    size_t eq = spec.find('=');
-    if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
-      return Error{"--dim takes NAME=VALUE, got '" + spec + "'"};
-    std::string name = spec.substr(0, eq), value = spec.substr(eq + 1);
-    size_t used = 0;
-    long long v = 0;
-    try {
-      v = std::stoll(value, &used);
-    } catch (const std::exception&) {
-      return Error{"--dim " + name + ": '" + value + "' is not an integer"};
-    }
-    if (used != value.size()) return Error{"--dim " + name + ": '" + value + "' is not an integer"};
-    if (v < 0) return Error{"--dim " + name + " must not be negative, got " + value};
-    if (dims->count(name)) return Error{"--dim " + name + " is given twice"};
-    (*dims)[name] = v;
-  }
-  return {};
-}
-
 struct Flags {
   std::string model;
   std::vector<std::string> dims;
@@ -94,6 +73,7 @@ bool LooksLikeRematGraph(const std::string& path) {
 // plan GRAPH.json
 
 int RunRematPlan(const Flags& f) {
+  auto start = std::chrono::steady_clock::now();
   auto g = LoadRematGraph(f.model);
   if (!g) return Fail(g.error().message);
   uint64_t baseline = BaselinePeak(*g);
@@ -111,18 +91,30 @@ int RunRematPlan(const Flags& f) {
   }
   if (!f.strategy.empty())
     return Fail("--strategy applies to ONNX models; a remat graph runs the optimal planner");
+  // --time-limit bounds the whole command: the planner gets what loading the graph left.
   RematOptions options;
-  options.time_limit_s = f.time_limit;
+  options.time_limit_s =
+      f.time_limit -
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   auto sol = SolveRemat(*g, budget, options);
   double base_cost = BaselineCost(*g);
   if (!sol) {
     if (f.json) {
-      nlohmann::json j{{"graph", g->name},
-                       {"nodes", g->nodes.size()},
-                       {"baseline_peak", baseline},
-                       {"budget", budget},
-                       {"fits", false},
-                       {"error", sol.error().message}};
+      // proven_infeasible: no schedule at all can fit (not only none was found in time).
+      bool proven = InfeasibilityProof(*g, budget).has_value();
+      nlohmann::json j{
+          {"graph", g->name},
+          {"nodes", g->nodes.size()},
+          {"baseline_peak", baseline},
+          {"budget", budget},
+          {"budget_fraction", static_cast<double>(budget) / static_cast<double>(baseline)},
+          {"fits", false},
+          {"proven_infeasible", proven},
+          {"least_feasible_budget", LeastFeasibleBudget(*g)},
+          {"least_feasible_fraction",
+           static_cast<double>(LeastFeasibleBudget(*g)) / static_cast<double>(baseline)},
+          {"time_limit_s", f.time_limit},
+          {"error", sol.error().message}};
       std::cout << j.dump(1) << "\n";
     }
     std::fprintf(stderr, "vramsim: no schedule fits the budget of %s: %s\n",
@@ -156,6 +148,8 @@ int RunRematPlan(const Flags& f) {
     j["lower_bound"] = sol->lower_bound;  // on the cost, in Checkmate's stage space
     j["lower_bound_increase_pct"] =
         base_cost > 0 ? 100.0 * (sol->lower_bound - base_cost) / base_cost : 0.0;
+    j["lower_bound_source"] = sol->bound_source;  // milp, lp or baseline
+    j["proven_infeasible"] = false;
     j["method"] = sol->method;
     j["computations"] = replay->computations;
     j["solve_ms"] = sol->solve_ms;
@@ -169,13 +163,14 @@ int RunRematPlan(const Flags& f) {
         "budget: {} ({:.3f} of the baseline peak {})\n"
         "peak: {} (replayed) {}\n"
         "recompute: +{:.3f}% cost ({} computations for {} nodes), by {}\n"
-        "{}, gap {:.3f}%; solved in {:.0f} ms{}\n",
+        "{}, gap {:.3f}% (lower bound +{:.3f}%, from the {}); solved in {:.0f} ms{}\n",
         g->name, g->nodes.size(), g->edge_count(), FormatBytes(budget),
         static_cast<double>(budget) / static_cast<double>(baseline), FormatBytes(baseline),
         FormatBytes(replay->peak_bytes), fits ? "fits" : "OVER the budget", increase,
         replay->computations, g->nodes.size(), sol->method,
-        sol->optimal ? "proven optimal" : "not proven optimal", sol->gap_pct(), sol->solve_ms,
-        sol->note.empty() ? "" : " (" + sol->note + ")");
+        sol->optimal ? "proven optimal" : "not proven optimal", sol->gap_pct(),
+        base_cost > 0 ? 100.0 * (sol->lower_bound - base_cost) / base_cost : 0.0, sol->bound_source,
+        sol->solve_ms, sol->note.empty() ? std::string() : std::string(" (") + sol->note + ")");
   }
   if (!fits) {
     std::fprintf(stderr, "vramsim: no schedule found fits the budget of %s; the best peaks at %s\n",
@@ -268,11 +263,16 @@ int RunOnnxPlan(const Flags& f) {
   double total_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   const PlanResult& r = (*results)[best];
+  int simulations = problem->setup_simulations;
+  for (const PlanResult& x : *results) simulations += x.simulations;
   if (f.json) {
     nlohmann::json j = ResultJson(r);
     j["strategy_solve_ms"] = r.solve_ms;
     j["solve_ms"] = total_ms;
     j["setup_ms"] = problem->setup_ms;
+    j["block_model"] = problem->block_model;
+    j["setup_simulations"] = problem->setup_simulations;
+    j["simulations_total"] = simulations;
     j["baseline_peak_bytes"] = baseline;
     j["blocks"] = problem->blocks.scopes;
     nlohmann::json all = nlohmann::json::array();
@@ -284,12 +284,16 @@ int RunOnnxPlan(const Flags& f) {
         "plan ({}): checkpoint {}\n"
         "peak: {} simulated, budget {}: {} (no checkpointing: {})\n"
         "recompute: {:.2f} GFLOP, {:.2f}% of the step{}\n"
-        "solved in {:.0f} ms ({} candidate blocks, {:.0f} ms to measure them){}\n",
+        "solved in {:.0f} ms ({} candidate blocks, {:.0f} ms to model them; {} simulated steps "
+        "in all){}\n",
         r.strategy, ScopeList(r.checkpoint), FormatBytes(r.peak_bytes), FormatBytes(budget),
         r.fits ? "fits" : "DOES NOT FIT", FormatBytes(baseline),
         static_cast<double>(r.recompute_flops) / 1e9, r.overhead_pct,
         r.optimal ? " (optimal under the block model)" : "", total_ms, problem->blocks.size(),
-        problem->setup_ms, r.note.empty() ? "" : "\nnote: " + r.note);
+        problem->setup_ms, simulations,
+        r.note.empty() ? std::string() : fmt::format("\nnote: {}", r.note));
+    if (!problem->model_checked && problem->blocks.size() > 0)
+      std::cout << fmt::format("note: block model {}\n", problem->block_model);
   }
   if (!r.fits) {
     std::fprintf(stderr,
@@ -324,10 +328,11 @@ int RunStrategiesCmd(const Flags& f) {
   std::vector<StrategyRow> rows;
   nlohmann::json all = nlohmann::json::array();
   std::string text = fmt::format(
-      "{}: no checkpointing peaks at {}; {} candidate blocks ({:.0f} ms to measure)\n"
+      "{}: no checkpointing peaks at {}; {} candidate blocks ({:.0f} ms to model: {})\n"
       "{:<12} {:>11} {:>11} {:>5} {:>9} {:>10} {:>8}\n",
       f.model, FormatBytes(problem->baseline.peak.peak_bytes), problem->blocks.size(),
-      problem->setup_ms, "strategy", "budget", "peak", "fits", "overhead", "solve ms", "regions");
+      problem->setup_ms, problem->block_model, "strategy", "budget", "peak", "fits", "overhead",
+      "solve ms", "regions");
   for (uint64_t budget : budgets) {
     auto results = RunStrategies(*problem, budget, f.strategy, nullptr, so);
     if (!results) return Fail(results.error().message);
@@ -348,6 +353,7 @@ int RunStrategiesCmd(const Flags& f) {
                      {"baseline_peak_bytes", problem->baseline.peak.peak_bytes},
                      {"blocks", problem->blocks.scopes},
                      {"setup_ms", problem->setup_ms},
+                     {"block_model", problem->block_model},
                      {"rows", all}};
     std::cout << j.dump(1) << "\n";
   } else {

@@ -8,10 +8,12 @@
 #include <cmath>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 
 #include "policies/recompute.h"
+#include "simulator/forward_held.h"
 #include "simulator/peak.h"
 
 namespace vramsim {
@@ -147,15 +149,136 @@ uint64_t HeldAll(const Trace& trace, const std::vector<uint64_t>& highs) {
 
 }  // namespace
 
-Result<PlanProblem> MakePlanProblem(const Graph& graph, EstimateOptions options) {
+struct PlanCache {
+  std::mutex mu;
+  std::map<std::vector<std::string>, PlanResult> plans;
+  std::map<std::vector<std::string>, PlanResult> setup_plans;  // what MakePlanProblem simulated
+  std::map<std::pair<size_t, size_t>, int64_t> segment_saved;  // blocks a..b as one region
+};
+
+namespace {
+
+PlanResult ResultOf(const Estimate& e, const std::vector<std::string>& scopes) {
+  PlanResult r;
+  r.checkpoint = scopes;
+  r.peak_bytes = e.peak.peak_bytes;
+  r.recompute_flops = e.recompute_flops;
+  r.step_flops = e.step_flops;
+  r.overhead_pct = e.overhead_pct();
+  r.simulations = 1;
+  return r;
+}
+
+Result<Estimate> Simulated(const PlanProblem& p, const std::vector<std::string>& scopes) {
+  EstimateOptions o = p.options;
+  o.checkpoint = scopes;
+  return RunEstimate(*p.graph, o);
+}
+
+// Each block measured by simulating it checkpointed on its own.
+Status MeasureBlocks(PlanProblem& p, uint64_t held) {
+  BlockModel& m = p.blocks;
+  m.saved.clear();
+  m.forward_flops.clear();
+  uint64_t round = p.baseline.plan.target.round_bytes;
+  for (const std::string& scope : m.scopes) {
+    auto e = Simulated(p, {scope});
+    ++p.setup_simulations;
+    if (!e) {
+      return Error{fmt::format("simulating --checkpoint {}: {}", scope, e.error().message)};
+    }
+    uint64_t h = HeldAll(e->trace, StepHighs(e->trace, round));
+    m.saved.push_back(static_cast<int64_t>(held) - static_cast<int64_t>(h));
+    m.forward_flops.push_back(e->recompute_flops);
+    p.cache->setup_plans.emplace(std::vector<std::string>{scope}, ResultOf(*e, {scope}));
+    if (!e->plan.regions.empty()) p.rng_state_bytes = e->plan.regions.front().rng_state_bytes;
+  }
+  // For the savings of segments (PredictCheckpoint).
+  p.forward_held = ForwardHeldBytes(p.baseline.plan, {}, p.rng_state_bytes, round);
+  p.block_model = fmt::format("measured: {} blocks simulated one at a time", m.size());
+  return {};
+}
+
+// Each block's savings from forward replays of the baseline plan, checked against simulated
+// steps with every block and with every other block checkpointed. Returns false (and a reason)
+// when a check disagrees or fails.
+bool DeriveBlocks(PlanProblem& p, uint64_t held, std::string* why) {
+  BlockModel& m = p.blocks;
+  size_t n = m.size();
+  const TrainingPlan& plan = p.baseline.plan;
+  uint64_t round = plan.target.round_bytes;
+  std::vector<std::vector<std::string>> checks;
+  checks.push_back(m.scopes);  // every block
+  if (n >= 3) {
+    std::vector<std::string> other;
+    for (size_t i = 1; i < n; i += 2) other.push_back(m.scopes[i]);
+    checks.push_back(other);  // every other block (every-k's k = 2)
+  }
+  std::vector<Estimate> sims;
+  for (const auto& scopes : checks) {
+    auto e = Simulated(p, scopes);
+    ++p.setup_simulations;
+    if (!e) {
+      *why = fmt::format("simulating the block checks: {}", e.error().message);
+      return false;
+    }
+    p.cache->setup_plans.emplace(scopes, ResultOf(*e, scopes));
+    sims.push_back(std::move(e.value()));
+  }
+  p.rng_state_bytes =
+      sims[0].plan.regions.empty() ? 0 : sims[0].plan.regions.front().rng_state_bytes;
+  p.forward_held = ForwardHeldBytes(plan, {}, p.rng_state_bytes, round);
+  m.saved.assign(n, 0);
+  m.forward_flops.assign(n, 0);
+  for (size_t b = 0; b < n; ++b) {
+    uint64_t h = ForwardHeldBytes(plan, {p.block_ops[b]}, p.rng_state_bytes, round);
+    m.saved[b] = static_cast<int64_t>(p.forward_held) - static_cast<int64_t>(h);
+    for (int i : p.block_ops[b]) m.forward_flops[b] += plan.ops[i].forward_flops;
+  }
+  for (size_t c = 0; c < checks.size(); ++c) {
+    std::vector<std::vector<int>> regions;
+    uint64_t flops = 0;
+    for (const std::string& scope : checks[c]) {
+      size_t b = static_cast<size_t>(std::find(m.scopes.begin(), m.scopes.end(), scope) -
+                                     m.scopes.begin());
+      regions.push_back(p.block_ops[b]);
+      flops += m.forward_flops[b];
+    }
+    const Estimate& e = sims[c];
+    int64_t predicted =
+        static_cast<int64_t>(p.forward_held) -
+        static_cast<int64_t>(ForwardHeldBytes(plan, regions, p.rng_state_bytes, round));
+    int64_t simulated = static_cast<int64_t>(held) -
+                        static_cast<int64_t>(HeldAll(e.trace, StepHighs(e.trace, round)));
+    if (predicted != simulated || flops != e.recompute_flops) {
+      *why = fmt::format(
+          "the derived block model disagrees with the simulator ({} regions: {} bytes freed at "
+          "the loss, simulated {}; {} recompute FLOPs, simulated {})",
+          regions.size(), predicted, simulated, flops, e.recompute_flops);
+      return false;
+    }
+  }
+  p.block_model =
+      fmt::format("derived from the baseline step, checked by {} simulated steps", checks.size());
+  p.model_checked = true;
+  return true;
+}
+
+}  // namespace
+
+Result<PlanProblem> MakePlanProblem(const Graph& graph, EstimateOptions options,
+                                    BlockMeasure measure) {
   auto start = std::chrono::steady_clock::now();
   PlanProblem p;
   p.graph = &graph;
   options.checkpoint.clear();
   p.options = options;
+  p.cache = std::make_shared<PlanCache>();
   auto base = RunEstimate(graph, options);
   if (!base) return base.error();
   p.baseline = std::move(base.value());
+  p.setup_simulations = 1;
+  p.cache->setup_plans.emplace(std::vector<std::string>{}, ResultOf(p.baseline, {}));
   std::vector<std::string> scopes = FindBlockScopes(p.baseline.plan);
   size_t n = scopes.size();
   BlockModel& m = p.blocks;
@@ -196,35 +319,110 @@ Result<PlanProblem> MakePlanProblem(const Graph& graph, EstimateOptions options)
     }
     m.level[k] = std::max(m.level[k], highs[s]);
   }
-  uint64_t held = HeldAll(p.baseline.trace, highs);
+  // The ops of each block, as RecomputePolicy collects them.
+  const std::vector<PlanOp>& ops = p.baseline.plan.ops;
+  p.block_ops.assign(n, {});
   for (size_t b = 0; b < n; ++b) {
-    EstimateOptions o = options;
-    o.checkpoint = {scopes[b]};
-    auto e = RunEstimate(graph, o);
-    if (!e) return Error{"simulating --checkpoint " + scopes[b] + ": " + e.error().message};
-    uint64_t h = HeldAll(e->trace, StepHighs(e->trace, round));
-    m.saved.push_back(static_cast<int64_t>(held) - static_cast<int64_t>(h));
-    m.forward_flops.push_back(e->recompute_flops);
+    for (size_t i = 0; i < ops.size(); ++i)
+      if (InScope(ops[i], scopes[b])) p.block_ops[b].push_back(static_cast<int>(i));
   }
+  uint64_t held = HeldAll(p.baseline.trace, highs);
+  bool derived = false;
+  std::string why;
+  if (measure == BlockMeasure::kDerive && n > 0) {
+    derived = DeriveBlocks(p, held, &why);
+  }
+  if (n == 0) {
+    p.block_model = "no repeated blocks";
+  } else if (!derived) {
+    p.model_checked = false;
+    if (auto s = MeasureBlocks(p, held); !s) return Error{s.message()};
+    if (!why.empty()) p.block_model += fmt::format(" ({})", why);
+  }
+  p.cache->plans = p.cache->setup_plans;
   p.setup_ms = MsSince(start);
   return p;
 }
 
+void ForgetStrategyPlans(const PlanProblem& problem) {
+  if (!problem.cache) return;
+  std::lock_guard<std::mutex> lock(problem.cache->mu);
+  problem.cache->plans = problem.cache->setup_plans;
+  problem.cache->segment_saved.clear();
+}
+
+namespace {
+
+// Bytes block segment a..b frees at the loss when checkpointed as one region.
+int64_t SegmentSaved(const PlanProblem& p, size_t a, size_t b) {
+  if (a == b) return p.blocks.saved[a];
+  if (p.cache) {
+    std::lock_guard<std::mutex> lock(p.cache->mu);
+    auto it = p.cache->segment_saved.find({a, b});
+    if (it != p.cache->segment_saved.end()) return it->second;
+  }
+  std::vector<int> ops;
+  for (size_t i = a; i <= b; ++i)
+    ops.insert(ops.end(), p.block_ops[i].begin(), p.block_ops[i].end());
+  uint64_t h = ForwardHeldBytes(p.baseline.plan, {ops}, p.rng_state_bytes,
+                                p.baseline.plan.target.round_bytes);
+  int64_t saved = static_cast<int64_t>(p.forward_held) - static_cast<int64_t>(h);
+  if (p.cache) {
+    std::lock_guard<std::mutex> lock(p.cache->mu);
+    p.cache->segment_saved[{a, b}] = saved;
+  }
+  return saved;
+}
+
+}  // namespace
+
+std::optional<CheckpointPrediction> PredictCheckpoint(const PlanProblem& p,
+                                                      const std::vector<std::string>& scopes) {
+  const BlockModel& m = p.blocks;
+  size_t n = m.size();
+  if (m.saved.size() != n || m.forward_flops.size() != n || m.level.size() != n + 1 ||
+      p.block_ops.size() != n)
+    return std::nullopt;
+  auto index = [&](std::string_view scope) {
+    for (size_t i = 0; i < n; ++i)
+      if (m.scopes[i] == scope) return i;
+    return n;
+  };
+  std::vector<int64_t> drop(n + 1, 0);  // savings that count from level k on
+  std::vector<bool> used(n, false);
+  CheckpointPrediction out;
+  for (const std::string& spec : scopes) {
+    size_t a = n, b = n;
+    for (size_t pos = 0;;) {
+      size_t plus = spec.find('+', pos);
+      size_t i = index(std::string_view(spec).substr(
+          pos, plus == std::string::npos ? std::string::npos : plus - pos));
+      if (i == n || used[i] || (a != n && i != b + 1)) return std::nullopt;
+      used[i] = true;
+      if (a == n) a = i;
+      b = i;
+      out.recompute_flops += m.forward_flops[i];
+      if (plus == std::string::npos) break;
+      pos = plus + 1;
+    }
+    drop[b + 1] += SegmentSaved(p, a, b);
+  }
+  int64_t peak = 0, saved = 0;
+  for (size_t k = 0; k <= n; ++k) {
+    saved += drop[k];
+    peak = std::max(peak, static_cast<int64_t>(m.level[k]) - saved);
+  }
+  out.peak_bytes = static_cast<uint64_t>(std::max<int64_t>(peak, 0));
+  return out;
+}
+
 Result<PlanResult> EvaluateCheckpoint(const PlanProblem& problem,
                                       const std::vector<std::string>& scopes, uint64_t budget) {
-  EstimateOptions o = problem.options;
-  o.checkpoint = scopes;
-  auto e = RunEstimate(*problem.graph, o);
+  auto e = Simulated(problem, scopes);
   if (!e) return e.error();
-  PlanResult r;
-  r.checkpoint = scopes;
+  PlanResult r = ResultOf(*e, scopes);
   r.budget_bytes = budget;
-  r.peak_bytes = e->peak.peak_bytes;
-  r.recompute_flops = e->recompute_flops;
-  r.step_flops = e->step_flops;
-  r.overhead_pct = e->overhead_pct();
   r.fits = r.peak_bytes <= budget;
-  r.simulations = 1;
   return r;
 }
 
@@ -237,7 +435,8 @@ std::vector<std::string> ScopesOf(const BlockModel& m, const std::vector<bool>& 
   return s;
 }
 
-// Evaluates candidate scope lists through the simulator; keeps the best.
+// Evaluates candidate scope lists through the simulator (reusing the problem's simulated
+// plans); keeps the best.
 class Search {
  public:
   Search(const PlanProblem& p, uint64_t budget, std::string name)
@@ -245,22 +444,105 @@ class Search {
     best_.strategy = std::move(name);
   }
   Result<PlanResult> Try(const std::vector<std::string>& scopes) {
-    auto it = seen_.find(scopes);
-    if (it != seen_.end()) return it->second;
-    auto r = EvaluateCheckpoint(p_, scopes, budget_);
-    ++sims_;
-    if (!r) return r.error();
-    seen_.emplace(scopes, *r);
-    if (!have_ || BetterResult(*r, best_)) {
+    PlanResult r;
+    bool cached = false;
+    if (p_.cache) {
+      std::lock_guard<std::mutex> lock(p_.cache->mu);
+      auto it = p_.cache->plans.find(scopes);
+      if (it != p_.cache->plans.end()) {
+        r = it->second;
+        cached = true;
+      }
+    }
+    if (!cached) {
+      auto e = EvaluateCheckpoint(p_, scopes, budget_);
+      ++sims_;
+      if (!e) return e.error();
+      r = std::move(e.value());
+      if (p_.cache) {
+        std::lock_guard<std::mutex> lock(p_.cache->mu);
+        p_.cache->plans.emplace(scopes, r);
+      }
+    }
+    r.budget_bytes = budget_;
+    r.fits = r.peak_bytes <= budget_;
+    if (!have_ || BetterResult(r, best_)) {
       std::string name = best_.strategy;
-      best_ = *r;
+      best_ = r;
       best_.strategy = name;
       have_ = true;
     }
     return r;
   }
+
+  // The candidate with the least recompute whose simulated peak fits (then the lowest peak),
+  // else the lowest simulated peak. With a checked block model the candidates are simulated
+  // cheapest first, skipping those the model puts over the budget by more than it has
+  // overestimated any simulated peak so far, up to the first that fits; when none does, the
+  // two the model puts lowest are simulated too. Without one, every candidate is simulated.
+  Status TryCandidates(const std::vector<std::vector<std::string>>& candidates) {
+    struct Candidate {
+      size_t index;
+      CheckpointPrediction model;
+      bool simulated = false;
+    };
+    std::vector<Candidate> order;
+    bool screen = p_.model_checked;
+    for (size_t i = 0; i < candidates.size() && screen; ++i) {
+      auto pred = PredictCheckpoint(p_, candidates[i]);
+      if (!pred) screen = false;
+      if (pred) order.push_back({i, *pred});
+    }
+    if (!screen) {
+      for (const auto& c : candidates)
+        if (auto r = Try(c); !r) return Error{r.error().message};
+      return {};
+    }
+    std::stable_sort(order.begin(), order.end(), [](const Candidate& a, const Candidate& b) {
+      if (a.model.recompute_flops != b.model.recompute_flops)
+        return a.model.recompute_flops < b.model.recompute_flops;
+      return a.model.peak_bytes < b.model.peak_bytes;
+    });
+    uint64_t slack = 0;  // the most the model has put a simulated plan's peak too high
+    auto simulate = [&](Candidate& c) -> Result<PlanResult> {
+      auto r = Try(candidates[c.index]);
+      c.simulated = true;
+      if (r && c.model.peak_bytes > r->peak_bytes)
+        slack = std::max(slack, c.model.peak_bytes - r->peak_bytes);
+      return r;
+    };
+    bool found = false;
+    for (size_t k = 0; k < order.size() && !found;) {
+      Candidate& c = order[k];
+      if (c.simulated || c.model.peak_bytes > budget_ + slack) {
+        ++k;
+        continue;
+      }
+      uint64_t before = slack;
+      auto r = simulate(c);
+      if (!r) return Error{r.error().message};
+      found = r->fits;
+      k = slack > before ? 0 : k + 1;  // the model was pessimistic: look again from the cheapest
+    }
+    if (!found) {
+      std::stable_sort(order.begin(), order.end(), [](const Candidate& a, const Candidate& b) {
+        return a.model.peak_bytes < b.model.peak_bytes;
+      });
+      int extra = 0;
+      for (Candidate& c : order) {
+        if (c.simulated) continue;
+        if (auto r = simulate(c); !r) return Error{r.error().message};
+        if (++extra == 2) break;
+      }
+    }
+    return {};
+  }
+
   Result<PlanResult> Finish(std::string note = {}) {
-    if (!have_) return Error{best_.strategy + ": no plan" + (note.empty() ? "" : ": " + note)};
+    if (!have_) {
+      return Error{note.empty() ? fmt::format("{}: no plan", best_.strategy)
+                                : fmt::format("{}: no plan: {}", best_.strategy, note)};
+    }
     best_.solve_ms = MsSince(start_);
     best_.simulations = sims_;
     best_.budget_bytes = budget_;
@@ -273,7 +555,6 @@ class Search {
   const PlanProblem& p_;
   uint64_t budget_;
   std::chrono::steady_clock::time_point start_;
-  std::map<std::vector<std::string>, PlanResult> seen_;
   PlanResult best_;
   bool have_ = false;
   int sims_ = 0;
@@ -300,11 +581,13 @@ class EveryKStrategy : public CheckpointStrategy {
     Search s(p, budget, std::string(name()));
     size_t n = p.blocks.size();
     if (n == 0) return NoneStrategy().Solve(p, budget);
+    std::vector<std::vector<std::string>> candidates;
     for (size_t k = n; k >= 1; --k) {
       std::vector<std::string> scopes;
       for (size_t i = k - 1; i < n; i += k) scopes.push_back(p.blocks.scopes[i]);
-      if (auto r = s.Try(scopes); !r) return r.error();
+      candidates.push_back(std::move(scopes));
     }
+    if (auto st = s.TryCandidates(candidates); !st) return Error{st.message()};
     return s.Finish();
   }
 };
@@ -352,6 +635,7 @@ class ChenGreedyStrategy : public CheckpointStrategy {
     int64_t total = 0;
     for (int64_t d : m.saved) total += std::max<int64_t>(d, 0);
     double avg = static_cast<double>(std::max<int64_t>(total, 1)) / static_cast<double>(n);
+    std::vector<std::vector<std::string>> candidates;
     for (size_t mult = 1; mult <= n; ++mult) {
       double b = avg * static_cast<double>(mult) - 1;
       std::vector<std::string> scopes, seg;
@@ -367,8 +651,10 @@ class ChenGreedyStrategy : public CheckpointStrategy {
         }
       }
       if (!seg.empty()) scopes.push_back(Join(seg));
-      if (auto r = s.Try(scopes); !r) return r.error();
+      if (std::find(candidates.begin(), candidates.end(), scopes) == candidates.end())
+        candidates.push_back(std::move(scopes));
     }
+    if (auto st = s.TryCandidates(candidates); !st) return Error{st.message()};
     return s.Finish();
   }
 };

@@ -1,14 +1,19 @@
 // Choosing what to checkpoint in a training plan under a memory budget.
 //
 // A PlanProblem is a model imported once with its training options: the baseline estimate, the
-// candidate blocks (FindBlockScopes) and the block-chain model measured by simulating
-// (planner_blocks.h). Strategies share one interface; each returns the scopes to checkpoint,
-// and every plan is replayed through the simulator (RunEstimate with those scopes): the peak,
-// recompute FLOPs and overhead reported are the simulator's.
+// candidate blocks (FindBlockScopes) and the block-chain model (planner_blocks.h). The model is
+// derived from the one simulated baseline step: each block's savings from a replay of the
+// forward with the block checkpointed (simulator/forward_held.h), checked against two simulated
+// steps (every block checkpointed, every other one); when they disagree, each block is measured
+// by simulating it checkpointed on its own. Strategies share one interface; each returns the
+// scopes to checkpoint, and every plan is replayed through the simulator (RunEstimate with those
+// scopes): the peak, recompute FLOPs and overhead reported are the simulator's. Strategies that
+// choose among many candidate plans simulate them cheapest first while the model says they fit.
 #pragma once
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,15 +33,48 @@ std::vector<std::string> FindBlockScopes(const TrainingPlan& plan);
 // Live bytes (rounded as the peak is) at their highest during each step of a trace.
 std::vector<uint64_t> StepHighs(const Trace& trace, uint64_t round_bytes);
 
+// Simulated plans by scope list, shared by the strategies (and copies) of one problem.
+struct PlanCache;
+
 struct PlanProblem {
   const Graph* graph = nullptr;
   EstimateOptions options;  // options.checkpoint is ignored
   Estimate baseline;
   BlockModel blocks;
-  double setup_ms = 0;  // baseline + one simulation per block
+  std::vector<std::vector<int>> block_ops;  // each block's ops in baseline.plan, forward order
+  uint64_t rng_state_bytes = 0;             // kept per checkpointed region
+  uint64_t forward_held = 0;  // ForwardHeldBytes of the baseline: activations held at the loss
+  // The block model's savings were derived and agreed with the simulated checks: strategies
+  // screen candidate plans with it. False when they were measured one block at a time.
+  bool model_checked = false;
+  std::string block_model;  // how the model was made, for reports
+  int setup_simulations = 0;
+  double setup_ms = 0;
+  std::shared_ptr<PlanCache> cache;
 };
 
-Result<PlanProblem> MakePlanProblem(const Graph& graph, EstimateOptions options);
+enum class BlockMeasure {
+  kDerive,    // from the baseline trace and forward replays, checked by two simulated steps
+  kSimulate,  // one simulated step per block (the fallback when the derived model disagrees)
+};
+
+Result<PlanProblem> MakePlanProblem(const Graph& graph, EstimateOptions options,
+                                    BlockMeasure measure = BlockMeasure::kDerive);
+
+// Drops the simulated plans the strategies added to the problem's cache (keeping the setup's),
+// so that the next strategy solves from cold; for benchmarks.
+void ForgetStrategyPlans(const PlanProblem& problem);
+
+// The block model's peak and the exact recompute FLOPs of a scope list whose entries are
+// candidate blocks or runs of consecutive ones joined by '+' (a segment: its savings are
+// derived from a forward replay, and count from the level after its last block); nullopt for
+// anything else.
+struct CheckpointPrediction {
+  uint64_t peak_bytes = 0;
+  uint64_t recompute_flops = 0;
+};
+std::optional<CheckpointPrediction> PredictCheckpoint(const PlanProblem& problem,
+                                                      const std::vector<std::string>& scopes);
 
 struct PlanResult {
   std::string strategy;
@@ -49,7 +87,7 @@ struct PlanResult {
   bool fits = false;
   bool optimal = false;  // proven optimal under the block model (dp, milp)
   double solve_ms = 0;
-  int simulations = 0;
+  int simulations = 0;  // run by this strategy (plans already simulated for the problem are reused)
   std::string note;
 };
 

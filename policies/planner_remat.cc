@@ -1,12 +1,16 @@
 #include "policies/planner_remat.h"
 
-#include <Cbc_C_Interface.h>
-#include <Clp_C_Interface.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <CbcEventHandler.hpp>
+#include <CbcModel.hpp>
+#include <CbcSolver.hpp>
+#include <ClpSimplex.hpp>
+#include <OsiClpSolverInterface.hpp>
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -20,6 +24,16 @@
 namespace vramsim {
 
 namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double SecondsLeft(Clock::time_point end) {
+  return std::chrono::duration<double>(end - Clock::now()).count();
+}
+
+Clock::time_point After(Clock::time_point from, double seconds) {
+  return from + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+}
 
 double MsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
@@ -188,7 +202,8 @@ bool Better(const RematSolution& a, const RematSolution& b) {
 
 class Dtr {
  public:
-  Dtr(const RematGraph& g, uint64_t budget) : g_(g), budget_(budget) {
+  Dtr(const RematGraph& g, uint64_t budget, Clock::time_point end)
+      : g_(g), budget_(budget), end_(end) {
     int n = static_cast<int>(g.nodes.size());
     live_.assign(n, 0);
     locked_.assign(n, 0);
@@ -203,8 +218,10 @@ class Dtr {
     for (int t = 0; t < n; ++t) {
       kept_[t].assign(t, 0);
       for (int i = 0; i < t; ++i) kept_[t][i] = live_[i];
-      if (!Ensure(t))
+      if (!Ensure(t)) {
+        if (timed_out_) return Error{"stopped at the time limit"};
         return Error{"no eviction makes room for " + NodeLabel(g_, t) + " within the budget"};
+      }
       done_[t] = 1;
       for (int v = 0; v <= t; ++v) {
         if (!live_[v]) continue;
@@ -222,6 +239,10 @@ class Dtr {
  private:
   bool Ensure(int v) {
     if (live_[v]) return true;
+    if (timed_out_ || (++calls_ % 4096 == 0 && Clock::now() >= end_)) {
+      timed_out_ = true;
+      return false;
+    }
     // Recompute missing inputs without pinning the others (pinning across a deep recursion
     // can exhaust the budget); the ones alive are touched so staleness protects them. A few
     // passes until all are alive together, then the ones still missing with the rest locked.
@@ -291,6 +312,9 @@ class Dtr {
 
   const RematGraph& g_;
   uint64_t budget_;
+  Clock::time_point end_;
+  uint64_t calls_ = 0;
+  bool timed_out_ = false;
   std::vector<uint8_t> live_;
   std::vector<int> locked_;
   std::vector<uint8_t> done_;
@@ -464,25 +488,45 @@ Lp BuildCheckmate(const RematGraph& g, uint64_t budget) {
   return lp;
 }
 
-// Runs `work` in a child process and returns what it sends back, or nothing when the child
-// has not finished by the deadline (it is then killed): CBC and CLP check their time limits
-// only between phases, so presolve or the root LP of a large model can overrun them.
-std::optional<std::vector<double>> RunWithDeadline(
-    double seconds, const std::function<std::vector<double>()>& work) {
+// Runs `work` in a child process, which sends messages (vectors of doubles) as it goes, and
+// returns every message that arrived in full by `end`; the child is killed then if it has not
+// finished. CBC and CLP check their time limits only between phases (presolve, the root LP of a
+// large model, a round of cuts), so only a separate process can be stopped on time. Without a
+// process (fork fails), `work` runs here, unbounded.
+struct Streamed {
+  std::vector<std::vector<double>> messages;
+  bool finished = false;  // the child exited normally before the deadline
+};
+
+using Send = std::function<void(const std::vector<double>&)>;
+
+Streamed RunStreaming(Clock::time_point end, bool quiet,
+                      const std::function<void(const Send&)>& work) {
+  Streamed out;
   int fds[2];
-  if (pipe(fds) != 0) return work();
+  auto inline_run = [&] {
+    work([&](const std::vector<double>& m) { out.messages.push_back(m); });
+    out.finished = true;
+    return out;
+  };
+  if (pipe(fds) != 0) return inline_run();
   std::fflush(stdout);
   std::fflush(stderr);
   pid_t pid = fork();
   if (pid < 0) {
     close(fds[0]);
     close(fds[1]);
-    return work();
+    return inline_run();
   }
   if (pid == 0) {
     close(fds[0]);
-    std::vector<double> out = work();
-    uint64_t count = out.size();
+    if (quiet) {  // solver output must not mix with the caller's (JSON on stdout)
+      int null_fd = open("/dev/null", O_WRONLY);
+      if (null_fd >= 0) {
+        dup2(null_fd, 1);
+        close(null_fd);
+      }
+    }
     auto write_all = [&](const void* data, size_t bytes) {
       const char* p = static_cast<const char*>(data);
       while (bytes > 0) {
@@ -492,20 +536,33 @@ std::optional<std::vector<double>> RunWithDeadline(
         bytes -= static_cast<size_t>(w);
       }
     };
-    write_all(&count, sizeof count);
-    write_all(out.data(), out.size() * sizeof(double));
+    work([&](const std::vector<double>& m) {
+      uint64_t count = m.size();
+      write_all(&count, sizeof count);
+      write_all(m.data(), m.size() * sizeof(double));
+    });
     close(fds[1]);
     std::fflush(stdout);
     _exit(0);
   }
   close(fds[1]);
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   std::string buffer;
-  bool done = false, killed = false;
-  char chunk[65536];
-  while (!done) {
-    double left =
-        std::chrono::duration<double>(deadline - std::chrono::steady_clock::now()).count();
+  size_t parsed = 0;
+  auto parse = [&] {
+    while (buffer.size() - parsed >= sizeof(uint64_t)) {
+      uint64_t count = 0;
+      std::memcpy(&count, buffer.data() + parsed, sizeof count);
+      if (buffer.size() - parsed - sizeof count < count * sizeof(double)) break;
+      std::vector<double> m(count);
+      std::memcpy(m.data(), buffer.data() + parsed + sizeof count, count * sizeof(double));
+      out.messages.push_back(std::move(m));
+      parsed += sizeof count + count * sizeof(double);
+    }
+  };
+  bool eof = false, killed = false;
+  std::vector<char> chunk(1 << 16);
+  while (!eof) {
+    double left = SecondsLeft(end);
     if (left <= 0) {
       kill(pid, SIGKILL);
       killed = true;
@@ -515,28 +572,20 @@ std::optional<std::vector<double>> RunWithDeadline(
     int r = poll(&pfd, 1, static_cast<int>(std::min(left * 1000, 1000.0)) + 1);
     if (r < 0 && errno != EINTR) break;
     if (r <= 0) continue;
-    ssize_t got = read(fds[0], chunk, sizeof chunk);
+    ssize_t got = read(fds[0], chunk.data(), chunk.size());
     if (got <= 0) {
-      done = true;
+      eof = true;
     } else {
-      buffer.append(chunk, static_cast<size_t>(got));
+      buffer.append(chunk.data(), static_cast<size_t>(got));
+      parse();
     }
   }
   close(fds[0]);
   int status = 0;
   waitpid(pid, &status, 0);
-  if (killed || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return std::nullopt;
-  uint64_t count = 0;
-  if (buffer.size() < sizeof count) return std::nullopt;
-  std::memcpy(&count, buffer.data(), sizeof count);
-  if (buffer.size() != sizeof count + count * sizeof(double)) return std::nullopt;
-  std::vector<double> out(count);
-  std::memcpy(out.data(), buffer.data() + sizeof count, count * sizeof(double));
+  out.finished = !killed && eof && WIFEXITED(status) && WEXITSTATUS(status) == 0;
   return out;
 }
-
-// The hard deadline for a solver given a time limit: the limit, plus a quarter and 2 s.
-double HardDeadline(double limit) { return limit * 1.25 + 2; }
 
 std::vector<std::vector<uint8_t>> KeptFromColumns(const Lp& lp, int n, const double* x,
                                                   double threshold) {
@@ -548,10 +597,64 @@ std::vector<std::vector<uint8_t>> KeptFromColumns(const Lp& lp, int n, const dou
   return S;
 }
 
+// The MILP's own schedule: R and S as CBC left them.
+RematSchedule StagesFromColumns(const Lp& lp, int n, const double* x) {
+  RematSchedule s;
+  s.S = KeptFromColumns(lp, n, x, 0.5);
+  s.R.assign(n, {});
+  for (int t = 0; t < n; ++t) {
+    s.R[t].assign(t + 1, 0);
+    for (int i = 0; i <= t; ++i) s.R[t][i] = x[lp.R(t, i)] >= 0.5 ? 1 : 0;
+  }
+  return s;
+}
+
+// Drops what is kept without use (kept into stage t, read by nothing computed in it and not
+// kept into t+1) and recomputes only what is needed, until nothing changes. The MILP may keep
+// an output it never uses (keeping is free in its objective) and free it early by computing a
+// reader of cost 0; replayed without that computation the output would stay alive for the
+// whole stage. Dropping both never needs more memory and never costs more.
+RematSchedule Tidy(const RematGraph& g, RematSchedule s) {
+  int n = static_cast<int>(g.nodes.size());
+  for (int round = 0; round < n + 1; ++round) {
+    bool changed = false;
+    for (int t = n - 1; t >= 1; --t) {
+      for (int i = 0; i < t; ++i) {
+        if (!s.S[t][i] || Kept(s, t + 1, i)) continue;
+        bool used = false;
+        for (int j : g.users[i]) used = used || (j <= t && s.R[t][j]);
+        if (!used) {
+          s.S[t][i] = 0;
+          changed = true;
+        }
+      }
+    }
+    RematSchedule c = ClosureFromKept(g, s.S);
+    changed = changed || c.R != s.R;
+    s = std::move(c);
+    if (!changed) break;
+  }
+  return s;
+}
+
+// The better of a schedule as given and tidied (both replayed).
+Result<RematSolution> FromStagesTidied(const RematGraph& g, RematSchedule s, uint64_t budget,
+                                       const std::string& method) {
+  RematSchedule tidy = Tidy(g, s);
+  auto as_given = FromStages(g, std::move(s), budget, method);
+  auto tidied = FromStages(g, std::move(tidy), budget, method);
+  if (!tidied) return as_given;
+  if (!as_given || Better(*tidied, *as_given)) return tidied;
+  return as_given;
+}
+
 // ---------------------------------------------------------------------------------------------
-// A greedy in Checkmate's stage space: from the baseline, repeatedly stop keeping one output
-// over the span around the peak where it is not used (so it is recomputed where next needed),
-// taking the change with the most memory overflow removed per unit of added cost.
+// A greedy in Checkmate's stage space. Until the schedule fits, at the stage with the peak it
+// either stops keeping one output over the span where it is not used (so it is recomputed where
+// next needed) or keeps one output that the stage recomputes, taking the change with the most
+// memory overflow removed per unit of added cost. Once it fits, it keeps instead of recomputing
+// wherever that still fits. It starts from the baseline (everything kept) or any schedule, such
+// as nothing kept or a rounded LP relaxation.
 
 struct KeptEval {
   double cost = 0;
@@ -595,54 +698,293 @@ KeptEval EvaluateKept(const RematGraph& g, const RematSchedule& s, uint64_t budg
   return e;
 }
 
-Result<RematSolution> GreedyKept(const RematGraph& g, uint64_t budget, double time_limit_s) {
+// Nothing kept between stages: each stage recomputes what its node needs.
+RematSchedule NothingKept(const RematGraph& g) {
+  std::vector<std::vector<uint8_t>> S(g.nodes.size());
+  for (size_t t = 0; t < S.size(); ++t) S[t].assign(t, 0);
+  return ClosureFromKept(g, std::move(S));
+}
+
+// Whether output i is read or made in stage t.
+bool UsedIn(const RematGraph& g, const RematSchedule& s, int t, int i) {
+  if (i <= t && s.R[t][i]) return true;
+  for (int j : g.users[i])
+    if (j <= t && s.R[t][j]) return true;
+  return false;
+}
+
+// Stops keeping i over the span around stage p where it is not used (it is then recomputed
+// where next needed).
+RematSchedule DropKept(const RematGraph& g, const RematSchedule& s, int p, int i) {
+  int n = static_cast<int>(g.nodes.size());
+  int first = p;
+  while (first - 1 > i && s.S[first - 1][i] && !UsedIn(g, s, first - 1, i)) --first;
+  int last = p;
+  while (last + 1 < n && !UsedIn(g, s, last, i)) ++last;
+  auto S = s.S;
+  for (int t = first; t <= last && t < n; ++t) S[t][i] = 0;
+  return ClosureFromKept(g, std::move(S));
+}
+
+// Keeps k, recomputed in stage p, from the last stage before p where it is alive instead.
+std::optional<RematSchedule> AddKept(const RematGraph& g, const RematSchedule& s, int p, int k) {
+  int q = p - 1;
+  while (q > k && !s.R[q][k] && !s.S[q][k]) --q;
+  if (q < k || (q == k && !s.R[q][k])) return std::nullopt;
+  auto S = s.S;
+  for (int t = q + 1; t <= p; ++t) S[t][k] = 1;
+  return ClosureFromKept(g, std::move(S));
+}
+
+Result<RematSolution> GreedyKept(const RematGraph& g, uint64_t budget, double time_limit_s,
+                                 const RematSchedule* from = nullptr) {
   auto t0 = std::chrono::steady_clock::now();
   int n = static_cast<int>(g.nodes.size());
-  RematSchedule cur = BaselineSchedule(g);
+  RematSchedule cur = from ? *from : BaselineSchedule(g);
   KeptEval ev = EvaluateKept(g, cur, budget);
-  while (ev.peak > budget && MsSince(t0) < time_limit_s * 1000) {
+  auto in_time = [&] { return MsSince(t0) < time_limit_s * 1000; };
+  // Overflow removed per unit of added cost; a move that removes overflow and adds no cost
+  // comes first.
+  auto score = [&](const KeptEval& e) {
+    double gain = ev.overflow - e.overflow, added = e.cost - ev.cost;
+    return added <= 0 ? 1e300 * (gain / (ev.overflow + 1)) - added : gain / added;
+  };
+  while (ev.peak > budget && in_time()) {
     int p = ev.peak_stage;
-    double best_ratio = 0;
+    double best_score = 0;
     std::optional<RematSchedule> best;
     KeptEval best_ev;
-    for (int i = 0; i < p; ++i) {
-      if (!cur.S[p][i] || !g.nodes[i].memory) continue;
-      auto used_in = [&](int t) {
-        if (cur.R[t].size() > static_cast<size_t>(i) && cur.R[t][i]) return true;
-        for (int j : g.users[i])
-          if (j <= t && cur.R[t][j]) return true;
-        return false;
-      };
-      int first = p;
-      while (first - 1 > i && cur.S[first - 1][i] && !used_in(first - 1)) --first;
-      int last = p;
-      while (last + 1 < n && !used_in(last)) ++last;
-      auto S = cur.S;
-      for (int t = first; t <= last && t < n; ++t) S[t][i] = 0;
-      RematSchedule cand = ClosureFromKept(g, std::move(S));
+    auto offer = [&](RematSchedule cand) {
       KeptEval ce = EvaluateKept(g, cand, budget);
-      if (ce.overflow >= ev.overflow) continue;
-      double ratio = (ev.overflow - ce.overflow) / (ce.cost - ev.cost + 1e-9 * (1 + ev.cost));
-      if (!best || ratio > best_ratio) {
-        best_ratio = ratio;
+      if (ce.overflow >= ev.overflow) return;
+      double sc = score(ce);
+      if (!best || sc > best_score) {
+        best_score = sc;
         best = std::move(cand);
         best_ev = ce;
       }
+    };
+    for (int i = 0; i < p && in_time(); ++i) {
+      if (cur.S[p][i] && g.nodes[i].memory) offer(DropKept(g, cur, p, i));
+      if (cur.R[p][i] && !cur.S[p][i])
+        if (auto cand = AddKept(g, cur, p, i)) offer(std::move(*cand));
     }
     if (!best) break;
     cur = std::move(*best);
     ev = best_ev;
   }
-  auto sol = FromStages(g, std::move(cur), budget, "greedy");
+  // Once it fits: keep instead of recomputing wherever that still fits, costliest first.
+  bool improved = ev.peak <= budget;
+  while (improved && in_time()) {
+    improved = false;
+    std::vector<std::pair<double, std::pair<int, int>>> recomputed;
+    for (int t = 0; t < n; ++t)
+      for (int k = 0; k < t; ++k)
+        if (cur.R[t][k] && g.nodes[k].cost > 0) recomputed.push_back({g.nodes[k].cost, {t, k}});
+    std::sort(recomputed.begin(), recomputed.end(),
+              [](const auto& a, const auto& b) { return a.first > b.first; });
+    for (const auto& [c, tk] : recomputed) {
+      if (!in_time()) break;
+      if (!cur.R[tk.first][tk.second]) continue;  // no longer recomputed there
+      auto cand = AddKept(g, cur, tk.first, tk.second);
+      if (!cand) continue;
+      KeptEval ce = EvaluateKept(g, *cand, budget);
+      if (ce.peak > budget || ce.cost >= ev.cost) continue;
+      cur = std::move(*cand);
+      ev = ce;
+      improved = true;
+    }
+  }
+  auto sol = FromStagesTidied(g, std::move(cur), budget, "greedy");
   if (sol) sol->solve_ms = MsSince(t0);
   return sol;
 }
 
+// ---------------------------------------------------------------------------------------------
+// The exact solver, in one child process: Checkmate's LP relaxation (CLP), sent back as soon as
+// it is solved, then the MILP (CBC) from the solved relaxation's basis, started from the best
+// schedule known.
+
+// Stops CBC at a point in time; checked at every node and tree-status event.
+class StopAt : public CbcEventHandler {
+ public:
+  explicit StopAt(Clock::time_point at) : at_(at) {}
+  CbcAction event(CbcEvent which) override {
+    if ((which == node || which == treeStatus) && Clock::now() >= at_) return stop;
+    return noAction;
+  }
+  // No heuristic sub-MIPs (RINS, RENS, ...): on these models one can run for minutes without
+  // looking at the clock, and without them CBC closes more of the gap in the same time.
+  CbcAction event(CbcEvent which, void* /*data*/) override {
+    return which == smallBranchAndBound ? killSolution : event(which);
+  }
+  CbcEventHandler* clone() const override { return new StopAt(*this); }
+
+ private:
+  Clock::time_point at_;
+};
+
+// The cheapest schedule from rounding the relaxation's S at thresholds 0.5 to 1 (R by the
+// closure); a schedule that fits wins over one that does not. When none fits, the greedy
+// repairs each rounding, the one keeping least first, until `repair_end`.
+std::optional<RematSolution> RoundRelaxation(const RematGraph& g, const Lp& lp, uint64_t budget,
+                                             const double* x, Clock::time_point repair_end) {
+  int n = static_cast<int>(g.nodes.size());
+  std::optional<RematSolution> best;
+  std::vector<RematSchedule> rounded;
+  for (double threshold : {0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01}) {
+    rounded.push_back(ClosureFromKept(g, KeptFromColumns(lp, n, x, threshold)));
+    auto sol = FromStagesTidied(g, rounded.back(), budget, "lp-rounding");
+    if (!sol) continue;
+    if (!best || Better(*sol, *best)) best = std::move(sol.value());
+  }
+  // Repairs from the rounding that keeps most but 1.01 (nothing kept: SolveRemat's own start).
+  bool repair = !(best && best->fits);
+  for (size_t k = rounded.size() - 1; repair && k-- > 0;) {
+    double left = SecondsLeft(repair_end);
+    if (left <= 0) break;
+    auto sol = GreedyKept(g, budget, left, &rounded[k]);
+    if (!sol) continue;
+    sol->method = "lp-rounding";
+    sol->note = "rounding repaired by the greedy";
+    if (!best || Better(*sol, *best)) best = std::move(sol.value());
+  }
+  return best;
+}
+
+constexpr double kStartMessage = 3;  // the MILP's start when it is the rounded relaxation
+constexpr double kLpMessage = 1, kMilpMessage = 2;  // a message's first value
+enum StartKind { kNoStart = 0, kGivenStart = 1, kRoundedStart = 2 };
+
+struct ExactRun {
+  bool lp_solved = false;  // the relaxation was solved to optimality
+  bool lp_infeasible = false;
+  double lp_objective = 0;  // scaled
+  std::vector<double> lp_x;
+  double lp_s = 0;             // seconds from the start until the relaxation was solved
+  bool milp_returned = false;  // CBC returned (stopped or done) before the deadline
+  bool milp_optimal = false;
+  bool milp_infeasible = false;
+  double milp_bound = -std::numeric_limits<double>::infinity();  // scaled
+  std::vector<double> milp_x;
+  int milp_start = kNoStart;
+  std::optional<RematSchedule> rounded_start;  // the rounded relaxation CBC started from
+  bool killed = false;                         // the child was still running at the deadline
+};
+
+ExactRun RunExact(const RematGraph& g, uint64_t budget, const Lp& lp, const RematSolution* start,
+                  Clock::time_point end, bool log, bool milp) {
+  auto t0 = Clock::now();
+  std::vector<CoinBigIndex> cstart;
+  std::vector<int> index;
+  std::vector<double> value;
+  lp.Csc(&cstart, &index, &value);
+  int n = static_cast<int>(g.nodes.size());
+  Streamed st = RunStreaming(end, !log, [&](const Send& send) {
+    OsiClpSolverInterface solver;
+    solver.messageHandler()->setLogLevel(log ? 1 : 0);
+    solver.loadProblem(lp.ncols, static_cast<int>(lp.rowlb.size()), cstart.data(), index.data(),
+                       value.data(), lp.collb.data(), lp.colub.data(), lp.obj.data(),
+                       lp.rowlb.data(), lp.rowub.data());
+    for (int c = 0; c < lp.ncols; ++c)
+      if (lp.integer[c]) solver.setInteger(c);
+    solver.getModelPtr()->setMaximumWallSeconds(std::max(0.1, SecondsLeft(end)));
+    solver.initialSolve();
+    bool proven = solver.isProvenOptimal();
+    std::vector<double> m{kLpMessage, proven ? 1.0 : 0.0,
+                          solver.isProvenPrimalInfeasible() ? 1.0 : 0.0, solver.getObjValue(),
+                          std::chrono::duration<double>(Clock::now() - t0).count()};
+    const double* x = solver.getColSolution();
+    if (proven) m.insert(m.end(), x, x + lp.ncols);
+    send(m);
+    if (!milp || !proven) return;
+    // Start from the better of the given schedule and the rounded relaxation.
+    int kind = kNoStart;
+    const RematSchedule* from = nullptr;
+    double from_cost = 0;
+    if (start && start->fits && !start->stages.R.empty()) {
+      kind = kGivenStart;
+      from = &start->stages;
+      from_cost = start->cost;
+    }
+    Clock::time_point repair_end = After(Clock::now(), 0.1 * SecondsLeft(end));
+    std::optional<RematSolution> rounded = RoundRelaxation(g, lp, budget, x, repair_end);
+    if (rounded && rounded->fits && (!from || rounded->cost < from_cost)) {
+      kind = kRoundedStart;
+      from = &rounded->stages;
+      std::vector<double> kept{kStartMessage};
+      for (int t = 0; t < n; ++t)
+        for (int i = 0; i < t; ++i) kept.push_back(from->S[t][i]);
+      send(kept);
+    }
+    CbcModel model(solver);
+    CbcMain0(model);
+    // CBC takes a while to wind up after it stops (undoing its preprocessing, a last solve of
+    // the full model): it stops a tenth of the time left and 1.5 s before the deadline (at most
+    // a third of the time left).
+    double wind_up = std::min(1.5 + 0.1 * SecondsLeft(end), SecondsLeft(end) / 3);
+    StopAt handler(After(end, -wind_up));
+    model.passInEventHandler(&handler);
+    if (from) {
+      std::vector<std::pair<std::string, double>> values;
+      for (int t = 0; t < n; ++t) {
+        for (int i = 0; i <= t; ++i)
+          values.push_back({solver.getColName(lp.R(t, i)), from->R[t][i]});
+        for (int i = 0; i < t; ++i)
+          values.push_back({solver.getColName(lp.S(t, i)), from->S[t][i]});
+      }
+      model.setMIPStart(values);
+    }
+    std::string seconds = std::to_string(std::max(0.2, SecondsLeft(end) - wind_up));
+    std::vector<const char*> args{"vramsim",       "-log",    log ? "1" : "0",
+                                  "-timeMode",     "elapsed", "-sec",
+                                  seconds.c_str(), "-solve",  "-quit"};
+    CbcMain1(static_cast<int>(args.size()), args.data(), model);
+    std::vector<double> r{kMilpMessage, model.isProvenOptimal() ? 1.0 : 0.0,
+                          model.isProvenInfeasible() ? 1.0 : 0.0, model.getBestPossibleObjValue(),
+                          static_cast<double>(kind)};
+    if (const double* best = model.bestSolution()) r.insert(r.end(), best, best + lp.ncols);
+    send(r);
+  });
+  ExactRun ex;
+  ex.killed = !st.finished;
+  for (std::vector<double>& m : st.messages) {
+    if (m.size() >= 5 && m[0] == kLpMessage) {
+      ex.lp_solved = m[1] > 0.5;
+      ex.lp_infeasible = m[2] > 0.5;
+      ex.lp_objective = m[3];
+      ex.lp_s = m[4];
+      if (static_cast<int>(m.size()) == 5 + lp.ncols) ex.lp_x.assign(m.begin() + 5, m.end());
+      if (ex.lp_x.empty()) ex.lp_solved = false;
+    } else if (m.size() == 1 + static_cast<size_t>(n) * (n - 1) / 2 && m[0] == kStartMessage) {
+      std::vector<std::vector<uint8_t>> S(n);
+      size_t at = 1;
+      for (int t = 0; t < n; ++t) {
+        S[t].assign(t, 0);
+        for (int i = 0; i < t; ++i) S[t][i] = m[at++] > 0.5 ? 1 : 0;
+      }
+      ex.rounded_start = ClosureFromKept(g, std::move(S));
+    } else if (m.size() >= 5 && m[0] == kMilpMessage) {
+      ex.milp_returned = true;
+      ex.milp_optimal = m[1] > 0.5;
+      ex.milp_infeasible = m[2] > 0.5;
+      if (std::isfinite(m[3]) && std::abs(m[3]) < 1e30) ex.milp_bound = m[3];
+      ex.milp_start = static_cast<int>(m[4]);
+      if (static_cast<int>(m.size()) == 5 + lp.ncols) ex.milp_x.assign(m.begin() + 5, m.end());
+    }
+  }
+  return ex;
+}
+
+const char* StartName(int kind) {
+  return kind == kGivenStart ? "heuristic" : kind == kRoundedStart ? "lp-rounding" : "no";
+}
+
 }  // namespace
 
-Result<RematSolution> SolveRematDtr(const RematGraph& g, uint64_t budget) {
+Result<RematSolution> SolveRematDtr(const RematGraph& g, uint64_t budget, double time_limit_s) {
   auto start = std::chrono::steady_clock::now();
-  Dtr dtr(g, budget);
+  Dtr dtr(g, budget, time_limit_s > 0 ? After(start, time_limit_s) : Clock::time_point::max());
   if (auto s = dtr.Run(); !s) return Error{"dtr: " + s.message()};
   auto st = ReplaySequence(g, dtr.steps_);
   if (!st) return Error{"dtr schedule fails the replay: " + st.error().message};
@@ -655,7 +997,7 @@ Result<RematSolution> SolveRematDtr(const RematGraph& g, uint64_t budget) {
   sol.lower_bound = BaselineCost(g);
   // Its projection onto Checkmate's stages (kept = alive at each stage's start), usable as a
   // MILP start when it fits.
-  auto proj = FromStages(g, ClosureFromKept(g, dtr.kept_), budget, "dtr");
+  auto proj = FromStagesTidied(g, ClosureFromKept(g, dtr.kept_), budget, "dtr");
   if (proj && proj->fits && (!sol.fits || proj->cost <= sol.cost)) {
     sol = std::move(proj.value());
   } else if (proj && proj->fits) {
@@ -667,125 +1009,49 @@ Result<RematSolution> SolveRematDtr(const RematGraph& g, uint64_t budget) {
 
 Result<RematSolution> SolveRematLpRounding(const RematGraph& g, uint64_t budget,
                                            const RematOptions& options) {
-  auto start = std::chrono::steady_clock::now();
-  int n = static_cast<int>(g.nodes.size());
+  auto t0 = Clock::now();
   Lp lp = BuildCheckmate(g, budget);
-  std::vector<CoinBigIndex> cstart;
-  std::vector<int> index;
-  std::vector<double> value;
-  lp.Csc(&cstart, &index, &value);
-  // Payload: status, proven, objective, then the columns (when solved).
-  auto payload = RunWithDeadline(HardDeadline(options.time_limit_s), [&] {
-    Clp_Simplex* clp = Clp_newModel();
-    Clp_setLogLevel(clp, options.log ? 1 : 0);
-    Clp_loadProblem(clp, lp.ncols, static_cast<int>(lp.rowlb.size()), cstart.data(), index.data(),
-                    value.data(), lp.collb.data(), lp.colub.data(), lp.obj.data(), lp.rowlb.data(),
-                    lp.rowub.data());
-    Clp_setMaximumSeconds(clp, options.time_limit_s);
-    Clp_initialSolve(clp);
-    int st = Clp_status(clp);
-    std::vector<double> out{static_cast<double>(st), Clp_isProvenOptimal(clp) ? 1.0 : 0.0,
-                            Clp_objectiveValue(clp)};
-    if (st == 0 || st == 3) {
-      const double* col = Clp_getColSolution(clp);
-      out.insert(out.end(), col, col + lp.ncols);
-    }
-    Clp_deleteModel(clp);
-    return out;
-  });
-  if (!payload) return Error{"lp-rounding: the LP relaxation was not solved in the time limit"};
-  int status = static_cast<int>((*payload)[0]);
-  bool proven = (*payload)[1] > 0.5;
-  double lp_obj = (*payload)[2];
-  std::vector<double> x(payload->begin() + 3, payload->end());
-  if (static_cast<int>(x.size()) != lp.ncols) x.clear();
-  if (x.empty()) {
-    return Error{"lp-rounding: the LP relaxation " +
-                 std::string(status == 1 ? "is infeasible at this budget" : "was not solved")};
-  }
-  std::optional<RematSolution> best;
-  for (double threshold : {0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01}) {
-    auto sol = FromStages(g, ClosureFromKept(g, KeptFromColumns(lp, n, x.data(), threshold)),
-                          budget, "lp-rounding");
-    if (!sol) continue;
-    if (!best || Better(*sol, *best)) best = std::move(sol.value());
-  }
+  ExactRun ex = RunExact(g, budget, lp, nullptr, After(t0, options.time_limit_s), options.log,
+                         /*milp=*/false);
+  if (ex.lp_infeasible) return Error{"lp-rounding: the LP relaxation is infeasible at this budget"};
+  if (!ex.lp_solved)
+    return Error{"lp-rounding: the LP relaxation was not solved in the time limit"};
+  auto best = RoundRelaxation(g, lp, budget, ex.lp_x.data(), After(t0, options.time_limit_s));
   if (!best) return Error{"lp-rounding: no rounding gives a valid schedule"};
-  if (proven) best->lower_bound = std::max(best->lower_bound, lp_obj / lp.cost_scale);
-  best->note = proven ? "LP relaxation solved" : "LP relaxation stopped at the time limit";
-  best->solve_ms = MsSince(start);
+  best->lower_bound = std::max(best->lower_bound, ex.lp_objective / lp.cost_scale);
+  best->bound_source = "lp";
+  best->note = "LP relaxation solved";
+  best->solve_ms = MsSince(t0);
   return std::move(best.value());
 }
 
 Result<RematSolution> SolveRematMilp(const RematGraph& g, uint64_t budget,
                                      const RematOptions& options, const RematSolution* start) {
-  auto t0 = std::chrono::steady_clock::now();
+  auto t0 = Clock::now();
   int n = static_cast<int>(g.nodes.size());
   if (options.max_milp_nonzeros && CountNonzeros(g) > options.max_milp_nonzeros)
     return Error{"milp: the model would have " + std::to_string(CountNonzeros(g)) +
                  " nonzeros, over the cap of " + std::to_string(options.max_milp_nonzeros)};
   Lp lp = BuildCheckmate(g, budget);
-  std::vector<CoinBigIndex> cstart;
-  std::vector<int> index;
-  std::vector<double> value;
-  lp.Csc(&cstart, &index, &value);
-  bool started = start && start->fits && !start->stages.R.empty();
-  // Payload: optimal, bound, seconds limit reached, proven infeasible, then the best solution.
-  auto payload = RunWithDeadline(HardDeadline(options.time_limit_s), [&] {
-    Cbc_Model* cbc = Cbc_newModel();
-    Cbc_loadProblem(cbc, lp.ncols, static_cast<int>(lp.rowlb.size()), cstart.data(), index.data(),
-                    value.data(), lp.collb.data(), lp.colub.data(), lp.obj.data(), lp.rowlb.data(),
-                    lp.rowub.data());
-    for (int c = 0; c < lp.ncols; ++c)
-      if (lp.integer[c]) Cbc_setInteger(cbc, c);
-    Cbc_setLogLevel(cbc, options.log ? 1 : 0);
-    Cbc_setMaximumSeconds(cbc, options.time_limit_s);
-    Cbc_setParameter(cbc, "threads", "1");
-    Cbc_setParameter(cbc, "timeMode", "elapsed");  // the limit is wall-clock time, not CPU time
-    if (started) {
-      std::vector<int> idx;
-      std::vector<double> val;
-      for (int t = 0; t < n; ++t) {
-        for (int i = 0; i <= t; ++i) {
-          idx.push_back(lp.R(t, i));
-          val.push_back(start->stages.R[t][i]);
-        }
-        for (int i = 0; i < t; ++i) {
-          idx.push_back(lp.S(t, i));
-          val.push_back(start->stages.S[t][i]);
-        }
-      }
-      Cbc_setMIPStartI(cbc, static_cast<int>(idx.size()), idx.data(), val.data());
-    }
-    Cbc_solve(cbc);
-    std::vector<double> out{Cbc_isProvenOptimal(cbc) ? 1.0 : 0.0, Cbc_getBestPossibleObjValue(cbc),
-                            Cbc_isSecondsLimitReached(cbc) ? 1.0 : 0.0,
-                            Cbc_isProvenInfeasible(cbc) ? 1.0 : 0.0};
-    if (const double* x = Cbc_bestSolution(cbc)) out.insert(out.end(), x, x + lp.ncols);
-    Cbc_deleteModel(cbc);
-    return out;
-  });
-  if (!payload) return Error{"milp: CBC did not finish within the time limit (stopped)"};
-  bool optimal = (*payload)[0] > 0.5;
-  double bound = (*payload)[1];
-  bool time_limit = (*payload)[2] > 0.5;
-  bool infeasible = (*payload)[3] > 0.5;
-  std::vector<double> sol_x(payload->begin() + 4, payload->end());
-  if (static_cast<int>(sol_x.size()) != lp.ncols) sol_x.clear();
-  if (sol_x.empty()) {
-    return Error{std::string("milp: ") + (infeasible   ? "no schedule fits the budget"
-                                          : time_limit ? "no schedule found in the time limit"
-                                                       : "CBC found no schedule")};
+  ExactRun ex =
+      RunExact(g, budget, lp, start, After(t0, options.time_limit_s), options.log, /*milp=*/true);
+  if (ex.milp_x.empty()) {
+    if (ex.lp_infeasible || ex.milp_infeasible)
+      return Error{"milp: no schedule in Checkmate's stage space fits the budget"};
+    return Error{std::string("milp: ") + (ex.killed ? "CBC did not finish within the time limit"
+                                                    : "no schedule found in the time limit")};
   }
-  auto sol =
-      FromStages(g, ClosureFromKept(g, KeptFromColumns(lp, n, sol_x.data(), 0.5)), budget, "milp");
+  auto sol = FromStagesTidied(g, StagesFromColumns(lp, n, ex.milp_x.data()), budget, "milp");
   if (!sol) return sol.error();
-  sol->optimal = optimal;
-  if (std::isfinite(bound) && bound > -1e30)
+  sol->optimal = ex.milp_optimal;
+  double bound = std::max(ex.milp_bound, ex.lp_solved ? ex.lp_objective : -1e300);
+  if (bound > -1e300) {
     sol->lower_bound = std::max(sol->lower_bound, std::min(bound / lp.cost_scale, sol->cost));
-  if (optimal) sol->lower_bound = sol->cost;
-  sol->note = std::string(optimal ? "proven optimal" : "stopped at the time limit") +
-              (started ? ", started from the " + start->method + " schedule" : "");
+    sol->bound_source = ex.milp_bound >= bound ? "milp" : "lp";
+  }
+  if (ex.milp_optimal) sol->lower_bound = sol->cost;
+  sol->note = std::string(ex.milp_optimal ? "proven optimal" : "stopped at the time limit") +
+              ", started from " + StartName(ex.milp_start) + " schedule";
   sol->solve_ms = MsSince(t0);
   return sol;
 }
@@ -803,49 +1069,122 @@ uint64_t LeastFeasibleBudget(const RematGraph& g, int* at) {
   return most;
 }
 
+std::optional<std::string> InfeasibilityProof(const RematGraph& g, uint64_t budget) {
+  int at = 0;
+  uint64_t least = LeastFeasibleBudget(g, &at);
+  if (least <= budget) return std::nullopt;
+  return std::string("no schedule fits (proven): ") + NodeLabel(g, at) +
+         " needs its inputs and output alive together, " + std::to_string(least) +
+         " bytes, over the budget of " + std::to_string(budget);
+}
+
 Result<RematSolution> SolveRemat(const RematGraph& g, uint64_t budget,
                                  const RematOptions& options) {
-  auto t0 = std::chrono::steady_clock::now();
-  int at = 0;
-  if (uint64_t least = LeastFeasibleBudget(g, &at); least > budget) {
-    return Error{"no schedule fits: " + NodeLabel(g, at) + " needs its inputs and output alive " +
-                 "together, " + std::to_string(least) + " bytes, over the budget of " +
-                 std::to_string(budget)};
-  }
+  auto t0 = Clock::now();
+  // One deadline for every phase, less a reserve for the caller's replay and output.
+  double reserve = std::min(kRematReserveSeconds, 0.05 * options.time_limit_s);
+  Clock::time_point end = After(t0, options.time_limit_s - reserve);
+  if (auto why = InfeasibilityProof(g, budget)) return Error{*why};
   std::optional<RematSolution> best;
   double bound = BaselineCost(g);
+  std::string bound_source = "baseline";
   std::vector<std::string> notes;
+  auto raise_bound = [&](double b, const char* source) {
+    if (b > bound) {
+      bound = b;
+      bound_source = source;
+    }
+  };
   auto consider = [&](Result<RematSolution> r) {
     if (!r) {
       notes.push_back(r.error().message);
       return;
     }
-    bound = std::max(bound, r->lower_bound);
     if (!best || Better(*r, *best)) best = std::move(r.value());
   };
+  // Heuristic starts, in a tenth of the time: the greedy from the baseline (keeping everything)
+  // and, when that does not fit, from keeping nothing; DTR.
   std::optional<RematSolution> start;
-  auto greedy = GreedyKept(g, budget, options.time_limit_s / 4);
-  if (greedy && greedy->fits) start = *greedy;
+  auto offer_start = [&](const Result<RematSolution>& r) {
+    if (r && r->fits && !r->stages.R.empty() && (!start || r->cost < start->cost))
+      start = r.value();
+  };
+  Clock::time_point heuristics_end = After(Clock::now(), 0.1 * SecondsLeft(end));
+  auto greedy = GreedyKept(g, budget, std::max(0.0, 0.5 * SecondsLeft(heuristics_end)));
+  bool greedy_fits = greedy && greedy->fits;
+  offer_start(greedy);
   consider(std::move(greedy));
-  auto dtr = SolveRematDtr(g, budget);
-  if (dtr && dtr->fits && !dtr->stages.R.empty() && (!start || dtr->cost < start->cost))
-    start = *dtr;
+  if (!greedy_fits) {
+    RematSchedule nothing = NothingKept(g);
+    auto from_nothing = GreedyKept(g, budget, std::max(0.0, SecondsLeft(heuristics_end)), &nothing);
+    offer_start(from_nothing);
+    consider(std::move(from_nothing));
+  }
+  auto dtr = SolveRematDtr(g, budget, std::max(0.01, SecondsLeft(heuristics_end)));
+  offer_start(dtr);
   consider(std::move(dtr));
-  auto milp = SolveRematMilp(g, budget, options, start ? &*start : nullptr);
-  bool optimal = milp && milp->optimal && milp->fits;
-  bool milp_ok = milp && milp->fits;
-  double milp_cost = milp_ok ? milp->cost : 0;
-  consider(std::move(milp));
-  if (!milp_ok) consider(SolveRematLpRounding(g, budget, options));
+  // The exact phase, with whatever time is left.
+  bool optimal = false;
+  double milp_cost = 0;
+  size_t nonzeros = options.max_milp_nonzeros ? CountNonzeros(g) : 0;
+  if (options.max_milp_nonzeros && nonzeros > options.max_milp_nonzeros) {
+    notes.push_back("milp: the model would have " + std::to_string(nonzeros) +
+                    " nonzeros, over the cap of " + std::to_string(options.max_milp_nonzeros));
+  } else if (SecondsLeft(end) < 0.5) {
+    notes.push_back("no time left for the LP relaxation and the MILP");
+  } else {
+    int n = static_cast<int>(g.nodes.size());
+    Lp lp = BuildCheckmate(g, budget);
+    ExactRun ex = RunExact(g, budget, lp, start ? &*start : nullptr, end, options.log, true);
+    if (ex.lp_solved) {
+      raise_bound(ex.lp_objective / lp.cost_scale, "lp");
+      if (auto r = RoundRelaxation(g, lp, budget, ex.lp_x.data(), Clock::now()))
+        consider(std::move(*r));
+      if (ex.rounded_start) {
+        auto r = FromStagesTidied(g, *ex.rounded_start, budget, "lp-rounding");
+        if (r) r->note = "rounding repaired by the greedy";
+        consider(std::move(r));
+      }
+    } else if (ex.lp_infeasible) {
+      notes.push_back(
+          "the LP relaxation is infeasible: no schedule in Checkmate's stage space "
+          "fits the budget");
+    } else {
+      notes.push_back("the LP relaxation was not solved within the time limit");
+    }
+    if (ex.milp_returned) raise_bound(ex.milp_bound / lp.cost_scale, "milp");
+    if (!ex.milp_x.empty()) {
+      auto sol = FromStagesTidied(g, StagesFromColumns(lp, n, ex.milp_x.data()), budget, "milp");
+      if (sol && sol->fits) {
+        optimal = ex.milp_optimal;
+        milp_cost = sol->cost;
+        sol->note =
+            std::string(optimal ? "MILP proven optimal" : "MILP stopped at the time limit") +
+            ", started from " + StartName(ex.milp_start) + " schedule";
+      }
+      consider(std::move(sol));
+    } else if (ex.lp_solved) {
+      notes.push_back(ex.milp_infeasible ? "milp: no schedule in Checkmate's stage space fits"
+                      : ex.killed ? "milp: CBC was stopped at the deadline without a schedule"
+                                  : "milp: no schedule found in the time limit");
+    }
+  }
   if (!best) {
     std::string all;
-    for (const auto& s : notes) all += (all.empty() ? "" : "; ") + s;
+    for (const auto& s : notes) {
+      if (!all.empty()) all.append("; ");
+      all.append(s);
+    }
     return Error{all};
   }
   // Proven optimal when the MILP proved its schedule optimal and nothing is costlier than it.
   best->optimal = optimal && best->fits && best->cost <= milp_cost * (1 + 1e-9) + 1e-12;
   best->lower_bound = best->optimal ? best->cost : std::min(bound, best->cost);
-  for (const auto& s : notes) best->note += (best->note.empty() ? "" : "; ") + s;
+  best->bound_source = best->optimal ? "milp" : bound_source;
+  for (const auto& s : notes) {
+    if (!best->note.empty()) best->note.append("; ");
+    best->note.append(s);
+  }
   best->solve_ms = MsSince(t0);
   return std::move(best.value());
 }

@@ -12,12 +12,18 @@
 //
 // Planners: the exact MILP (Checkmate's R, S, FREE, U formulation) solved by CBC with a time
 // limit, seeded with the best heuristic schedule; Checkmate's LP relaxation with deterministic
-// rounding of S; a DTR-style dynamic eviction heuristic (Kirisame et al., ICLR 2021); brute force
-// over S for tests. Every schedule any of them returns has been replayed (ReplaySequence).
+// rounding of S (repaired by a greedy when no rounding fits); a greedy in the stage space; a
+// DTR-style dynamic eviction heuristic (Kirisame et al., ICLR 2021); brute force over S for
+// tests. Every schedule any of them returns has been replayed (ReplaySequence).
+//
+// The LP relaxation and the MILP run in one child process, which sends the relaxation back as
+// soon as it is solved and is killed at the deadline if CBC has not stopped by then (CBC checks
+// its time limit only between phases), so a time limit holds for the whole solve.
 #pragma once
 
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -70,14 +76,24 @@ struct RematSolution {
   bool fits = false;
   bool optimal = false;    // proven optimal (in Checkmate's stage space)
   double lower_bound = 0;  // on the cost (the baseline cost when nothing better is proven)
+  // Where lower_bound comes from: "milp" (CBC's best bound, or the optimum), "lp" (the LP
+  // relaxation's optimum) or "baseline" (no recomputation at all).
+  std::string bound_source = "baseline";
   double gap_pct() const { return cost > 0 ? 100.0 * (cost - lower_bound) / cost : 0.0; }
   double solve_ms = 0;
   std::string note;
 };
 
+// What SolveRemat keeps of its time limit for the caller (replaying the plan, printing it):
+// this many seconds, or 5% of the limit when that is less.
+inline constexpr double kRematReserveSeconds = 1.5;
+
 struct RematOptions {
-  double time_limit_s = 60;  // CBC's limit; the LP relaxation gets the same limit
-  bool log = false;          // CBC/CLP output on stdout
+  // Wall-clock seconds for the whole solve: SolveRemat's phases share it (each gets what the
+  // earlier ones left) and it returns within it; SolveRematMilp and SolveRematLpRounding use it
+  // as their own limit.
+  double time_limit_s = 60;
+  bool log = false;  // CBC/CLP output on stdout
   // Skip the MILP when its constraint matrix would have more nonzeros than this (0: never).
   size_t max_milp_nonzeros = 0;
 };
@@ -85,7 +101,8 @@ struct RematOptions {
 // The DTR-style heuristic: the baseline order, each output freed after its last use; when an
 // allocation would exceed the budget, evict the alive output (not an input of the running node)
 // with the smallest cost / (bytes * staleness); an evicted output is recomputed on demand.
-Result<RematSolution> SolveRematDtr(const RematGraph& g, uint64_t budget);
+// It gives up after time_limit_s seconds (0: never).
+Result<RematSolution> SolveRematDtr(const RematGraph& g, uint64_t budget, double time_limit_s = 0);
 
 // Checkmate's LP relaxation, S rounded at thresholds 0.5..0.99, R by ClosureFromKept; the
 // cheapest schedule that fits. lower_bound is the LP's objective when solved to optimality.
@@ -101,8 +118,14 @@ Result<RematSolution> SolveRematMilp(const RematGraph& g, uint64_t budget,
 // bytes); `at` gets that node.
 uint64_t LeastFeasibleBudget(const RematGraph& g, int* at = nullptr);
 
-// The optimal planner: DTR for a start, the MILP, and when the MILP has no schedule, the LP
-// rounding; returns the cheapest replayed schedule that fits (or the error if none does).
+// Why no schedule at all can fit the budget (below LeastFeasibleBudget), or nothing when that
+// is not proven.
+std::optional<std::string> InfeasibilityProof(const RematGraph& g, uint64_t budget);
+
+// The optimal planner: the greedy and DTR for a start, then the LP relaxation (a lower bound and
+// its rounding) and the MILP from the best start, all within options.time_limit_s; returns the
+// cheapest replayed schedule that fits, or the best one found when none fits (fits false), or
+// the error: InfeasibilityProof's when the budget is below what any schedule needs.
 Result<RematSolution> SolveRemat(const RematGraph& g, uint64_t budget, const RematOptions& options);
 
 // Every S (n <= 8): the least cost in Checkmate's stage space, for tests.

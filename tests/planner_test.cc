@@ -1,10 +1,14 @@
 // Checkpoint planners: the remat-graph importer (both JSON variants, bad files), the schedule
 // replay, Checkmate's MILP and the block-chain DP/MILP against brute force on small graphs,
-// heuristics never beating the optimum, block discovery on the examples, `A+B` segments, and
-// `plan` on gpt48 at half its peak.
+// heuristics never beating the optimum, block discovery on the examples, the derived block model
+// against per-block simulation, predictions of scope lists, screened strategies against
+// simulating every candidate, `A+B` segments, and `plan` on gpt48 at half its peak.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -255,7 +259,38 @@ TEST(Remat, BelowTheLeastFeasibleBudgetIsAClearError) {
   RematGraph g = Diamond();
   auto r = SolveRemat(g, LeastFeasibleBudget(g) - 1, {});
   ASSERT_FALSE(r);
-  EXPECT_NE(r.error().message.find("no schedule fits"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("no schedule fits (proven)"), std::string::npos)
+      << r.error().message;
+  EXPECT_TRUE(InfeasibilityProof(g, LeastFeasibleBudget(g) - 1));
+  EXPECT_FALSE(InfeasibilityProof(g, LeastFeasibleBudget(g)));
+}
+
+// The time limit bounds the whole solve (heuristics, LP relaxation, MILP), whatever CBC does,
+// and the answer still comes with a replayed schedule and a lower bound.
+TEST(Remat, TimeLimitBoundsTheWholeSolve) {
+  RematGraph g = RandomDag(70, 12345);
+  uint64_t budget = BaselinePeak(g) * 8 / 10;
+  ASSERT_LE(LeastFeasibleBudget(g), budget);
+  RematOptions o;
+  o.time_limit_s = 3;
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = SolveRemat(g, budget, o);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LE(seconds, o.time_limit_s + 0.25);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_TRUE(r->fits);
+  auto replay = ReplaySequence(g, r->steps);
+  ASSERT_TRUE(replay) << replay.error().message;
+  EXPECT_LE(replay->peak_bytes, budget);
+  EXPECT_NEAR(replay->cost, r->cost, 1e-9 * r->cost);
+  EXPECT_GE(r->lower_bound, BaselineCost(g));
+  EXPECT_LE(r->lower_bound, r->cost);
+  EXPECT_GE(r->gap_pct(), 0);
+  EXPECT_TRUE(r->bound_source == "milp" || r->bound_source == "lp" || r->bound_source == "baseline")
+      << r->bound_source;
+  if (r->optimal) {
+    EXPECT_DOUBLE_EQ(r->lower_bound, r->cost);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -264,7 +299,7 @@ TEST(Remat, BelowTheLeastFeasibleBudgetIsAClearError) {
 BlockModel Chain(std::vector<uint64_t> flops, std::vector<int64_t> saved,
                  std::vector<uint64_t> level) {
   BlockModel m;
-  for (size_t i = 0; i < flops.size(); ++i) m.scopes.push_back("b" + std::to_string(i));
+  for (size_t i = 0; i < flops.size(); ++i) m.scopes.push_back(fmt::format("b{}", i));
   m.forward_flops = std::move(flops);
   m.saved = std::move(saved);
   m.level = std::move(level);
@@ -398,6 +433,122 @@ TEST(Segments, PlusJoinsScopesIntoOneRegion) {
   EXPECT_FALSE(ParseEstimateFlags(f));
 }
 
+// The block model derived from one simulated step and forward replays equals the one measured
+// by simulating each block checkpointed on its own, on every example, on both targets (the CPU
+// keeps an RNG state per region), under autocast and with accumulation.
+TEST(Blocks, DerivedModelEqualsMeasured) {
+  struct Case {
+    std::string model;
+    std::map<std::string, int64_t> dims;
+    EstimateFlags flags;
+  };
+  EstimateFlags cpu, amp;
+  cpu.target = "torch-cpu";
+  cpu.optimizer = "sgd";
+  amp.precision = "amp-bf16";
+  amp.accum = 2;
+  std::vector<Case> cases = {
+      {"resnet18.onnx", {{"batch", 2}}, {}},         {"resnet18.onnx", {{"batch", 2}}, cpu},
+      {"mobilenet_v2.onnx", {{"batch", 2}}, {}},     {"vit_b_16.onnx", {{"batch", 1}}, amp},
+      {"gpt.onnx", {{"batch", 2}, {"seq", 16}}, {}}, {"gpt.onnx", {{"batch", 2}, {"seq", 16}}, cpu},
+      {"gpt.onnx", {{"batch", 2}, {"seq", 16}}, amp}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(testing::Message()
+                 << c.model << " " << c.flags.target << " " << c.flags.precision);
+    Graph g = Import(c.model, c.dims);
+    auto o = ParseEstimateFlags(c.flags);
+    ASSERT_TRUE(o) << o.error().message;
+    auto derived = MakePlanProblem(g, *o);
+    auto measured = MakePlanProblem(g, *o, BlockMeasure::kSimulate);
+    ASSERT_TRUE(derived) << derived.error().message;
+    ASSERT_TRUE(measured) << measured.error().message;
+    size_t n = derived->blocks.size();
+    ASSERT_GE(n, 4u);
+    EXPECT_TRUE(derived->model_checked) << derived->block_model;
+    EXPECT_FALSE(measured->model_checked);
+    EXPECT_EQ(derived->blocks.saved, measured->blocks.saved);
+    EXPECT_EQ(derived->blocks.forward_flops, measured->blocks.forward_flops);
+    EXPECT_EQ(derived->blocks.level, measured->blocks.level);
+    EXPECT_EQ(derived->setup_simulations, 3);
+    EXPECT_EQ(measured->setup_simulations, static_cast<int>(n) + 1);
+    EXPECT_EQ(derived->rng_state_bytes, c.flags.target == "torch-cpu" ? 5056u : 0u);
+  }
+}
+
+TEST(Blocks, PredictionsOfScopeLists) {
+  Graph g = Import("gpt.onnx", {{"batch", 2}, {"seq", 16}});
+  auto p = MakePlanProblem(g, *ParseEstimateFlags({}));
+  ASSERT_TRUE(p) << p.error().message;
+  const BlockModel& m = p->blocks;
+  ASSERT_EQ(m.size(), 4u);
+  // Single blocks: the block model itself.
+  auto one = PredictCheckpoint(*p, {"h.1", "h.3"});
+  ASSERT_TRUE(one);
+  std::vector<bool> c{false, true, false, true};
+  EXPECT_EQ(one->peak_bytes, m.Peak(c));
+  EXPECT_EQ(one->recompute_flops, m.Flops(c));
+  EXPECT_EQ(PredictCheckpoint(*p, {})->peak_bytes, m.Peak(std::vector<bool>(4, false)));
+  // A segment frees more at the loss than its blocks one by one (the inputs between them go),
+  // and its recompute FLOPs are exactly the simulator's.
+  auto seg = PredictCheckpoint(*p, {"h.0+h.1+h.2"});
+  auto each = PredictCheckpoint(*p, {"h.0", "h.1", "h.2"});
+  ASSERT_TRUE(seg);
+  ASSERT_TRUE(each);
+  EXPECT_EQ(seg->recompute_flops, each->recompute_flops);
+  EXPECT_LE(seg->peak_bytes, m.level[0] > each->peak_bytes ? m.level[0] : each->peak_bytes);
+  auto sim = EvaluateCheckpoint(*p, {"h.0+h.1+h.2"}, 1);
+  ASSERT_TRUE(sim);
+  EXPECT_EQ(seg->recompute_flops, sim->recompute_flops);
+  // Not runs of consecutive candidate blocks.
+  EXPECT_FALSE(PredictCheckpoint(*p, {"h.0+h.2"}));
+  EXPECT_FALSE(PredictCheckpoint(*p, {"h.1+h.0"}));
+  EXPECT_FALSE(PredictCheckpoint(*p, {"h.0", "h.0+h.1"}));
+  EXPECT_FALSE(PredictCheckpoint(*p, {"ln_f"}));
+}
+
+// Strategies that screen candidate plans with the derived model find the plans that simulating
+// every candidate (the measured model's way) finds, with fewer simulations.
+TEST(Plan, ScreeningFindsWhatSimulatingEveryCandidateFinds) {
+  struct Case {
+    std::string model;
+    std::map<std::string, int64_t> dims;
+  };
+  for (const Case& c : std::vector<Case>{{"gpt.onnx", {{"batch", 4}, {"seq", 64}}},
+                                         {"resnet18.onnx", {{"batch", 8}}},
+                                         {"mobilenet_v2.onnx", {{"batch", 8}}}}) {
+    Graph g = Import(c.model, c.dims);
+    auto screened = MakePlanProblem(g, *ParseEstimateFlags({}));
+    auto every = MakePlanProblem(g, *ParseEstimateFlags({}), BlockMeasure::kSimulate);
+    ASSERT_TRUE(screened) << screened.error().message;
+    ASSERT_TRUE(every) << every.error().message;
+    ASSERT_TRUE(screened->model_checked);
+    int sims_screened = 0, sims_every = 0;
+    for (double f : {0.5, 0.6, 0.7, 0.8, 0.9}) {
+      uint64_t budget =
+          static_cast<uint64_t>(f * static_cast<double>(screened->baseline.peak.peak_bytes));
+      auto a = RunStrategies(*screened, budget, "", nullptr);
+      auto b = RunStrategies(*every, budget, "", nullptr);
+      ASSERT_TRUE(a) << a.error().message;
+      ASSERT_TRUE(b) << b.error().message;
+      ASSERT_EQ(a->size(), b->size());
+      for (size_t i = 0; i < a->size(); ++i) {
+        const PlanResult &x = (*a)[i], &y = (*b)[i];
+        SCOPED_TRACE(testing::Message() << c.model << " " << x.strategy << " at " << f);
+        EXPECT_EQ(x.fits, y.fits);
+        if (x.fits) {
+          EXPECT_LE(x.peak_bytes, budget);
+          EXPECT_EQ(x.recompute_flops, y.recompute_flops);
+        } else {
+          EXPECT_EQ(x.peak_bytes, y.peak_bytes);
+        }
+        sims_screened += x.simulations;
+        sims_every += y.simulations;
+      }
+    }
+    EXPECT_LT(sims_screened, sims_every) << c.model;
+  }
+}
+
 TEST(Plan, Gpt48AtHalfItsPeakFits) {
   // Large enough activations that half the peak is above the optimizer step's floor.
   Graph g = Import("gpt48.onnx", {{"batch", 16}, {"seq", 256}});
@@ -423,6 +574,13 @@ TEST(Plan, Gpt48AtHalfItsPeakFits) {
     }
   }
   EXPECT_FALSE((*results)[0].fits);  // none
+  // The block model came from one simulated step and two checks, and the strategies needed
+  // only a few more simulations.
+  EXPECT_TRUE(problem->model_checked) << problem->block_model;
+  EXPECT_EQ(problem->setup_simulations, 3);
+  int sims = 0;
+  for (const PlanResult& x : *results) sims += x.simulations;
+  EXPECT_LE(sims, 8);
 }
 
 TEST(Plan, ByteSizes) {
