@@ -72,23 +72,24 @@ bool LooksLikeRematGraph(const std::string& path) {
 // ---------------------------------------------------------------------------------------------
 // plan GRAPH.json
 
+// --budget SIZE or --budget-fraction F (of `baseline`, the no-recompute peak), exactly one.
+Result<uint64_t> ResolveBudget(const Flags& f, uint64_t baseline) {
+  if (!f.budget.empty() && f.budget_fraction > 0)
+    return Error{"give --budget or --budget-fraction, not both"};
+  if (!f.budget.empty()) return ParseByteSize(f.budget, "--budget");
+  if (f.budget_fraction > 0)
+    return static_cast<uint64_t>(std::floor(f.budget_fraction * static_cast<double>(baseline)));
+  return Error{"plan needs --budget SIZE (e.g. 6GiB) or --budget-fraction F"};
+}
+
 int RunRematPlan(const Flags& f) {
   auto start = std::chrono::steady_clock::now();
   auto g = LoadRematGraph(f.model);
   if (!g) return Fail(g.error().message);
   uint64_t baseline = BaselinePeak(*g);
-  uint64_t budget = 0;
-  if (!f.budget.empty() && f.budget_fraction > 0)
-    return Fail("give --budget or --budget-fraction, not both");
-  if (!f.budget.empty()) {
-    auto b = ParseByteSize(f.budget, "--budget");
-    if (!b) return Fail(b.error().message);
-    budget = *b;
-  } else if (f.budget_fraction > 0) {
-    budget = static_cast<uint64_t>(std::floor(f.budget_fraction * static_cast<double>(baseline)));
-  } else {
-    return Fail("plan needs --budget SIZE or --budget-fraction F");
-  }
+  auto resolved = ResolveBudget(f, baseline);
+  if (!resolved) return Fail(resolved.error().message);
+  uint64_t budget = *resolved;
   if (!f.strategy.empty())
     return Fail("--strategy applies to ONNX models; a remat graph runs the optimal planner");
   // --time-limit bounds the whole command: the planner gets what loading the graph left.
@@ -243,18 +244,9 @@ int RunOnnxPlan(const Flags& f) {
   auto problem = MakePlanProblem(*loaded->graph, options);
   if (!problem) return Fail(f.model + ": " + problem.error().message);
   uint64_t baseline = problem->baseline.peak.peak_bytes;
-  uint64_t budget = 0;
-  if (!f.budget.empty() && f.budget_fraction > 0)
-    return Fail("give --budget or --budget-fraction, not both");
-  if (!f.budget.empty()) {
-    auto b = ParseByteSize(f.budget, "--budget");
-    if (!b) return Fail(b.error().message);
-    budget = *b;
-  } else if (f.budget_fraction > 0) {
-    budget = static_cast<uint64_t>(std::floor(f.budget_fraction * static_cast<double>(baseline)));
-  } else {
-    return Fail("plan needs --budget SIZE (e.g. 6GiB) or --budget-fraction F");
-  }
+  auto resolved = ResolveBudget(f, baseline);
+  if (!resolved) return Fail(resolved.error().message);
+  uint64_t budget = *resolved;
   StrategyOptions so;
   so.milp_time_limit_s = f.time_limit;
   size_t best = 0;
