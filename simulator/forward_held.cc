@@ -35,11 +35,7 @@ class ForwardReplay {
     persistent_.push_back(persistent);
     return static_cast<StorageId>(refs_.size()) - 1;
   }
-  StorageId AllocLike(const PlanTensor& t) {
-    uint64_t bytes = ElementBytes(t.dtype).value_or(0);
-    for (int64_t d : t.shape) bytes *= static_cast<uint64_t>(d);
-    return Alloc(bytes, false);
-  }
+  StorageId AllocLike(const PlanTensor& t) { return Alloc(TensorBytes(t), false); }
   void Unref(StorageId s) {
     if (s >= 0) --refs_[s];
   }

@@ -99,5 +99,7 @@ struct TrainingPlan {
 
 // Bytes of a tensor's own storage from its dtype and shape (0 for views and metadata).
 uint64_t StorageBytes(const PlanTensor& t);
+// Bytes of the tensor's elements, whether or not it owns storage (what a copy of it takes).
+uint64_t TensorBytes(const PlanTensor& t);
 
 }  // namespace vramsim

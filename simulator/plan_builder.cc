@@ -6,11 +6,14 @@
 
 namespace vramsim {
 
-uint64_t StorageBytes(const PlanTensor& t) {
-  if (t.metadata || t.view_of >= 0) return 0;
+uint64_t TensorBytes(const PlanTensor& t) {
   uint64_t n = ElementBytes(t.dtype).value_or(0);
   for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
   return n;
+}
+
+uint64_t StorageBytes(const PlanTensor& t) {
+  return t.metadata || t.view_of >= 0 ? 0 : TensorBytes(t);
 }
 
 std::vector<int64_t> ContiguousStrides(const std::vector<int64_t>& shape) {

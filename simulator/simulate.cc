@@ -41,19 +41,11 @@ class Runtime {
   }
   BufferId AllocLike(const PlanTensor& t, const std::string& name, Category cat,
                      const std::string& scope, std::string why) {
-    uint64_t bytes = ElementBytes(t.dtype).value_or(0);
-    for (int64_t d : t.shape) bytes *= static_cast<uint64_t>(d);
-    return Alloc(name, bytes, cat, t.dtype, t.shape, scope, std::move(why));
+    return Alloc(name, TensorBytes(t), cat, t.dtype, t.shape, scope, std::move(why));
   }
   PlanTensorId Io(const PlanOp& op, IoRef ref) const {
     const std::vector<PlanTensorId>& v = ref.output ? op.outputs : op.inputs;
     return ref.index < static_cast<int>(v.size()) ? v[ref.index] : -1;
-  }
-  uint64_t TensorBytes(PlanTensorId t) const {
-    if (t < 0 || plan_.tensors[t].metadata) return 0;
-    uint64_t bytes = ElementBytes(plan_.tensors[t].dtype).value_or(0);
-    for (int64_t d : plan_.tensors[t].shape) bytes *= static_cast<uint64_t>(d);
-    return bytes;
   }
   // The op's forward scratch (the largest of its alternatives), allocated after its outputs
   // and freed before its inputs are released.
@@ -61,7 +53,10 @@ class Runtime {
     uint64_t most = 0;
     for (const std::vector<IoRef>& sum : op.forward_workspace) {
       uint64_t bytes = 0;
-      for (IoRef ref : sum) bytes += TensorBytes(Io(op, ref));
+      for (IoRef ref : sum) {
+        PlanTensorId t = Io(op, ref);
+        if (t >= 0 && !plan_.tensors[t].metadata) bytes += TensorBytes(plan_.tensors[t]);
+      }
       most = std::max(most, bytes);
     }
     if (most == 0) return;
