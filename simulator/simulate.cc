@@ -63,6 +63,13 @@ class Runtime {
     Unref(Alloc(op.name + ":workspace", most, Category::kTransient, DType::kUInt8, {}, op.scope,
                 "forward workspace"));
   }
+  // False for shape arithmetic: it gets no step of its own.
+  bool MakesTensors(const PlanOp& op) const {
+    for (PlanTensorId t : op.outputs) {
+      if (t >= 0 && !plan_.tensors[t].metadata) return true;
+    }
+    return !op.extras.empty();
+  }
   void Ref(BufferId b) { ++refs_[b]; }
   void Unref(BufferId b) {
     if (b < 0) return;
@@ -266,10 +273,7 @@ class Runtime {
     for (int i : region.ops) {
       const PlanOp& op = plan_.ops[i];
       // One step per recomputed op, so the peak inside a recompute names its op.
-      bool allocates = !op.extras.empty() || !op.copies.empty();
-      for (PlanTensorId t : op.outputs)
-        allocates = allocates || (t >= 0 && !plan_.tensors[t].metadata);
-      if (i != region.ops.front() && allocates)
+      if (i != region.ops.front() && MakesTensors(op))
         Step(Phase::kBackward, "recompute " + op.name, op.type, op.scope);
       for (PlanTensorId t : op.copies) make(t, op);
       for (PlanTensorId t : op.extras) make(t, op);
@@ -338,9 +342,7 @@ class Runtime {
     recomputed_.assign(plan_.regions.size(), false);
     finished_.assign(plan_.regions.size(), false);
     for (const PlanOp& op : plan_.ops) {
-      bool any = false;
-      for (PlanTensorId t : op.outputs) any = any || (t >= 0 && !plan_.tensors[t].metadata);
-      if (!any && op.extras.empty()) {
+      if (!MakesTensors(op)) {
         // Shape arithmetic reads only metadata, but it still counted as a reader.
         ReleaseInputs(op);
         continue;
