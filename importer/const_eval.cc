@@ -235,10 +235,13 @@ std::vector<int64_t> Strides(const Shape& shape) {
   return s;
 }
 
-// Copies element `from` of `src` to element `to` of `dst` (same dtype family).
+// Copies element `from` of `src` to element `to` of `dst`, converting between the integer and
+// floating families as a cast would (validation refuses mixed inputs; this stays safe anyway).
 void CopyElement(const ConstValue& src, size_t from, ConstValue& dst, size_t to) {
   if (IsFloating(dst.dtype)) {
     dst.floats[to] = src.at(from);
+  } else if (IsFloating(src.dtype)) {
+    Set(dst, to, src.floats[from]);
   } else {
     dst.ints[to] = src.ints[from];
   }
@@ -327,7 +330,9 @@ Out Concat(const Values& in, int64_t axis) {
   Shape out_shape = in[0]->shape;
   out_shape[axis] = 0;
   for (const ConstValue* v : in) {
-    if (static_cast<int64_t>(v->shape.size()) != rank) return std::nullopt;
+    if (static_cast<int64_t>(v->shape.size()) != rank || v->dtype != in[0]->dtype) {
+      return std::nullopt;
+    }
     out_shape[axis] += v->shape[axis];
   }
   if (!Small(out_shape)) return std::nullopt;

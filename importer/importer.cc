@@ -9,6 +9,7 @@
 
 #include "importer/const_eval.h"
 #include "importer/shape_rules.h"
+#include "importer/validate.h"
 
 namespace vramsim {
 namespace {
@@ -158,10 +159,18 @@ class Importer {
   // Sets dtype and shape, checking the byte count fits 64 bits.
   Status SetType(TensorId id, DType dtype, std::vector<int64_t> shape, const std::string& where) {
     Tensor& t = graph_.tensors[id];
+    if (shape.size() > kMaxRank) {
+      return Error{where + ": tensor '" + t.name + "' has " + std::to_string(shape.size()) +
+                   " dimensions, over the limit of " + std::to_string(kMaxRank)};
+    }
     for (int64_t d : shape) {
       if (d < 0) {
         return Error{where + ": tensor '" + t.name + "' has negative dimension " +
                      ShapeString(shape)};
+      }
+      if (d > kMaxDimension) {
+        return Error{where + ": tensor '" + t.name + "' of shape " + ShapeString(shape) +
+                     " has a dimension over 2^48; is a dimension bound absurdly?"};
       }
     }
     if (dtype == DType::kString) {
@@ -172,6 +181,11 @@ class Importer {
         return Error{where + ": tensor '" + t.name + "' of shape " + ShapeString(shape) + " " +
                      (ElementBytes(dtype) ? "overflows a 64-bit byte count"
                                           : "has unsupported element type")};
+      }
+      if (*bytes > kMaxTensorBytes) {
+        return Error{where + ": tensor '" + t.name + "' of shape " + ShapeString(shape) +
+                     " would take " + std::to_string(*bytes) +
+                     " bytes, over the limit of 2^48 (256 TiB); is a dimension bound absurdly?"};
       }
       t.bytes = *bytes;
     }
@@ -226,7 +240,11 @@ class Importer {
 
   Status AddInputs(const onnx::GraphProto& g) {
     for (const auto& [name, value] : options_.dims) {
-      if (value < 0) return Error{"dimension " + name + " is bound to a negative value"};
+      // Zero is a valid ONNX size (empty tensors); a training step refuses it later.
+      if (value < 0 || value > kMaxDimension) {
+        return Error{"--dim " + name + "=" + std::to_string(value) +
+                     ": a dimension must be bound to a value from 0 to 2^48"};
+      }
     }
     std::map<std::string, std::vector<std::string>> unbound;  // dim -> inputs using it
     for (const auto& in : g.input()) {
@@ -308,10 +326,37 @@ class Importer {
       }
       return Error{msg + "; bind with --dim NAME=VALUE"};
     }
+    // A name the inputs do not use would be silently ignored: the answer would be for the
+    // export's own sizes under a title that claims another.
+    std::set<std::string> declared;
+    for (const auto& in : g.input()) {
+      if (!in.type().has_tensor_type() || !in.type().tensor_type().has_shape()) continue;
+      for (const auto& d : in.type().tensor_type().shape().dim()) {
+        if (d.has_dim_param() && !d.dim_param().empty()) declared.insert(d.dim_param());
+      }
+    }
+    for (const auto& [name, value] : options_.dims) {
+      if (declared.count(name)) continue;
+      std::string msg = "--dim " + name + "=" + std::to_string(value) +
+                        ": the model has no dimension named '" + name + "'";
+      if (declared.empty()) {
+        msg += "; its inputs have fixed shapes (re-export with dynamic_axes to vary them)";
+      } else {
+        msg += "; its dimensions are:";
+        for (const auto& d : declared) msg += " " + d;
+      }
+      return Error{msg};
+    }
     return {};
   }
 
   Status AddNodes(const onnx::GraphProto& g) {
+    if (static_cast<size_t>(g.node_size()) > kMaxNodes ||
+        static_cast<size_t>(g.initializer_size() + g.input_size()) > kMaxNodes) {
+      return Error{"the graph has " + std::to_string(g.node_size()) + " nodes and " +
+                   std::to_string(g.initializer_size()) + " initializers, over the limit of " +
+                   std::to_string(kMaxNodes)};
+    }
     // Register every output first, so inputs may refer to nodes listed later in the file.
     for (int i = 0; i < g.node_size(); ++i) {
       const auto& node = g.node(i);
@@ -421,7 +466,21 @@ class Importer {
     return {};
   }
 
+  // Shapes of one node's outputs, then the checks ONNX's inference does not make.
   Status Infer(OpId op_id) {
+    if (auto s = InferOutputs(op_id); !s) return s;
+    const Op& op = graph_.ops[op_id];
+    std::vector<const Tensor*> ins, outs;
+    for (TensorId t : op.inputs) ins.push_back(t == kNoTensor ? nullptr : &graph_.tensors[t]);
+    for (TensorId t : op.outputs) outs.push_back(t == kNoTensor ? nullptr : &graph_.tensors[t]);
+    if (!IsDefaultDomain(op.domain)) return {};
+    if (auto s = CheckOutputs(op, ins, outs); !s) {
+      return Error{NodeLabel(model_.graph().node(op_id), op_id) + ": " + s.message()};
+    }
+    return {};
+  }
+
+  Status InferOutputs(OpId op_id) {
     onnx::NodeProto& node = *model_.mutable_graph()->mutable_node(op_id);
     const Op& op = graph_.ops[op_id];
     std::string where = NodeLabel(node, op_id);
@@ -455,6 +514,9 @@ class Importer {
     std::vector<const Tensor*> ins;
     for (TensorId t : op.inputs) ins.push_back(t == kNoTensor ? nullptr : &graph_.tensors[t]);
 
+    if (domain.empty()) {
+      if (auto s = ValidateOp(op, ins, schema); !s) return Error{where + ": " + s.message()};
+    }
     if (op.type == "Constant" && domain.empty()) return InferConstant(op_id, node, where);
     if (domain.empty()) {
       if (auto values = EvaluateOp(op, ov->second, ins)) {
@@ -605,6 +667,7 @@ class Importer {
         t.role = TensorRole::kBuffer;
       }
     }
+    if (auto s = CheckFoldedWeights(); !s) return s;
     uint64_t total = 0;
     for (const Tensor& t : graph_.tensors) {
       if (!CheckedAdd(total, t.bytes, &total)) {
@@ -639,6 +702,64 @@ class Importer {
     return {};
   }
 
+  // torch.onnx.export's defaults fold weights into constants: an inference-mode export fuses
+  // BatchNorm into `onnx::Conv_*` weights, and constant folding turns each Linear's W.t() into
+  // an `onnx::MatMul_*` initializer. Estimated as they are, those weights would get no
+  // gradients or optimizer state: a confident answer for a model with almost no parameters.
+  // A weight input (Conv, Gemm, MatMul, RNNs) fed by a floating constant the exporter made,
+  // directly or through ops on constants only, is refused unless the caller allows it.
+  Status CheckFoldedWeights() {
+    if (options_.allow_constant_weights) return {};
+    std::vector<char> folded(graph_.tensors.size(), 0), constant(graph_.tensors.size(), 0);
+    for (TensorId id : initializer_) {
+      const Tensor& t = graph_.tensors[id];
+      constant[id] = 1;
+      folded[id] = t.role == TensorRole::kConstant && IsFloating(t.dtype) && !t.shape.empty();
+    }
+    size_t count = 0;
+    uint64_t bytes = 0;
+    std::string example;
+    for (OpId op_id : order_) {
+      const Op& op = graph_.ops[op_id];
+      bool all_constant = !op.inputs.empty(), any_folded = false;
+      for (TensorId in : op.inputs) {
+        if (in == kNoTensor) continue;
+        all_constant = all_constant && constant[in];
+        any_folded = any_folded || folded[in];
+      }
+      bool constant_node = op.type == "Constant" && IsDefaultDomain(op.domain);
+      for (TensorId out : op.outputs) {
+        if (out == kNoTensor) continue;
+        const Tensor& t = graph_.tensors[out];
+        constant[out] = constant_node || all_constant;
+        folded[out] = IsFloating(t.dtype) &&
+                      ((constant_node && t.shape.size() >= 2) || (all_constant && any_folded));
+      }
+      if (!IsDefaultDomain(op.domain)) continue;
+      std::vector<size_t> weights;
+      if (op.type == "Conv" || op.type == "ConvTranspose") weights = {1};
+      if (op.type == "Gemm" || op.type == "MatMul") weights = {0, 1};
+      if (op.type == "LSTM" || op.type == "GRU" || op.type == "RNN") weights = {1, 2};
+      if (all_constant) continue;  // arithmetic on constants alone is not a layer
+      for (size_t k : weights) {
+        if (k >= op.inputs.size() || op.inputs[k] == kNoTensor || !folded[op.inputs[k]]) continue;
+        const Tensor& w = graph_.tensors[op.inputs[k]];
+        ++count;
+        CheckedAdd(bytes, w.bytes, &bytes);
+        if (example.empty()) {
+          example = "'" + w.name + "' " + ShapeString(w.shape) + " read by " + op.type + " '" +
+                    op.name + "'";
+        }
+      }
+    }
+    if (count == 0) return {};
+    return Error{"the export's weights were folded into constants (" + std::to_string(count) +
+                 " weight inputs, " + std::to_string(bytes) + " bytes, e.g. " + example +
+                 "), so they would get no gradients; re-export with torch.onnx.export(..., "
+                 "training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False), or "
+                 "pass --allow-constant-weights to count them as constants"};
+  }
+
   onnx::ModelProto model_;
   const ImportOptions& options_;
   Graph graph_;
@@ -655,12 +776,15 @@ class Importer {
 
 Result<Graph> ImportModelProto(onnx::ModelProto model, const ImportOptions& options) {
   if (!model.has_graph()) return Error{"the model has no graph"};
-  return Importer(std::move(model), options).Run();
+  auto graph = Importer(std::move(model), options).Run();
+  // Names in messages come from the file: one printable line, whatever they hold.
+  if (!graph) return Error{Printable(graph.error().message)};
+  return graph;
 }
 
 Result<Graph> ImportModel(const std::string& path, const ImportOptions& options) {
   auto model = ReadModel(path, options.read);
-  if (!model) return model.error();
+  if (!model) return Error{Printable(model.error().message)};
   auto graph = ImportModelProto(std::move(model.value()), options);
   if (!graph) return Error{path + ": " + graph.error().message};
   return graph;

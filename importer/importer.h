@@ -17,9 +17,13 @@ struct ImportOptions {
   // Element types and shapes of sequence-typed graph inputs.
   std::map<std::string, std::vector<TypeShape>> input_sequences;
   ReadOptions read;
+  // Exports whose weights were folded into constants (torch.onnx.export's defaults) are refused
+  // unless this is set; the folded weights are then counted as constants, not trainable.
+  bool allow_constant_weights = false;
 };
 
-inline constexpr int64_t kMinOpset = 1;  // schemas reach back to 1; exports since PyTorch 1.x use 7+
+inline constexpr int64_t kMinOpset =
+    1;  // schemas reach back to 1; exports since PyTorch 1.x use 7+
 inline constexpr int64_t kMaxOpset = 21;
 
 Result<Graph> ImportModel(const std::string& path, const ImportOptions& options = {});

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "importer/validate.h"
 #include "tests/model_builder.h"
 
 using namespace vramsim;
@@ -714,8 +715,8 @@ TEST(ImporterBadInput, DimBindingThatOverflows) {
   m.Output("y");
   // 2^40 * 2^40 * 4 bytes.
   ExpectError(Import(m, Dims({{"batch", int64_t{1} << 40}})), {"'tokens'", "overflow"});
-  // INT64_MAX floats: 2^65 bytes.
-  ExpectError(Import(m, Dims({{"batch", kInt64Max}})), {"'tokens'", "overflow"});
+  // INT64_MAX is refused before any arithmetic: no dimension may exceed 2^48.
+  ExpectError(Import(m, Dims({{"batch", kInt64Max}})), {"--dim batch=", "0 to 2^48"});
 }
 
 TEST(ImporterBadInput, NegativeDimBindingNamesTheDim) {
@@ -723,7 +724,7 @@ TEST(ImporterBadInput, NegativeDimBindingNamesTheDim) {
   m.Input("tokens", DType::kFloat32, {"batch", 4});
   m.Node("Relu", {"tokens"}, {"y"});
   m.Output("y");
-  ExpectError(Import(m, Dims({{"batch", -3}})), {"batch", "negative"});
+  ExpectError(Import(m, Dims({{"batch", -3}})), {"--dim batch=-3", "0 to 2^48"});
 }
 
 TEST(ImporterBadInput, DanglingTensorReference) {
@@ -919,6 +920,201 @@ TEST(ImporterBadInput, HostileIntegerDivisionDoesNotCrash) {
   } else {
     EXPECT_NE(g.error().message.find("/Div"), std::string::npos) << g.error().message;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation before trust (issue 12): each case was a crash, a hang or a confident wrong answer.
+
+// One changed byte turned a shape subgraph's Cast to INT64 into a Cast to FLOAT: Concat then
+// joined an int64 constant and a float value, and the evaluator read integers that were not
+// there (SIGSEGV).
+TEST(ImporterHostile, ConcatOfInt64AndFloatIsATypeError) {
+  ModelBuilder m(13);
+  m.Input("x", DType::kFloat32, {2, 4});
+  m.Int64Initializer("lead", {1}, {-1});
+  m.Node("Shape", {"x"}, {"s"});
+  m.Node("Cast", {"s"}, {"sf"}).Int("to", static_cast<int64_t>(DType::kFloat32));
+  m.Node("Concat", {"lead", "sf"}, {"target"}, "/Concat").Int("axis", 0);
+  m.Node("Reshape", {"x", "target"}, {"y"});
+  m.Output("y");
+  ExpectError(Import(m), {"'/Concat'", "element type", "int64", "float32"});
+}
+
+TEST(ImporterHostile, ZeroStridesForConvAndPoolingAreRefusedBeforeOnnxDividesByThem) {
+  for (const char* op : {"Conv", "MaxPool", "AveragePool"}) {
+    ModelBuilder m(13);
+    m.Input("x", DType::kFloat32, {1, 4, 8, 8});
+    m.Initializer("w", DType::kFloat32, {4, 4, 3, 3});
+    bool conv = std::string(op) == "Conv";
+    auto n = m.Node(op, conv ? std::vector<std::string>{"x", "w"} : std::vector<std::string>{"x"},
+                    {"y"}, "/pool");
+    n.Ints("strides", {0, 0});
+    if (!conv) n.Ints("kernel_shape", {3, 3});
+    m.Output("y");
+    ExpectError(Import(m), {"'/pool'", "strides", "[0,0]"});
+  }
+}
+
+TEST(ImporterHostile, PoolKernelOfZeroIsRefused) {
+  ModelBuilder m(13);
+  m.Input("x", DType::kFloat32, {1, 4, 8, 8});
+  m.Node("MaxPool", {"x"}, {"y"}, "/pool").Ints("kernel_shape", {0, 3});
+  m.Output("y");
+  ExpectError(Import(m), {"'/pool'", "kernel_shape", "[0,3]"});
+}
+
+TEST(ImporterHostile, ConvGroupThatDoesNotDivideTheChannelsIsRefused) {
+  ModelBuilder m(13);
+  m.Input("x", DType::kFloat32, {1, 4, 8, 8});
+  m.Initializer("w", DType::kFloat32, {6, 1, 3, 3});  // 3 groups of 1 channel: needs 3 inputs
+  m.Node("Conv", {"x", "w"}, {"y"}, "/conv").Int("group", 3);
+  m.Output("y");
+  ExpectError(Import(m), {"'/conv'", "group 3", "4 input channels"});
+}
+
+TEST(ImporterHostile, ReshapeThatChangesTheElementCountIsRefused) {
+  ModelBuilder m(13);
+  m.Input("x", DType::kFloat32, {2, 4});
+  m.Int64Initializer("target", {2}, {3, 7});
+  m.Node("Reshape", {"x", "target"}, {"y"}, "/Reshape");
+  m.Output("y");
+  ExpectError(Import(m), {"'/Reshape'", "[2,4]", "[3,7]"});
+}
+
+TEST(ImporterHostile, ExpandToANonBroadcastShapeIsRefused) {
+  ModelBuilder m(13);
+  m.Input("x", DType::kFloat32, {2, 4});
+  m.Int64Initializer("target", {2}, {3, 4});
+  m.Node("Expand", {"x", "target"}, {"y"}, "/Expand");
+  m.Output("y");
+  ExpectError(Import(m), {"'/Expand'"});
+}
+
+TEST(ImporterHostile, AxesFarOutsideTheRankAreRefused) {
+  {
+    ModelBuilder m(13);
+    m.Input("x", DType::kFloat32, {2, 4});
+    m.Node("Softmax", {"x"}, {"y"}, "/Softmax").Int("axis", int64_t{1} << 40);
+    m.Output("y");
+    ExpectError(Import(m), {"'/Softmax'", "axis 1099511627776", "[-2, 1]"});
+  }
+  {
+    ModelBuilder m(13);
+    m.Input("x", DType::kFloat32, {2, 4});
+    m.Input("i", DType::kInt64, {3});
+    m.Node("Gather", {"x", "i"}, {"y"}, "/Gather").Int("axis", -(int64_t{1} << 40));
+    m.Output("y");
+    ExpectError(Import(m), {"'/Gather'", "axis -1099511627776"});
+  }
+  {
+    ModelBuilder m(13);
+    m.Input("x", DType::kFloat32, {2, 4});
+    m.Node("Transpose", {"x"}, {"y"}, "/T").Ints("perm", {0, 0});
+    m.Output("y");
+    ExpectError(Import(m), {"'/T'", "perm [0,0]"});
+  }
+}
+
+// Range(0, 1e15) is a float tensor of 4e15 bytes: inspect listed it while estimate ignored it.
+TEST(ImporterHostile, AbsurdRangeIsRefused) {
+  ModelBuilder m(13);
+  m.Input("x", DType::kFloat32, {2});
+  m.FloatInitializer("start", {}, {0.0f});
+  m.FloatInitializer("limit", {}, {1e15f});
+  m.FloatInitializer("delta", {}, {1.0f});
+  m.Node("Range", {"start", "limit", "delta"}, {"r"}, "/Range");
+  m.Node("Relu", {"x"}, {"y"});
+  m.Output("y");
+  ExpectError(Import(m), {"'/Range'", "2^48"});
+}
+
+TEST(ImporterHostile, TensorOverTheByteLimitIsRefused) {
+  ModelBuilder m(13);
+  m.Input("x", DType::kFloat32, {"batch", 1 << 20});
+  m.Node("Relu", {"x"}, {"y"});
+  m.Output("y");
+  // 2^29 * 2^20 floats = 2^51 bytes: representable, but no machine holds it.
+  ExpectError(Import(m, Dims({{"batch", int64_t{1} << 29}})), {"'x'", "256 TiB"});
+  // 2^20 * 2^20 floats = 2^42 bytes = 4 TiB: large but allowed.
+  EXPECT_TRUE(Import(m, Dims({{"batch", int64_t{1} << 20}})).ok());
+}
+
+// A model exported with a fixed batch of 2, run with --dim batch=64, was answered for batch 2
+// under a "batch=64" title.
+TEST(ImporterHostile, UnknownDimNameIsRefused) {
+  ModelBuilder fixed(13);
+  fixed.Input("x", DType::kFloat32, {2, 4});
+  fixed.Node("Relu", {"x"}, {"y"});
+  fixed.Output("y");
+  ExpectError(Import(fixed, Dims({{"batch", 64}})),
+              {"--dim batch=64", "no dimension named 'batch'", "fixed shapes", "dynamic_axes"});
+  ModelBuilder named(13);
+  named.Input("x", DType::kFloat32, {"N", "seq"});
+  named.Node("Relu", {"x"}, {"y"});
+  named.Output("y");
+  ExpectError(Import(named, Dims({{"N", 2}, {"seq", 3}, {"batch", 64}})),
+              {"no dimension named 'batch'", "N seq"});
+  EXPECT_TRUE(Import(named, Dims({{"N", 2}, {"seq", 3}})).ok());
+}
+
+// Names from the file reach messages escaped: a newline in a domain name must not split the
+// one-line error.
+TEST(ImporterHostile, ControlBytesInNamesAreEscaped) {
+  ModelBuilder m(13);
+  m.Input("x", DType::kFloat32, {3});
+  m.Node("Relu", {"x"}, {"y"}, "bad\nname\x01").Domain("evil\ndomain");
+  m.Output("y");
+  ExpectError(Import(m), {"bad\\x0aname\\x01", "evil\\x0adomain"});
+}
+
+TEST(ImporterHostile, PrintableKeepsUtf8AndEscapesTheRest) {
+  EXPECT_EQ(Printable("plain"), "plain");
+  EXPECT_EQ(Printable("tab\there"), "tab\\x09here");
+  EXPECT_EQ(Printable("caf\xc3\xa9"), "caf\xc3\xa9");       // é, well-formed
+  EXPECT_EQ(Printable("bad\xc3("), "bad\\xc3(");            // truncated sequence
+  EXPECT_EQ(Printable("\xed\xa0\x80"), "\\xed\\xa0\\x80");  // a UTF-16 surrogate
+  EXPECT_EQ(Printable(std::string(10, 'a'), 4), "aaaa...");
+}
+
+// torch.onnx.export's defaults: inference mode fuses BatchNorm into `onnx::Conv_*` weights;
+// training mode with constant folding turns a Linear's W.t() into an `onnx::MatMul_*`
+// initializer. Estimated as given, these weights would get no gradients or optimizer state.
+TEST(ImporterHostile, WeightsFoldedIntoConstantsAreRefusedWithTheExportOption) {
+  ModelBuilder mm(17);
+  mm.Input("x", DType::kFloat32, {"batch", 8, 16});
+  mm.Initializer("onnx::MatMul_12", DType::kFloat32, {16, 32});
+  mm.Node("MatMul", {"x", "onnx::MatMul_12"}, {"y"}, "/fc/MatMul");
+  mm.Output("y");
+  ExpectError(Import(mm, Dims({{"batch", 2}})),
+              {"folded into constants", "'onnx::MatMul_12' [16,32]", "/fc/MatMul",
+               "do_constant_folding=False", "TrainingMode.TRAINING", "--allow-constant-weights"});
+  ImportOptions allow = Dims({{"batch", 2}});
+  allow.allow_constant_weights = true;
+  auto g = Import(mm, allow);
+  ASSERT_TRUE(g.ok()) << g.error().message;
+  EXPECT_EQ(Find(*g, "onnx::MatMul_12")->role, TensorRole::kConstant);
+
+  ModelBuilder conv(17);  // through an op on constants only, as a folded W.t() may be
+  conv.Input("x", DType::kFloat32, {1, 3, 8, 8});
+  conv.Initializer("onnx::Conv_7", DType::kFloat32, {4, 3, 3, 3});
+  conv.Node("Identity", {"onnx::Conv_7"}, {"w"});
+  conv.Node("Conv", {"x", "w"}, {"y"}, "/conv1/Conv");
+  conv.Output("y");
+  ExpectError(Import(conv), {"folded into constants", "/conv1/Conv"});
+}
+
+// Exporter-made float constants that are not weights (a causal mask, a scale) are fine.
+TEST(ImporterHostile, ExporterConstantsThatAreNotWeightsAreAccepted) {
+  ModelBuilder m(17);
+  m.Input("x", DType::kFloat32, {2, 8, 8});
+  m.Initializer("onnx::Add_3", DType::kFloat32, {1, 8, 8});
+  m.Initializer("fc.weight", DType::kFloat32, {8, 8});
+  m.Node("Add", {"x", "onnx::Add_3"}, {"masked"});
+  m.Node("MatMul", {"masked", "fc.weight"}, {"y"});
+  m.Output("y");
+  auto g = Import(m);
+  ASSERT_TRUE(g.ok()) << g.error().message;
+  EXPECT_EQ(Find(*g, "fc.weight")->role, TensorRole::kParameter);
 }
 
 }  // namespace
