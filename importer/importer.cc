@@ -3,6 +3,7 @@
 #include <onnx/defs/schema.h>
 #include <onnx/shape_inference/implementation.h>
 
+#include <algorithm>
 #include <queue>
 #include <set>
 #include <unordered_map>
@@ -152,6 +153,7 @@ class Importer {
     graph_.tensors.back().name = name;
     types_.emplace_back();
     protos_.emplace_back();
+    runtime_.push_back(0);
     by_name_[name] = id;
     return id;
   }
@@ -234,6 +236,7 @@ class Importer {
       if (auto s = SetType(id, *dtype, dims, "initializer"); !s) return s;
       graph_.tensors[id].value = ValueFromTensorProto(init);
       initializer_.insert(id);
+      runtime_[id] = IsFloating(*dtype) && init.name().rfind("onnx::", 0) != 0;
     }
     return {};
   }
@@ -470,6 +473,16 @@ class Importer {
   Status Infer(OpId op_id) {
     if (auto s = InferOutputs(op_id); !s) return s;
     const Op& op = graph_.ops[op_id];
+    // What is computed from a parameter or buffer is a tensor at run time, never shape
+    // arithmetic: its values (of a small inline weight) must not make it a folded constant.
+    if (ReadsRuntimeTensor(op)) {
+      for (TensorId t : op.outputs) {
+        if (t == kNoTensor) continue;
+        runtime_[t] = 1;
+        graph_.tensors[t].value.reset();
+        protos_[t].reset();
+      }
+    }
     std::vector<const Tensor*> ins, outs;
     for (TensorId t : op.inputs) ins.push_back(t == kNoTensor ? nullptr : &graph_.tensors[t]);
     for (TensorId t : op.outputs) outs.push_back(t == kNoTensor ? nullptr : &graph_.tensors[t]);
@@ -478,6 +491,13 @@ class Importer {
       return Error{NodeLabel(model_.graph().node(op_id), op_id) + ": " + s.message()};
     }
     return {};
+  }
+
+  // Shape and Size read only metadata, so their results stay shape arithmetic.
+  bool ReadsRuntimeTensor(const Op& op) const {
+    if (op.type == "Shape" || op.type == "Size") return false;
+    return std::any_of(op.inputs.begin(), op.inputs.end(),
+                       [&](TensorId t) { return t != kNoTensor && runtime_[t]; });
   }
 
   Status InferOutputs(OpId op_id) {
@@ -518,7 +538,7 @@ class Importer {
       if (auto s = ValidateOp(op, ins, schema); !s) return Error{where + ": " + s.message()};
     }
     if (op.type == "Constant" && domain.empty()) return InferConstant(op_id, node, where);
-    if (domain.empty()) {
+    if (domain.empty() && !ReadsRuntimeTensor(op)) {
       if (auto values = EvaluateOp(op, ov->second, ins)) {
         return SetOutputsFromValues(op_id, std::move(*values), where);
       }
@@ -768,6 +788,7 @@ class Importer {
   std::unordered_map<std::string, TensorId> by_name_;
   std::vector<onnx::TypeProto> types_;
   std::vector<std::optional<onnx::TensorProto>> protos_;
+  std::vector<char> runtime_;  // computed at run time from a parameter or buffer
   std::set<TensorId> initializer_;
   std::vector<OpId> order_;
 };

@@ -189,7 +189,7 @@ TEST(ImporterShapes, ConstantOfShapeRangeExpandSliceEqualCastWhere) {
   m.Int64Initializer("sl_axes", {1}, {1});
   m.Int64Initializer("sl_steps", {1}, {2});
   m.Int64Initializer("four", {}, {4});
-  m.FloatInitializer("minus_one", {}, {-1.0f});
+  m.FloatInitializer("onnx::Where_minus_one", {}, {-1.0f});  // exporter-made: a constant
   m.Node("Shape", {"ids"}, {"s"});
   m.Node("Gather", {"s", "idx0"}, {"b"});
   m.Node("Gather", {"s", "idx1"}, {"n"});
@@ -202,7 +202,7 @@ TEST(ImporterShapes, ConstantOfShapeRangeExpandSliceEqualCastWhere) {
   m.Node("Slice", {"e", "sl_starts", "sl_ends", "sl_axes", "sl_steps"}, {"sl"});
   m.Node("Equal", {"sl", "four"}, {"eq"});
   m.Node("Cast", {"eq"}, {"c"}).Int("to", 1);
-  m.Node("Where", {"eq", "c", "minus_one"}, {"w"});
+  m.Node("Where", {"eq", "c", "onnx::Where_minus_one"}, {"w"});
   m.Node("Mul", {"r", "ones"}, {"r_times_ones"});
   m.Output("w");
   m.Output("r_times_ones", DType::kInt64);
@@ -1115,6 +1115,26 @@ TEST(ImporterHostile, ExporterConstantsThatAreNotWeightsAreAccepted) {
   auto g = Import(m);
   ASSERT_TRUE(g.ok()) << g.error().message;
   EXPECT_EQ(Find(*g, "fc.weight")->role, TensorRole::kParameter);
+}
+
+// A small weight stored inline (under the reader's 64 KiB payload limit) has values; a
+// Transpose of it (a Linear on a 3-D input, an LSTM's weights) was folded like shape
+// arithmetic, so the weight's gradient path disappeared. Computed from a parameter, it is a
+// tensor at run time.
+TEST(ImporterRoles, SmallInlineWeightIsNeverFoldedThroughATranspose) {
+  ModelBuilder m(13);
+  m.Input("x", DType::kFloat32, {2, 3, 4});
+  m.FloatInitializer("fc.weight", {2, 4}, {1, 2, 3, 4, 5, 6, 7, 8});
+  m.Node("Transpose", {"fc.weight"}, {"wt"}).Ints("perm", {1, 0});
+  m.Node("MatMul", {"x", "wt"}, {"y"});
+  m.Output("y");
+  auto g = Import(m);
+  ASSERT_TRUE(g.ok()) << g.error().message;
+  EXPECT_EQ(Find(*g, "fc.weight")->role, TensorRole::kParameter);
+  const Tensor* wt = Find(*g, "wt");
+  ExpectTensor(*g, "wt", DType::kFloat32, {4, 2}, 32);
+  EXPECT_FALSE(wt->value.has_value()) << "a parameter's transpose was folded into a constant";
+  EXPECT_EQ(wt->role, TensorRole::kActivation);
 }
 
 }  // namespace
