@@ -2,9 +2,17 @@
 
 namespace vramsim {
 
+Status ValidateMicroBatches(int64_t micro_batches) {
+  if (micro_batches < 1 || micro_batches > kMaxMicroBatches) {
+    return Error{"--accum must be between 1 and " + std::to_string(kMaxMicroBatches) + ", got " +
+                 std::to_string(micro_batches)};
+  }
+  return {};
+}
+
 Result<std::map<std::string, int64_t>> MicroBatchDims(std::map<std::string, int64_t> dims,
                                                       const AccumulationOptions& o) {
-  if (o.micro_batches < 1) return Error{"--accum must be at least 1"};
+  if (auto s = ValidateMicroBatches(o.micro_batches); !s) return Error{s.message()};
   if (o.micro_batches == 1) return dims;
   auto it = dims.find(o.batch_dim);
   if (it == dims.end()) {
@@ -20,7 +28,7 @@ Result<std::map<std::string, int64_t>> MicroBatchDims(std::map<std::string, int6
 }
 
 Status AccumulationPolicy::Apply(TrainingPlan& plan) const {
-  if (options_.micro_batches < 1) return Error{"--accum must be at least 1"};
+  if (auto s = ValidateMicroBatches(options_.micro_batches); !s) return s;
   plan.micro_batches = options_.micro_batches;
   return {};
 }

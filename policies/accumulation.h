@@ -1,7 +1,9 @@
 // Gradient accumulation: the batch is split into K micro-batches; K forward and backward
 // passes run, parameter gradients persist across them, the optimizer steps once. The full
 // batch stays resident (micro-batches are chunks of it). The caller imports the model at the
-// micro-batch size (MicroBatchDims) so the graph's activations are per micro-batch.
+// micro-batch size (MicroBatchDims) so the graph's activations are per micro-batch. The
+// simulator runs micro-batch 1 and one steady micro-batch, which stands for 2..K
+// (simulator/simulate.h); FLOPs count all K.
 #pragma once
 
 #include <map>
@@ -10,6 +12,13 @@
 #include "policies/policy.h"
 
 namespace vramsim {
+
+// --accum is at most this (the simulation's cost does not grow with K; the bound keeps
+// K x micro-batch products far from overflow).
+inline constexpr int kMaxMicroBatches = 1 << 30;
+
+// "--accum must be between 1 and 1073741824, got K", or OK.
+Status ValidateMicroBatches(int64_t micro_batches);
 
 struct AccumulationOptions {
   int micro_batches = 1;

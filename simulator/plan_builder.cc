@@ -6,9 +6,12 @@
 
 namespace vramsim {
 
+// Saturates at UINT64_MAX instead of wrapping: the simulator refuses a step that large.
 uint64_t TensorBytes(const PlanTensor& t) {
   uint64_t n = ElementBytes(t.dtype).value_or(0);
-  for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
+  for (int64_t d : t.shape) {
+    if (d < 0 || __builtin_mul_overflow(n, static_cast<uint64_t>(d), &n)) return UINT64_MAX;
+  }
   return n;
 }
 
@@ -68,6 +71,7 @@ class Builder {
     InitTensors();
     FuseGelu();
     if (auto s = ApplyRules(); !s) return Error{s.message()};
+    if (auto s = CheckTrainable(); !s) return Error{s.message()};
     DecideForward();
     return std::move(plan_);
   }
@@ -227,6 +231,24 @@ class Builder {
     return {};
   }
 
+  // Where PyTorch's backward() raises "element 0 of tensors does not require grad and does
+  // not have a grad_fn": no parameters at all, or a first output no parameter feeds.
+  Status CheckTrainable() const {
+    if (plan_.parameters.empty()) {
+      return Error{
+          "the model has no trainable parameters (no floating-point initializers): nothing to "
+          "train"};
+    }
+    if (g_.outputs.empty()) return {};
+    const PlanTensor& out = plan_.tensors[g_.outputs[0]];
+    if (out.metadata || !IsFloating(out.dtype) || out.requires_grad) return {};
+    return Error{
+        "the loss does not depend on any trainable parameter: nothing to train (no "
+        "parameter feeds the first graph output '" +
+        out.name + "'; PyTorch's backward() would raise \"element 0 of tensors does " +
+        "not require grad\")"};
+  }
+
   static bool IsNotAllocated(const OpRule& r, int k) {
     return std::find(r.outputs_not_allocated.begin(), r.outputs_not_allocated.end(), k) !=
            r.outputs_not_allocated.end();
@@ -248,9 +270,7 @@ class Builder {
     t.dtype = dtype;
     t.shape = std::move(shape);
     t.strides = ContiguousStrides(t.shape);
-    uint64_t n = ElementBytes(dtype).value_or(0);
-    for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
-    t.bytes = n;
+    t.bytes = TensorBytes(t);
     t.is_extra = true;
     plan_.tensors.push_back(std::move(t));
     return static_cast<PlanTensorId>(plan_.tensors.size() - 1);

@@ -1,19 +1,38 @@
 #include "simulator/simulate.h"
 
 #include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <map>
 
 namespace vramsim {
 namespace {
 
+// The most bytes one simulated step may allocate in all: every sum of live bytes downstream
+// (the peak, the allocator's reserved memory, headroom as int64) then stays in range.
+constexpr uint64_t kMaxStepBytes = uint64_t{1} << 62;
+
 class Runtime {
  public:
-  explicit Runtime(const TrainingPlan& plan) : plan_(plan) {}
+  Runtime(const TrainingPlan& plan, const SimulateOptions& options)
+      : plan_(plan), options_(options) {}
 
   Result<Trace> Run() {
     Setup();
-    for (int pass = 0; pass < std::max(plan_.micro_batches, 1); ++pass) {
+    const int k = std::max(plan_.micro_batches, 1);
+    const int passes = SimulatedMicroBatches(plan_, options_);
+    for (int pass = 0; pass < passes; ++pass) {
       if (pass > 0) ResetPass();
+      if (k > 1) {
+        const std::string of = " of " + std::to_string(k);
+        std::string name = "micro-batch " + std::to_string(pass + 1) + of;
+        if (pass == 1 && passes < k) {
+          name += " (micro-batches 2.." + std::to_string(k) +
+                  " are identical in memory: gradients exist, the previous activations are "
+                  "gone; simulated once)";
+        }
+        Step(Phase::kForward, name, "micro-batch", "");
+      }
       Forward();
       EndForward();
       if (auto s = Loss(); !s) return Error{s.message()};
@@ -21,6 +40,11 @@ class Runtime {
     }
     Optimizer();
     End();
+    if (overflow_) {
+      return Error{
+          "the step's tensors add up to more than 2^62 bytes (4 EiB): the byte counts would "
+          "overflow; use smaller dims"};
+    }
     return std::move(trace_);
   }
 
@@ -33,6 +57,11 @@ class Runtime {
 
   BufferId Alloc(const std::string& name, uint64_t bytes, Category cat, DType dtype,
                  const std::vector<int64_t>& shape, const std::string& scope, std::string why) {
+    if (bytes > kMaxStepBytes || allocated_ > kMaxStepBytes - bytes) {
+      overflow_ = true;
+      bytes = 0;  // the step is refused at the end; keep the sums in range meanwhile
+    }
+    allocated_ += bytes;
     trace_.buffers.push_back({name, bytes, cat, dtype, shape, scope, std::move(why)});
     refs_.push_back(1);
     BufferId id = static_cast<BufferId>(trace_.buffers.size()) - 1;
@@ -55,7 +84,9 @@ class Runtime {
       uint64_t bytes = 0;
       for (IoRef ref : sum) {
         PlanTensorId t = Io(op, ref);
-        if (t >= 0 && !plan_.tensors[t].metadata) bytes += TensorBytes(plan_.tensors[t]);
+        if (t < 0 || plan_.tensors[t].metadata) continue;
+        uint64_t b = TensorBytes(plan_.tensors[t]);
+        bytes = b > UINT64_MAX - bytes ? UINT64_MAX : bytes + b;  // Alloc refuses it
       }
       most = std::max(most, bytes);
     }
@@ -179,9 +210,16 @@ class Runtime {
     }
     // With gradient accumulation the whole batch stays resident; micro-batches are its chunks.
     int64_t whole = std::max(plan_.micro_batches, 1);
+    auto whole_batch = [&](PlanTensor* t) {
+      if (t->shape.empty()) return;
+      if (__builtin_mul_overflow(t->shape[0], whole, &t->shape[0])) {
+        overflow_ = true;
+        t->shape[0] = 0;
+      }
+    };
     for (PlanTensorId b : plan_.batch) {
       PlanTensor full = plan_.tensors[b];
-      if (!full.shape.empty()) full.shape[0] *= whole;
+      whole_batch(&full);
       storage_[b] = AllocLike(full, full.name, Category::kBatch, "", "batch input");
       holds_[b] = 1 << 30;
     }
@@ -195,7 +233,7 @@ class Runtime {
       } else {
         labels.dtype = logits.dtype;
       }
-      if (!labels.shape.empty()) labels.shape[0] *= whole;
+      whole_batch(&labels);
       labels_ = AllocLike(labels, "labels", Category::kBatch, "", "batch labels");
     }
     for (const auto& [name, bytes] : plan_.extra_buffers) {
@@ -639,6 +677,9 @@ class Runtime {
   }
 
   const TrainingPlan& plan_;
+  const SimulateOptions& options_;
+  uint64_t allocated_ = 0;  // every allocation of the step, summed
+  bool overflow_ = false;
   Trace trace_;
   std::vector<int32_t> refs_;
   std::vector<BufferId> storage_;
@@ -660,6 +701,13 @@ class Runtime {
 
 }  // namespace
 
-Result<Trace> Simulate(const TrainingPlan& plan) { return Runtime(plan).Run(); }
+int SimulatedMicroBatches(const TrainingPlan& plan, const SimulateOptions& options) {
+  const int k = std::max(plan.micro_batches, 1);
+  return options.every_micro_batch ? k : std::min(k, 2);
+}
+
+Result<Trace> Simulate(const TrainingPlan& plan, const SimulateOptions& options) {
+  return Runtime(plan, options).Run();
+}
 
 }  // namespace vramsim
