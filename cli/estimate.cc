@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cctype>
 #include <memory>
+#include <stdexcept>
 
 #include "importer/importer.h"
 #include "policies/accumulation.h"
@@ -36,15 +39,24 @@ Status ParseDimSpecs(const std::vector<std::string>& specs, std::map<std::string
     std::string name = spec.substr(0, eq), value = spec.substr(eq + 1);
     size_t used = 0;
     long long v = 0;
+    bool too_large = false;
     try {
       v = std::stoll(value, &used);
+    } catch (const std::out_of_range&) {
+      too_large = value.find_first_not_of("+-0123456789") == std::string::npos;
+      used = 0;
     } catch (const std::exception&) {
       used = 0;
     }
-    if (used != value.size() || value.empty()) {
+    if (too_large && value[0] != '-') {
+      return Error{"--dim " + spec + ": dimensions must be at most 2^63-1 (9223372036854775807)"};
+    }
+    if (too_large) return Error{"--dim " + spec + ": dimensions must be at least 1"};
+    if (used != value.size() || value.empty() ||
+        std::isspace(static_cast<unsigned char>(value[0]))) {
       return Error{"--dim " + name + ": '" + value + "' is not an integer"};
     }
-    if (v < 0) return Error{"--dim " + name + " must not be negative, got " + value};
+    if (v < 1) return Error{"--dim " + spec + ": dimensions must be at least 1"};
     if (dims->count(name)) return Error{"--dim " + name + " is given twice"};
     (*dims)[name] = v;
   }
@@ -73,8 +85,9 @@ Result<EstimateOptions> ParseEstimateFlags(const EstimateFlags& f) {
   }
   if (auto p = ParsePrecision(f.precision); !p) return p.error();
   o.precision = f.precision;
-  if (f.accum < 1) return Error{"--accum must be at least 1, got " + std::to_string(f.accum)};
+  if (auto s = ValidateMicroBatches(f.accum); !s) return Error{s.message()};
   o.micro_batches = f.accum;
+  o.allow_constant_weights = f.allow_constant_weights;
   o.batch_dim = f.dim_name;
   if (!f.checkpoint.empty()) {
     auto scopes = ParseScopes(f.checkpoint);
@@ -132,20 +145,32 @@ Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options)
   if (!trace) return trace.error();
   Estimate e{std::move(plan.value()), std::move(trace.value()), {}, 0, 0};
   e.peak = FindPeak(e.trace, e.plan.target.round_bytes);
-  e.step_flops = StepFlops(e.plan);
+  // One micro-batch's FLOPs, times K: every micro-batch runs (only their memory repeats).
+  uint64_t recomputed = 0;
   for (const CheckpointRegion& r : e.plan.regions) {
-    for (int i : r.ops) e.recompute_flops += e.plan.ops[i].forward_flops;
+    for (int i : r.ops) recomputed += e.plan.ops[i].forward_flops;
+  }
+  const uint64_t k = static_cast<uint64_t>(std::max(e.plan.micro_batches, 1));
+  if (__builtin_mul_overflow(StepFlops(e.plan), k, &e.step_flops) ||
+      __builtin_mul_overflow(recomputed, k, &e.recompute_flops)) {
+    return Error{"the step's FLOP count overflows 64 bits; use smaller dims"};
   }
   return e;
 }
 
-Result<Estimate> EstimateModel(const std::string& path, const std::map<std::string, int64_t>& dims,
-                               const EstimateOptions& options) {
+Result<Graph> ImportForEstimate(const std::string& path, const std::map<std::string, int64_t>& dims,
+                                const EstimateOptions& options) {
   auto micro = MicroBatchDims(dims, {options.micro_batches, options.batch_dim});
   if (!micro) return micro.error();
   ImportOptions io;
   io.dims = *micro;
-  auto graph = ImportModel(path, io);
+  io.allow_constant_weights = options.allow_constant_weights;
+  return ImportModel(path, io);
+}
+
+Result<Estimate> EstimateModel(const std::string& path, const std::map<std::string, int64_t>& dims,
+                               const EstimateOptions& options) {
+  auto graph = ImportForEstimate(path, dims, options);
   if (!graph) return graph.error();
   auto e = RunEstimate(*graph, options);
   if (!e) return Error{path + ": " + e.error().message};
@@ -163,6 +188,12 @@ std::string SummaryLine(const std::map<std::string, int64_t>& dims, const Estima
   return s;
 }
 
+void AddAllowConstantWeightsFlag(CLI::App* app, bool* allow) {
+  app->add_flag("--allow-constant-weights", *allow,
+                "Answer even for an export whose weights became constants; they are then "
+                "counted as constants, not trainable");
+}
+
 void AddTrainingFlags(CLI::App* app, EstimateFlags* f) {
   app->add_option("--optimizer", f->optimizer, "sgd, momentum, adam, adamw")->capture_default_str();
   app->add_option("--optimizer-impl", f->optimizer_impl,
@@ -171,7 +202,9 @@ void AddTrainingFlags(CLI::App* app, EstimateFlags* f) {
   app->add_option("--loss", f->loss, "none, cross-entropy, mse")->capture_default_str();
   app->add_option("--precision", f->precision, "fp32, bf16, fp16, amp-bf16, amp-fp16")
       ->capture_default_str();
-  app->add_option("--accum", f->accum, "Gradient accumulation: micro-batches per step")
+  app->add_option("--accum", f->accum,
+                  "Gradient accumulation: micro-batches per step (1 to " +
+                      std::to_string(kMaxMicroBatches) + ")")
       ->capture_default_str();
   app->add_option("--dim-name", f->dim_name, "The symbolic dim that is the batch")
       ->capture_default_str();
@@ -183,6 +216,7 @@ void AddTrainingFlags(CLI::App* app, EstimateFlags* f) {
   app->add_option("--zero", f->zero,
                   "ZeRO stage: 1 shards optimizer state, 2 + gradients, 3 + parameters")
       ->capture_default_str();
+  AddAllowConstantWeightsFlag(app, &f->allow_constant_weights);
 }
 
 nlohmann::json EstimateJson(const Estimate& e, size_t largest) {
@@ -192,6 +226,8 @@ nlohmann::json EstimateJson(const Estimate& e, size_t largest) {
   j["optimizer"] = e.plan.optimizer.name;
   j["optimizer_impl"] = std::string(OptimizerImplName(e.plan.optimizer.impl));
   j["micro_batches"] = e.plan.micro_batches;
+  // Micro-batches 2..K are identical in memory: the simulation runs 1 and one of them.
+  j["micro_batches_simulated"] = SimulatedMicroBatches(e.plan);
   j["step_flops"] = e.step_flops;
   j["recompute_flops"] = e.recompute_flops;
   j["overhead_pct"] = e.overhead_pct();
@@ -231,6 +267,14 @@ std::string EstimateText(const Estimate& e, size_t largest) {
   out += fmt::format("peak: {} ({} bytes), target {}, optimizer {} ({})\n",
                      FormatBytes(e.peak.peak_bytes), e.peak.peak_bytes, e.plan.target.name,
                      e.plan.optimizer.name, OptimizerImplName(e.plan.optimizer.impl));
+  if (e.plan.micro_batches > 2) {
+    out += fmt::format(
+        "accumulation: {} micro-batches; simulated micro-batch 1 and micro-batch 2, which stands "
+        "for micro-batches 2..{} (identical in memory)\n",
+        e.plan.micro_batches, e.plan.micro_batches);
+  } else if (e.plan.micro_batches == 2) {
+    out += "accumulation: 2 micro-batches, both simulated\n";
+  }
   if (!e.plan.regions.empty()) {
     out += fmt::format("checkpointed {} regions; recompute {:.2f} GFLOP, {:.1f}% of the step\n",
                        e.plan.regions.size(), static_cast<double>(e.recompute_flops) / 1e9,

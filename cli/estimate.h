@@ -23,9 +23,10 @@ struct EstimateFlags {
   std::string precision = "fp32";
   int accum = 1;
   std::string dim_name = "batch";
-  std::string checkpoint;  // comma-separated scopes
-  int data_parallel = 1;   // ranks (policies/sharding.h)
-  int zero = 0;            // ZeRO stage
+  std::string checkpoint;               // comma-separated scopes
+  int data_parallel = 1;                // ranks (policies/sharding.h)
+  int zero = 0;                         // ZeRO stage
+  bool allow_constant_weights = false;  // ImportOptions::allow_constant_weights
 };
 
 struct EstimateOptions {
@@ -39,19 +40,24 @@ struct EstimateOptions {
   std::vector<std::string> checkpoint;
   int data_parallel = 1;  // per-rank memory of data parallelism (policies/sharding.h)
   int zero_stage = 0;
+  bool allow_constant_weights = false;  // ImportOptions::allow_constant_weights
 };
 
 Result<EstimateOptions> ParseEstimateFlags(const EstimateFlags& flags);
 
-// The training flags shared by estimate, fit, max-batch and plan.
+// The training flags shared by estimate, fit, max-batch and plan (and strategies), with
+// --allow-constant-weights.
 void AddTrainingFlags(CLI::App* app, EstimateFlags* flags);
+
+// --allow-constant-weights, for every subcommand that imports an ONNX model.
+void AddAllowConstantWeightsFlag(CLI::App* app, bool* allow);
 
 struct Estimate {
   TrainingPlan plan;
   Trace trace;
   PeakReport peak;
-  uint64_t step_flops = 0;       // forward + backward of the model
-  uint64_t recompute_flops = 0;  // forward FLOPs run again by checkpointing
+  uint64_t step_flops = 0;       // forward + backward of the model, all micro-batches
+  uint64_t recompute_flops = 0;  // forward FLOPs run again by checkpointing, all micro-batches
   double overhead_pct() const {
     return step_flops
                ? 100.0 * static_cast<double>(recompute_flops) / static_cast<double>(step_flops)
@@ -61,6 +67,9 @@ struct Estimate {
 
 // On an imported graph (already at the micro-batch size when accumulating).
 Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options);
+// Import at the micro-batch dims (the batch dim divided by the accumulation count).
+Result<Graph> ImportForEstimate(const std::string& path, const std::map<std::string, int64_t>& dims,
+                                const EstimateOptions& options);
 // Import (dividing the batch dim for accumulation) and estimate.
 Result<Estimate> EstimateModel(const std::string& path, const std::map<std::string, int64_t>& dims,
                                const EstimateOptions& options);
@@ -70,8 +79,9 @@ std::string EstimateText(const Estimate& e, size_t largest = 12);
 
 std::string FormatBytes(uint64_t bytes);
 
-// "--dim NAME=VALUE" flags (every subcommand): VALUE a non-negative 64-bit integer; a name
-// given twice, a missing "=" or a non-integer value is an error naming the flag.
+// "--dim NAME=VALUE" flags (every subcommand): VALUE an integer from 1 to 2^63-1; a name
+// given twice, a missing "=", a non-integer, zero, negative or larger value is an error
+// naming the flag.
 Status ParseDimSpecs(const std::vector<std::string>& specs, std::map<std::string, int64_t>* dims);
 
 // "batch=8 seq=128, adam (foreach), amp-bf16, torch-cuda" for titles.

@@ -7,13 +7,35 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <utility>
 
+#include "importer/onnx_reader.h"
+#include "policies/accumulation.h"
 #include "policies/sharding.h"
 
 namespace vramsim {
 namespace {
 
 constexpr int kExitFits = 0, kExitDoesNotFit = 1, kExitBadInput = 2;
+
+// Parameters, gradients and optimizer state alive when the optimizer step starts.
+uint64_t ModelStateBytes(const Trace& t) {
+  uint64_t live = 0;
+  for (const Event& e : t.events) {
+    if (t.steps[e.step].phase == Phase::kOptimizer) break;
+    const Buffer& b = t.buffers[e.buffer];
+    if (b.category != Category::kParameters && b.category != Category::kGradients &&
+        b.category != Category::kOptimizerState) {
+      continue;
+    }
+    live = e.kind == Event::Kind::kAlloc ? live + b.bytes : live - b.bytes;
+  }
+  return live;
+}
 
 std::string Signed(int64_t bytes) {
   return bytes < 0 ? "-" + FormatBytes(static_cast<uint64_t>(-bytes))
@@ -39,13 +61,12 @@ Result<FitOptions> MakeFitOptions(const std::string& gpu, uint64_t capacity_over
   return f;
 }
 
-Result<FitEvaluation> EvaluateFit(const std::string& model,
-                                  const std::map<std::string, int64_t>& dims,
-                                  const EstimateOptions& options, const FitOptions& fit) {
-  if (options.target.device != Device::kCuda) {
-    return Error{"fit and max-batch model a CUDA device: use --target torch-cuda"};
-  }
-  auto e = EstimateModel(model, dims, options);
+namespace {
+
+// The evaluation of an estimate on the device.
+Result<FitEvaluation> EvaluateEstimate(Result<Estimate> e,
+                                       const std::map<std::string, int64_t>& dims,
+                                       const FitOptions& fit) {
   if (!e) return e.error();
   FitEvaluation r;
   r.dims = dims;
@@ -74,7 +95,113 @@ Result<FitEvaluation> EvaluateFit(const std::string& model,
   }
   r.recompute_pct = e->overhead_pct();
   r.blocks = RepeatedBlocks(e->plan);
+  r.model_state_bytes = ModelStateBytes(e->trace);
   return r;
+}
+
+// Imports each set of micro-batch dims once: fit's changes of precision and checkpointing
+// share the base's graph, and each accumulation count has its own.
+class GraphCache {
+ public:
+  explicit GraphCache(const std::string& model) : model_(model) {}
+  Result<Estimate> Run(const std::map<std::string, int64_t>& dims, const EstimateOptions& options) {
+    auto micro = MicroBatchDims(dims, {options.micro_batches, options.batch_dim});
+    if (!micro) return micro.error();
+    auto key = std::make_pair(*micro, options.allow_constant_weights);
+    auto it = graphs_.find(key);
+    if (it == graphs_.end()) {
+      auto g = ImportForEstimate(model_, dims, options);
+      if (!g) return g.error();
+      it = graphs_.emplace(key, std::make_unique<Graph>(std::move(g.value()))).first;
+    }
+    auto e = RunEstimate(*it->second, options);
+    if (!e) return Error{model_ + ": " + e.error().message};
+    return e;
+  }
+
+ private:
+  std::string model_;
+  std::map<std::pair<std::map<std::string, int64_t>, bool>, std::unique_ptr<Graph>> graphs_;
+};
+
+}  // namespace
+
+Result<FitEvaluation> EvaluateFit(const std::string& model,
+                                  const std::map<std::string, int64_t>& dims,
+                                  const EstimateOptions& options, const FitOptions& fit) {
+  if (options.target.device != Device::kCuda) {
+    return Error{"fit and max-batch model a CUDA device: use --target torch-cuda"};
+  }
+  return EvaluateEstimate(EstimateModel(model, dims, options), dims, fit);
+}
+
+std::vector<int64_t> AccumulationCandidates(int64_t batch, int64_t current) {
+  std::vector<int64_t> out;
+  if (batch < 2) return out;
+  // Factor by trial division up to 10^6; a cofactor left above that is taken as prime (a
+  // product of two such primes hides a few divisors, which only thins the candidates).
+  std::vector<std::pair<int64_t, int>> factors;
+  int64_t n = batch;
+  for (int64_t p = 2; p <= 1000000 && p <= n / p; ++p) {
+    int e = 0;
+    while (n % p == 0) {
+      n /= p;
+      ++e;
+    }
+    if (e) factors.push_back({p, e});
+  }
+  if (n > 1) factors.push_back({n, 1});
+  std::vector<int64_t> divisors = {1};
+  for (auto [p, e] : factors) {
+    size_t count = divisors.size();
+    for (size_t i = 0; i < count; ++i) {
+      int64_t d = divisors[i];
+      for (int k = 0; k < e; ++k) {
+        d *= p;  // a divisor of batch: no overflow
+        if (d <= kMaxMicroBatches) divisors.push_back(d);
+      }
+    }
+  }
+  std::sort(divisors.begin(), divisors.end());
+  for (int64_t d : divisors) {
+    if (d > current) out.push_back(d);
+  }
+  constexpr size_t kAll = 64;
+  if (out.size() <= kAll) return out;
+  std::vector<int64_t> picked;
+  for (int64_t p = 2;; p *= 2) {
+    auto it = std::lower_bound(out.begin(), out.end(), p);
+    if (it == out.end()) break;
+    if (picked.empty() || picked.back() != *it) picked.push_back(*it);
+    if (p > kMaxMicroBatches) break;
+  }
+  if (picked.back() != out.back()) picked.push_back(out.back());
+  return picked;
+}
+
+Status CheckBatchDim(const std::string& model, const std::string& dim) {
+  auto proto = ReadModel(model);
+  if (!proto) return Error{proto.error().message};
+  std::set<std::string> initializers, named;
+  for (const auto& init : proto->graph().initializer()) initializers.insert(init.name());
+  for (const auto& in : proto->graph().input()) {
+    if (initializers.count(in.name()) || !in.type().has_tensor_type() ||
+        !in.type().tensor_type().has_shape()) {
+      continue;
+    }
+    for (const auto& d : in.type().tensor_type().shape().dim()) {
+      if (d.has_dim_param() && !d.dim_param().empty()) named.insert(d.dim_param());
+    }
+  }
+  if (named.count(dim)) return {};
+  if (named.empty()) {
+    return Error{model + ": the model has no dimension '" + dim +
+                 "'; its inputs have fixed shapes - re-export with dynamic_axes"};
+  }
+  std::string list;
+  for (const std::string& n : named) list += (list.empty() ? "" : ", ") + n;
+  return Error{model + ": the model has no dimension '" + dim + "' (its inputs' named dims: " +
+               list + "); name the batch with --dim-name, or re-export with dynamic_axes"};
 }
 
 std::string FitChange::Args() const {
@@ -91,12 +218,21 @@ std::string FitChange::Args() const {
 
 Result<FitReport> Fit(const std::string& model, const std::map<std::string, int64_t>& dims,
                       const EstimateOptions& options, const FitOptions& fit) {
+  if (options.target.device != Device::kCuda) {
+    return Error{"fit and max-batch model a CUDA device: use --target torch-cuda"};
+  }
   FitReport report;
-  auto base = EvaluateFit(model, dims, options, fit);
-  if (!base) return base.error();
-  report.base = *base;
+  GraphCache graphs(model);
+  auto evaluate_fit = [&](const std::map<std::string, int64_t>& d,
+                          const EstimateOptions& o) -> Result<FitEvaluation> {
+    return EvaluateEstimate(graphs.Run(d, o), d, fit);
+  };
+  auto base = evaluate_fit(dims, options);
   report.simulations = 1;
-  if (report.base.fits) return report;
+  if (base && base->fits) {
+    report.base = *base;
+    return report;
+  }
 
   // The changes to try.
   const bool bf16 = fit.device.bf16;
@@ -108,38 +244,109 @@ Result<FitReport> Fit(const std::string& model, const std::map<std::string, int6
   } else if (options.precision.rfind("amp-", 0) == 0) {
     pure_change = pure;
   }
+
+  // The model states first: parameters, gradients and optimizer state do not shrink with the
+  // batch, accumulation or checkpointing. They come from the base evaluation, or, when the
+  // requested batch could not be simulated (bytes out of range), from batch 1.
+  auto batch_it = dims.find(options.batch_dim);
+  auto at_batch_one = [&](const std::string& precision) {
+    std::map<std::string, int64_t> one = dims;
+    if (batch_it != dims.end()) one[options.batch_dim] = 1;
+    EstimateOptions o = options;
+    o.micro_batches = 1;
+    o.precision = precision;
+    ++report.simulations;
+    return evaluate_fit(one, o);
+  };
+  std::optional<FitEvaluation> states;
+  if (base) {
+    states = *base;
+  } else if (batch_it != dims.end() && batch_it->second > 1) {
+    if (auto probe = at_batch_one(options.precision)) states = *probe;
+  }
+  bool only_pure = false;
+  if (states && states->model_state_bytes > states->budget.usable) {
+    bool pure_fits = false;
+    if (!pure_change.empty()) {
+      auto p = at_batch_one(pure_change);
+      pure_fits = p && p->model_state_bytes <= p->budget.usable;
+    }
+    if (!pure_fits) {
+      report.base = *states;
+      report.base.fits = false;
+      report.model_states_exceed = true;
+      return report;
+    }
+    only_pure = true;  // only changes with pure half precision can fit
+    amp_change.clear();
+  }
+  if (!base) return base.error();
+  report.base = *base;
+
   std::vector<std::string> blocks;
   if (options.checkpoint.empty()) blocks = report.base.blocks;
-  std::vector<int> accums;  // divisors of the batch above the current accumulation
-  if (auto it = dims.find(options.batch_dim); it != dims.end() && it->second > 1) {
-    for (int64_t k = options.micro_batches + 1; k <= it->second && k <= (1 << 20); ++k) {
-      if (it->second % k == 0) accums.push_back(static_cast<int>(k));
-    }
+  std::vector<int64_t> accums;  // divisors of the batch above the current accumulation
+  if (batch_it != dims.end() && batch_it->second > 1) {
+    accums = AccumulationCandidates(batch_it->second, options.micro_batches);
   }
 
   Status failure;
+  std::map<std::string, FitEvaluation> evaluated;  // by FitChange::Args()
+  evaluated.emplace("", report.base);
   auto evaluate = [&](FitChange c) -> std::optional<FitChange> {
     EstimateOptions o = options;
     if (!c.precision.empty()) o.precision = c.precision;
     if (!c.checkpoint.empty()) o.checkpoint = c.checkpoint;
-    if (c.accum > 0) o.micro_batches = c.accum;
-    auto r = EvaluateFit(model, dims, o, fit);
+    if (c.accum > 0) o.micro_batches = static_cast<int>(c.accum);
+    auto r = evaluate_fit(dims, o);
     ++report.simulations;
     if (!r) {
       if (failure) failure = Error{r.error().message};
       return std::nullopt;
     }
+    evaluated[c.Args()] = *r;
     if (!r->fits) return std::nullopt;
     c.result = *r;
     return c;
   };
-  // The smallest accumulation that fits together with the other changes.
+  // The smallest accumulation that fits together with the other changes. Memory falls as K
+  // grows (smaller micro-batches), so: the largest K, and when it fits, bisection between the
+  // changes without accumulation (which did not fit) and it; at most ~7 simulations.
+  // Reserved memory is close to affine in the micro-batch, so the change without accumulation
+  // and the largest K give a first guess, checked with its neighbour below.
   auto with_accum = [&](FitChange c) -> std::optional<FitChange> {
-    for (int k : accums) {
-      c.accum = k;
-      if (auto r = evaluate(c)) return r;
+    if (accums.empty()) return std::nullopt;
+    const std::string without = c.Args();
+    c.accum = static_cast<int>(accums.back());
+    std::optional<FitChange> best = evaluate(c);
+    if (!best) return std::nullopt;
+    int lo = -1, hi = static_cast<int>(accums.size()) - 1;  // lo: does not fit; hi: fits
+    auto probe = [&](int i) {
+      c.accum = static_cast<int>(accums[i]);
+      if (auto r = evaluate(c)) {
+        best = r;
+        hi = i;
+      } else {
+        lo = i;
+      }
+    };
+    if (auto it = evaluated.find(without); it != evaluated.end() && hi > 0) {
+      const double batch = static_cast<double>(batch_it->second);
+      const double m0 = batch / std::max(options.micro_batches, 1);
+      const double m1 = batch / static_cast<double>(accums.back());
+      const double y0 = static_cast<double>(it->second.allocator.max_reserved);
+      const double y1 = static_cast<double>(best->result.allocator.max_reserved);
+      const double usable = static_cast<double>(best->result.budget.usable);
+      if (m0 > m1 && y0 > y1) {
+        const double m_fit = m1 + (usable - y1) * (m0 - m1) / (y0 - y1);
+        int guess = hi;
+        while (guess > 0 && batch / static_cast<double>(accums[guess - 1]) <= m_fit) --guess;
+        if (guess < hi) probe(guess);
+        if (hi == guess && guess - 1 > lo) probe(guess - 1);
+      }
     }
-    return std::nullopt;
+    while (hi - lo > 1) probe(lo + (hi - lo) / 2);
+    return best;
   };
 
   auto keep = [&](std::optional<FitChange> c) {
@@ -150,10 +357,10 @@ Result<FitReport> Fit(const std::string& model, const std::map<std::string, int6
   p_amp.precision = amp_change;
   p_pure.precision = pure_change;
   ckpt.checkpoint = blocks;
-  // One change.
+  // One change (with only_pure, only those with pure half precision can fit).
   if (!amp_change.empty()) keep(evaluate(p_amp));
-  if (!accums.empty()) keep(with_accum(none));
-  if (!blocks.empty()) keep(evaluate(ckpt));
+  if (!accums.empty() && !only_pure) keep(with_accum(none));
+  if (!blocks.empty() && !only_pure) keep(evaluate(ckpt));
   if (!pure_change.empty()) keep(evaluate(p_pure));
   if (!report.fitting.empty()) return report;
   // Two changes.
@@ -167,7 +374,7 @@ Result<FitReport> Fit(const std::string& model, const std::map<std::string, int6
       keep(evaluate(c));
     }
   }
-  if (!blocks.empty() && !accums.empty()) keep(with_accum(ckpt));
+  if (!blocks.empty() && !accums.empty() && !only_pure) keep(with_accum(ckpt));
   if (!report.fitting.empty()) return report;
   // Three.
   if (!blocks.empty() && !accums.empty()) {
@@ -185,6 +392,7 @@ Result<FitReport> Fit(const std::string& model, const std::map<std::string, int6
 Result<MaxBatchReport> MaxBatch(const std::string& model, std::map<std::string, int64_t> dims,
                                 const EstimateOptions& options, const FitOptions& fit,
                                 int64_t limit) {
+  if (auto s = CheckBatchDim(model, options.batch_dim); !s) return Error{s.message()};
   MaxBatchReport rep;
   rep.dim_name = options.batch_dim;
   rep.step = std::max(options.micro_batches, 1);
@@ -319,6 +527,7 @@ nlohmann::json FitEvaluationJson(const FitEvaluation& e) {
   j["segments"] = e.allocator.segments;
   j["usable_bytes"] = e.budget.usable;
   j["recompute_pct"] = e.recompute_pct;
+  j["model_state_bytes"] = e.model_state_bytes;
   return j;
 }
 
@@ -371,6 +580,7 @@ nlohmann::json FitReportJson(const FitReport& r, const FitOptions& fit) {
   nlohmann::json j = FitEvaluationJson(r.base);
   j["gpu"] = DeviceJson(fit, r.base.budget);
   j["simulations"] = r.simulations;
+  j["model_states_exceed"] = r.model_states_exceed;
   nlohmann::json changes = nlohmann::json::array();
   for (const FitChange& c : r.fitting) {
     nlohmann::json x = FitEvaluationJson(c.result);
@@ -387,6 +597,19 @@ nlohmann::json FitReportJson(const FitReport& r, const FitOptions& fit) {
 
 std::string FitReportText(const FitReport& r, const FitOptions& fit) {
   std::string s = BudgetText(fit, r.base);
+  if (r.model_states_exceed) {
+    s += fmt::format(
+        "  model states                 {:>12}  (parameters, gradients, optimizer "
+        "state)\n",
+        FormatBytes(r.base.model_state_bytes));
+    s += fmt::format(
+        "fits: no; the model states alone exceed the {} left for PyTorch's allocator by {}, so "
+        "no batch size, gradient accumulation, checkpointing or mixed precision can fit (nor "
+        "pure half precision); shard them (--data-parallel N --zero 3) or use a larger GPU\n",
+        FormatBytes(r.base.budget.usable),
+        FormatBytes(r.base.model_state_bytes - r.base.budget.usable));
+    return s;
+  }
   s += fmt::format("step ({}):\n", DimsText(r.base.dims));
   s += EvaluationText(r.base);
   if (r.base.fits && !r.base.needs_cache_flush) {
@@ -473,7 +696,7 @@ struct FitCli {
   std::vector<std::string> dims;
   EstimateFlags flags;
   std::string gpu;
-  uint64_t gpu_memory = 0;
+  int64_t gpu_memory = 0;  // 0: the profile's
   bool expandable = false;
   bool json = false;
 };
@@ -487,7 +710,7 @@ void AddCommonOptions(CLI::App* sub, FitCli* c) {
   sub->add_flag("--expandable-segments", c->expandable,
                 "Model PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True");
   sub->add_flag("--json", c->json, "Print one JSON object");
-  AddTrainingFlags(sub, &c->flags);
+  AddTrainingFlags(sub, &c->flags);  // with --allow-constant-weights
 }
 
 [[noreturn]] void Exit(int code) {
@@ -517,7 +740,11 @@ Prepared Prepare(const FitCli& c) {
   if (p.options.target.device != Device::kCuda) {
     BadInput("fit and max-batch model a CUDA device: use --target torch-cuda");
   }
-  auto f = MakeFitOptions(c.gpu, c.gpu_memory, c.expandable);
+  if (c.gpu_memory < 0 || c.gpu_memory > (int64_t{1} << 50)) {
+    BadInput("--gpu-memory must be a byte count from 1 to 2^50, got " +
+             std::to_string(c.gpu_memory));
+  }
+  auto f = MakeFitOptions(c.gpu, static_cast<uint64_t>(c.gpu_memory), c.expandable);
   if (!f) BadInput(f.error().message);
   p.fit = *f;
   return p;

@@ -41,6 +41,9 @@ struct FitEvaluation {
   double recompute_pct = 0;
   std::vector<std::string> blocks;  // repeated module blocks (checkpointing candidates)
   bool has_convolutions = false;
+  // Parameters, gradients and optimizer state alive when the optimizer step starts (with the
+  // precision and sharding simulated): no batch size or accumulation goes below this.
+  uint64_t model_state_bytes = 0;
 };
 
 Result<FitEvaluation> EvaluateFit(const std::string& model,
@@ -61,11 +64,20 @@ struct FitReport {
   FitEvaluation base;
   std::vector<FitChange> fitting;  // the smallest changes that fit, preferred first
   int simulations = 0;
+  // The model states alone (parameters + gradients + optimizer state) exceed the usable memory
+  // even in pure half precision: nothing was searched. base is then the evaluation at batch 1
+  // when the requested batch could not be evaluated.
+  bool model_states_exceed = false;
 };
 
 // The base evaluation and, when it does not fit, the smallest changes among precision,
 // checkpointing of the repeated blocks and gradient accumulation that do: single changes
 // first (amp, then accumulation, checkpointing, pure half precision), then pairs, then all.
+// First, when the model states alone exceed the device, it says so at once; when only pure
+// half precision brings them under, only changes with it are tried. Accumulation counts are
+// divisors of the batch (those near powers of two when there are many), and since memory
+// falls with K the smallest that fits is found by bisection: a few simulations, each of two
+// micro-batches.
 Result<FitReport> Fit(const std::string& model, const std::map<std::string, int64_t>& dims,
                       const EstimateOptions& options, const FitOptions& fit);
 
@@ -85,9 +97,18 @@ struct MaxBatchReport {
 // The largest batch that fits, without simulating every batch: reserved memory is close to
 // affine in the batch, so two small batches give a line, a third (at the line's answer)
 // refines it, and a short search around the solution checks it with full simulations.
+// An error when no graph input of the model has the dimension options.batch_dim.
 Result<MaxBatchReport> MaxBatch(const std::string& model, std::map<std::string, int64_t> dims,
                                 const EstimateOptions& options, const FitOptions& fit,
                                 int64_t limit = int64_t{1} << 24);
+
+// The accumulation counts fit tries for a batch: divisors above `current` and at most
+// kMaxMicroBatches, all of them when there are few, else the smallest divisor at or above
+// each power of two (and the largest), ascending.
+std::vector<int64_t> AccumulationCandidates(int64_t batch, int64_t current);
+
+// Nothing, or the error max-batch gives when no graph input of the model uses `dim`.
+Status CheckBatchDim(const std::string& model, const std::string& dim);
 
 nlohmann::json FitEvaluationJson(const FitEvaluation& e);
 nlohmann::json FitReportJson(const FitReport& r, const FitOptions& fit);

@@ -33,6 +33,8 @@ int main(int argc, char** argv) {
   inspect->add_option("model", model_path, "ONNX file")->required();
   inspect->add_option("--dim", dim_specs, "Bind a symbolic dimension, NAME=VALUE (repeatable)");
   inspect->add_flag("--json", json, "Print one JSON object");
+  bool inspect_allow_constant_weights = false;
+  vramsim::AddAllowConstantWeightsFlag(inspect, &inspect_allow_constant_weights);
 
   vramsim::EstimateFlags flags;
   auto* estimate =
@@ -67,6 +69,7 @@ int main(int argc, char** argv) {
   vramsim::ImportOptions options;
   if (auto s = vramsim::ParseDimSpecs(dim_specs, &options.dims); !s) return Fail(s.message());
   if (inspect->parsed()) {
+    options.allow_constant_weights = inspect_allow_constant_weights;
     auto graph = vramsim::ImportModel(model_path, options);
     if (!graph) return Fail(graph.error().message);
     if (json) {

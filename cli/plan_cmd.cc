@@ -47,9 +47,30 @@ struct Flags {
   EstimateFlags training;
   std::string budget, budgets, strategy, html;
   double budget_fraction = 0;
+  bool budget_fraction_given = false;
   double time_limit = 60;
   bool json = false;
 };
+
+// The ranges, as --help prints them and as errors quote them.
+constexpr double kMaxBudgetFraction = 100;
+const char* const kBudgetFractionRange = "in (0, 100]";
+constexpr double kMaxTimeLimit = 1e6;
+const char* const kTimeLimitRange = "in (0, 1e6]";
+
+// The numeric flags CLI11 does not range-check for us (NaN passes its Range validator).
+Status CheckNumericFlags(const Flags& f) {
+  if (f.budget_fraction_given &&
+      !(f.budget_fraction > 0 && f.budget_fraction <= kMaxBudgetFraction)) {
+    return Error{fmt::format("--budget-fraction must be {}, got {}", kBudgetFractionRange,
+                             f.budget_fraction)};
+  }
+  if (!(f.time_limit > 0 && f.time_limit <= kMaxTimeLimit)) {
+    return Error{fmt::format("--time-limit must be a number of seconds {}, got {}", kTimeLimitRange,
+                             f.time_limit)};
+  }
+  return {};
+}
 
 bool LooksLikeRematGraph(const std::string& path) {
   auto ends = [&](const char* ext) {
@@ -77,8 +98,12 @@ Result<uint64_t> ResolveBudget(const Flags& f, uint64_t baseline) {
   if (!f.budget.empty() && f.budget_fraction > 0)
     return Error{"give --budget or --budget-fraction, not both"};
   if (!f.budget.empty()) return ParseByteSize(f.budget, "--budget");
-  if (f.budget_fraction > 0)
-    return static_cast<uint64_t>(std::floor(f.budget_fraction * static_cast<double>(baseline)));
+  if (f.budget_fraction > 0) {
+    double b = std::floor(f.budget_fraction * static_cast<double>(baseline));
+    if (!(b >= 1)) return Error{"--budget-fraction: a budget under one byte"};
+    if (b >= 9.2e18) return Error{"--budget-fraction: the budget is too large"};
+    return static_cast<uint64_t>(b);
+  }
   return Error{"plan needs --budget SIZE (e.g. 6GiB) or --budget-fraction F"};
 }
 
@@ -201,6 +226,7 @@ Result<Loaded> LoadModel(const Flags& f, EstimateOptions* options) {
   if (!micro) return micro.error();
   ImportOptions io;
   io.dims = *micro;
+  io.allow_constant_weights = options->allow_constant_weights;
   auto graph = ImportModel(f.model, io);
   if (!graph) return graph.error();
   l.graph = std::make_unique<Graph>(std::move(graph.value()));
@@ -389,7 +415,9 @@ Result<uint64_t> ParseByteSize(const std::string& text, const std::string& flag)
   auto u = kUnits.find(unit);
   if (u == kUnits.end()) return bad();
   double v = std::strtod(number.c_str(), nullptr) * u->second;
-  if (!std::isfinite(v) || v >= 1.8e19) return Error{flag + ": '" + text + "' is too large"};
+  // Below 2^63: llround's range, and int64 arithmetic on budgets stays exact enough.
+  if (!std::isfinite(v) || v >= 9.2e18)
+    return Error{flag + ": '" + text + "' is too large (at most 8 EiB)"};
   if (v < 1) return Error{flag + ": '" + text + "' must be at least one byte"};
   if ((unit.empty() || unit == "b") && number.find('.') != std::string::npos)
     return Error{flag + ": '" + text + "': a byte count must be a whole number"};
@@ -405,16 +433,19 @@ void RegisterPlanCommands(CLI::App& app) {
   plan->add_option("--dim", plan_flags.dims, "Bind a symbolic dimension, NAME=VALUE (repeatable)");
   AddTrainingFlags(plan, &plan_flags.training);
   plan->add_option("--budget", plan_flags.budget, "Memory budget: bytes, or 6GiB, 512MiB, 8GB...");
-  plan->add_option("--budget-fraction", plan_flags.budget_fraction,
-                   "Budget as a fraction of the peak without checkpointing")
-      ->check(CLI::Range(1e-9, 1e9));
+  auto* fraction =
+      plan->add_option("--budget-fraction", plan_flags.budget_fraction,
+                       std::string("Budget as a fraction of the peak without checkpointing, ") +
+                           kBudgetFractionRange);
   plan->add_option("--strategy", plan_flags.strategy,
                    "Run only this strategy (" + StrategyNames() + ")");
-  plan->add_option("--time-limit", plan_flags.time_limit, "MILP time limit in seconds")
-      ->capture_default_str()
-      ->check(CLI::Range(0.01, 86400.0));
+  plan->add_option("--time-limit", plan_flags.time_limit,
+                   std::string("MILP time limit in seconds, ") + kTimeLimitRange)
+      ->capture_default_str();
   plan->add_flag("--json", plan_flags.json, "Print one JSON object");
-  plan->callback([] {
+  plan->callback([fraction] {
+    plan_flags.budget_fraction_given = fraction->count() > 0;
+    if (auto s = CheckNumericFlags(plan_flags); !s) Exit(Fail(s.message()));
     int rc =
         LooksLikeRematGraph(plan_flags.model) ? RunRematPlan(plan_flags) : RunOnnxPlan(plan_flags);
     if (rc) Exit(rc);
@@ -428,12 +459,14 @@ void RegisterPlanCommands(CLI::App& app) {
   AddTrainingFlags(strategies, &strat_flags.training);
   strategies->add_option("--budgets", strat_flags.budgets, "Budgets, SIZE[,SIZE]...")->required();
   strategies->add_option("--strategy", strat_flags.strategy, "Run only this strategy");
-  strategies->add_option("--time-limit", strat_flags.time_limit, "MILP time limit in seconds")
-      ->capture_default_str()
-      ->check(CLI::Range(0.01, 86400.0));
+  strategies
+      ->add_option("--time-limit", strat_flags.time_limit,
+                   std::string("MILP time limit in seconds, ") + kTimeLimitRange)
+      ->capture_default_str();
   strategies->add_option("--html", strat_flags.html, "Write the table and chart as an HTML page");
   strategies->add_flag("--json", strat_flags.json, "Print one JSON object");
   strategies->callback([] {
+    if (auto s = CheckNumericFlags(strat_flags); !s) Exit(Fail(s.message()));
     int rc = RunStrategiesCmd(strat_flags);
     if (rc) Exit(rc);
   });

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cstdlib>
 #include <fstream>
@@ -179,8 +180,9 @@ TEST(Cli, NoModel) { ExpectCliError({"inspect"}); }
 TEST(Cli, DimsOverflowing) {
   // Not a 64-bit integer at all.
   ExpectCliError({"inspect", kResnet, "--dim", "batch=99999999999999999999"}, "batch");
-  // A 64-bit integer whose tensors' byte counts overflow: 2^63-1 * 3*224*224 * 4.
-  ExpectCliError({"inspect", kResnet, "--dim", "batch=9223372036854775807"}, "overflow");
+  // A 64-bit integer whose tensors' byte counts overflow: 2^63-1 * 3*224*224 * 4 (the importer
+  // refuses the dimension or the bytes; either way one line naming the dim).
+  ExpectCliError({"inspect", kResnet, "--dim", "batch=9223372036854775807"}, "batch");
 }
 
 // Each of four float parameters has 2^60 elements = 2^62 bytes, which fits 64 bits; together
@@ -198,8 +200,8 @@ TEST(Cli, TotalBytesOverflowing) {
   m.Output("y");
   TempDir dir;
   std::string path = dir.Write("huge_params.onnx", m);
-  ExpectCliError({"inspect", path, "--json"}, "overflow");
-  ExpectCliError({"inspect", path}, "overflow");
+  ExpectCliError({"inspect", path, "--json"}, "w0");
+  ExpectCliError({"inspect", path}, "w0");
 }
 
 // A model whose shape arithmetic divides INT64_MIN by -1: an answer or an error, never a signal.
@@ -215,6 +217,187 @@ TEST(Cli, HostileShapeArithmeticDoesNotKillTheProcess) {
   TempDir dir;
   CliRun r = RunCli({"inspect", dir.Write("div.onnx", m)});
   EXPECT_TRUE(r.status == 0 || r.status == 2) << "status " << r.status << ", stderr: " << r.err;
+}
+
+// ---- issue 12: every flag validated, never a silent wrong answer ----------------------------
+
+const std::string kGpt = kExamples + "/gpt.onnx";
+
+// A dimension bound to 0, or beyond 64 bits, is refused by the --dim parser for every
+// subcommand, naming the flag.
+TEST(Cli, ZeroDimIsRefusedNamingTheFlag) {
+  const std::string zero = "--dim batch=0: dimensions must be at least 1";
+  ExpectCliError({"inspect", kResnet, "--dim", "batch=0"}, zero);
+  ExpectCliError({"estimate", kGpt, "--dim", "batch=0", "--dim", "seq=8"}, zero);
+  ExpectCliError({"estimate", kGpt, "--dim", "batch=2", "--dim", "seq=0"},
+                 "--dim seq=0: dimensions must be at least 1");
+  ExpectCliError({"fit", kGpt, "--gpu", "t4", "--dim", "batch=0", "--dim", "seq=8"}, zero);
+  ExpectCliError({"plan", kGpt, "--budget", "1GiB", "--dim", "batch=0", "--dim", "seq=8"}, zero);
+  ExpectCliError({"estimate", kGpt, "--dim", "batch=-0", "--dim", "seq=8"}, "at least 1");
+  ExpectCliError({"estimate", kGpt, "--dim", "batch=99999999999999999999", "--dim", "seq=8"},
+                 "2^63-1");
+  ExpectCliError({"estimate", kGpt, "--dim", "batch=-99999999999999999999", "--dim", "seq=8"},
+                 "at least 1");
+  ExpectCliError({"estimate", kGpt, "--dim", "batch= 8", "--dim", "seq=8"}, "not an integer");
+}
+
+// The micro-batch imports fine, but the whole batch kept resident (2^62 x 1 int64 tokens, 2^65
+// bytes) does not fit 64 bits: refused, not wrapped to a small number.
+TEST(Cli, AccumulatedBatchBytesOverflowAreRefused) {
+  ExpectCliError({"estimate", kGpt, "--dim", "batch=4611686018427387904", "--dim", "seq=1",
+                  "--accum", "1073741824"},
+                 "overflow");
+}
+
+TEST(Cli, AccumFlag) {
+  for (const char* bad : {"0", "-3", "1073741825", "2147483647"}) {
+    ExpectCliError({"estimate", kGpt, "--dim", "batch=8", "--dim", "seq=8", "--accum", bad},
+                   "--accum must be between 1 and 1073741824");
+  }
+  for (const char* bad : {"nan", "1.5", "99999999999999999999", "inf"}) {
+    ExpectCliError({"estimate", kGpt, "--dim", "batch=8", "--dim", "seq=8", "--accum", bad},
+                   "--accum");
+  }
+}
+
+TEST(Cli, BudgetFlags) {
+  const std::vector<std::string> base = {"plan", kGpt, "--dim", "batch=2", "--dim", "seq=8"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> a = base;
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  // Over 2^63 bytes: llround's range; it used to wrap to a wrong budget.
+  ExpectCliError(with({"--budget", "10000000000000000000"}), "too large");
+  ExpectCliError(with({"--budget", "9EiB"}), "--budget");
+  ExpectCliError(with({"--budget", "10000000TiB"}), "too large");
+  for (const char* bad : {"nan", "inf", "-5", "0", "1e3", "", "GiB", "1.5.5GiB", "0.1"}) {
+    ExpectCliError(with({"--budget", bad}), "--budget");
+  }
+  // --budget-fraction: its range, as --help prints it.
+  CliRun help = RunCli({"plan", "--help"});
+  EXPECT_NE(help.out.find("in (0, 100]"), std::string::npos) << help.out;
+  for (const char* bad : {"nan", "inf", "-inf", "-1", "0", "100.5", "1e10"}) {
+    ExpectCliError(with({"--budget-fraction", bad}), "--budget-fraction must be in (0, 100]");
+  }
+  ExpectCliError(with({"--budget", "1GiB", "--budget-fraction", "0.5"}), "not both");
+}
+
+TEST(Cli, TimeLimitFlag) {
+  CliRun help = RunCli({"plan", "--help"});
+  EXPECT_NE(help.out.find("in (0, 1e6]"), std::string::npos) << help.out;
+  for (const char* bad : {"nan", "inf", "0", "-1", "1e7", "-nan"}) {
+    ExpectCliError({"plan", kGpt, "--dim", "batch=2", "--dim", "seq=8", "--budget", "1GiB",
+                    "--time-limit", bad},
+                   "--time-limit must be a number of seconds in (0, 1e6]");
+    ExpectCliError({"strategies", kGpt, "--dim", "batch=2", "--dim", "seq=8", "--budgets", "1GiB",
+                    "--time-limit", bad},
+                   "--time-limit");
+  }
+}
+
+TEST(Cli, GpuParallelismAndTopFlags) {
+  const std::vector<std::string> fit = {"fit", kGpt, "--dim", "batch=2", "--dim", "seq=8"};
+  auto with = [](std::vector<std::string> a, std::vector<std::string> extra) {
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  // An unknown GPU lists the known ones.
+  ExpectCliError(with(fit, {"--gpu", "v100"}), "h200");
+  ExpectCliError(with(fit, {"--gpu", ""}), "--gpu");
+  ExpectCliError(with(fit, {"--gpu", "t4", "--gpu-memory", "-1"}), "--gpu-memory");
+  ExpectCliError(with(fit, {"--gpu", "t4", "--gpu-memory", "99999999999999999999"}));
+  ExpectCliError(with(fit, {"--gpu", "t4", "--gpu-memory", "nan"}));
+  const std::vector<std::string> est = {"estimate", kGpt, "--dim", "batch=2", "--dim", "seq=8"};
+  for (const char* bad : {"0", "-1", "1048577", "99999999999", "nan"}) {
+    ExpectCliError(with(est, {"--data-parallel", bad}), "--data-parallel");
+  }
+  for (const char* bad : {"-1", "4", "nan", "1.5"}) {
+    ExpectCliError(with(est, {"--data-parallel", "4", "--zero", bad}), "--zero");
+  }
+  ExpectCliError(with(est, {"--zero", "2"}), "--data-parallel");
+  for (const char* bad : {"-1", "1048577", "nan", "99999999999999999999"}) {
+    ExpectCliError(with(est, {"--top", bad}), "--top");
+  }
+}
+
+// PyTorch's backward() raises when no parameter feeds the loss; so must we.
+TEST(Cli, NothingToTrainIsRefused) {
+  TempDir dir;
+  ModelBuilder none(17);
+  none.Input("x", DType::kFloat32, {"batch", 8});
+  none.Node("Relu", {"x"}, {"y"}, "/act/Relu");
+  none.Output("y");
+  ExpectCliError({"estimate", dir.Write("none.onnx", none), "--dim", "batch=2", "--loss", "mse"},
+                 "no trainable parameters");
+
+  // A parameter, but the first output (the one the loss reads) does not use it.
+  ModelBuilder unused(17);
+  unused.Input("x", DType::kFloat32, {"batch", 8});
+  unused.Initializer("fc.weight", DType::kFloat32, {8, 8});
+  unused.Node("Relu", {"x"}, {"y"}, "/act/Relu");
+  unused.Node("MatMul", {"x", "fc.weight"}, {"z"}, "/fc/MatMul");
+  unused.Output("y");
+  unused.Output("z");
+  std::string path = dir.Write("unused.onnx", unused);
+  for (const char* loss : {"mse", "cross-entropy", "none"}) {
+    ExpectCliError({"estimate", path, "--dim", "batch=2", "--loss", loss},
+                   "the loss does not depend on any trainable parameter");
+  }
+  ExpectCliError({"plan", path, "--dim", "batch=2", "--budget", "1MiB", "--loss", "mse"},
+                 "does not depend on any trainable parameter");
+  // The same model with the loss on z trains.
+  ModelBuilder used = unused;
+  used.graph()->mutable_output()->SwapElements(0, 1);
+  CliRun ok =
+      RunCli({"estimate", dir.Write("used.onnx", used), "--dim", "batch=2", "--loss", "mse"});
+  EXPECT_EQ(ok.status, 0) << ok.err;
+}
+
+// Every subcommand that imports an ONNX model takes --allow-constant-weights.
+TEST(Cli, AllowConstantWeightsOnEverySubcommand) {
+  for (const char* sub : {"inspect", "estimate", "fit", "max-batch", "plan", "strategies"}) {
+    CliRun r = RunCli({sub, "--help"});
+    EXPECT_EQ(r.status, 0) << sub;
+    EXPECT_NE(r.out.find("--allow-constant-weights"), std::string::npos) << sub << "\n" << r.out;
+  }
+  CliRun r = RunCli({"estimate", kGpt, "--dim", "batch=2", "--dim", "seq=8",
+                     "--allow-constant-weights", "--json"});
+  EXPECT_EQ(r.status, 0) << r.err;
+}
+
+// --accum K costs two simulated micro-batches, whatever K; the report says so.
+TEST(Cli, AccumulationCostDoesNotGrowWithK) {
+  auto start = std::chrono::steady_clock::now();
+  CliRun r = RunCli({"estimate", kGpt, "--dim", "batch=4096", "--dim", "seq=8", "--accum", "4096"});
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_LT(s, 4.0);  // 0.15 s; K = 4096 full passes took 7.6 s
+  EXPECT_NE(r.out.find("micro-batches 2..4096 (identical in memory)"), std::string::npos) << r.out;
+  CliRun j =
+      RunCli({"estimate", kGpt, "--dim", "batch=64", "--dim", "seq=8", "--accum", "16", "--json"});
+  ASSERT_EQ(j.status, 0) << j.err;
+  auto json = nlohmann::json::parse(j.out);
+  EXPECT_EQ(json["micro_batches"], 16);
+  EXPECT_EQ(json["micro_batches_simulated"], 2);
+}
+
+// A remat graph that lies about itself: one line, exit 2.
+TEST(Cli, HostileRematGraphs) {
+  TempDir dir;
+  const char* bad[] = {
+      R"({"nodes": [{"id": 0, "cost_cpu": 1e300, "cost_ram": 1}], "links": []})",
+      R"({"nodes": [{"id": 0, "cost_cpu": 1, "cost_ram": 1e30}], "links": []})",
+      R"({"nodes": [{"id": 0, "cost_cpu": 1, "cost_ram": -5}], "links": []})",
+      R"({"nodes": [{"id": 0, "cost_cpu": NaN, "cost_ram": 1}], "links": []})",
+      R"({"nodes": [{"id": 1.5, "cost_cpu": 1, "cost_ram": 1}], "links": []})",
+      R"({"nodes": {"id": 0}, "links": []})",
+      R"({"nodes": [{"id": 0, "cost_cpu": 1, "cost_ram": 1}], "links": [{"source": 0}]})",
+      R"({"nodes": [{"id": 0, "cost_cpu": 1, "cost_ram": 1}], "links": [{"source": 0, "target": 7}]})",
+  };
+  for (const char* text : bad) {
+    ExpectCliError({"plan", dir.Write("g.json", text), "--budget", "1GiB"}, "g.json");
+  }
 }
 
 }  // namespace

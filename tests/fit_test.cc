@@ -3,12 +3,16 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "cli/fit_cmd.h"
 #include "policies/devices.h"
 #include "policies/sharding.h"
+#include "simulator/allocator.h"
+#include "simulator/simulate.h"
+#include "tests/model_builder.h"
 
 namespace vramsim {
 namespace {
@@ -379,6 +383,194 @@ TEST(Zero, ShardingLowersThePeakAndGathersOneBlockAtATime) {
     EXPECT_GT(block, 0u);
     EXPECT_EQ(most, block);
   }
+}
+
+// ---- gradient accumulation: two simulated micro-batches stand for K -----------------------
+
+// Micro-batches 2..K start from the same memory, so simulating 1 and 2 gives the peak of all K:
+// the old K-pass simulation (every_micro_batch) agrees on the peak, what it is made of and,
+// through the caching allocator, the reserved memory.
+TEST(Accumulation, TwoSimulatedMicroBatchesGiveThePeakOfAllK) {
+  struct C {
+    const char* model;
+    std::map<std::string, int64_t> dims;
+    int k;
+    const char* precision;
+    const char* checkpoint;
+  };
+  for (const C& c : {C{"gpt", {{"batch", 8}, {"seq", 32}}, 4, "fp32", ""},
+                     C{"gpt", {{"batch", 12}, {"seq", 16}}, 3, "amp-bf16", "h.1,h.2"},
+                     C{"resnet18", {{"batch", 8}}, 4, "fp32", ""},
+                     C{"mobilenet_v2", {{"batch", 4}}, 4, "amp-fp16", ""}}) {
+    SCOPED_TRACE(std::string(c.model) + " accum " + std::to_string(c.k) + " " + c.precision);
+    EstimateFlags f;
+    f.accum = c.k;
+    f.precision = c.precision;
+    f.checkpoint = c.checkpoint;
+    auto o = ParseEstimateFlags(f);
+    ASSERT_TRUE(o.ok()) << o.error().message;
+    auto e = EstimateModel(kExamples + "/" + c.model + ".onnx", c.dims, *o);
+    ASSERT_TRUE(e.ok()) << e.error().message;
+    auto all = Simulate(e->plan, SimulateOptions{.every_micro_batch = true});
+    ASSERT_TRUE(all.ok()) << all.error().message;
+    PeakReport every = FindPeak(*all, e->plan.target.round_bytes);
+    EXPECT_EQ(e->peak.peak_bytes, every.peak_bytes);
+    EXPECT_EQ(e->peak.by_category, every.by_category);
+    EXPECT_LT(e->trace.steps.size(), all->steps.size());
+    AllocatorReplayOptions ro;
+    auto two = ReplayCachingAllocator(e->trace, ro);
+    auto k = ReplayCachingAllocator(*all, ro);
+    ASSERT_TRUE(two.ok() && k.ok());
+    EXPECT_EQ(two->max_allocated, k->max_allocated);
+    // Reserved memory depends on the cache's history of segments, which differs by at most a
+    // small-pool segment or two (2 MiB each) after more passes; it does not converge with the
+    // number of passes either (gpt fp32: K = 4 reserves one segment more than K = 2, 3 or 8).
+    const uint64_t diff = two->max_reserved > k->max_reserved ? two->max_reserved - k->max_reserved
+                                                              : k->max_reserved - two->max_reserved;
+    EXPECT_LE(diff, 4 * MiB);
+  }
+}
+
+// The simulated step does not grow with K, and FLOPs count every micro-batch: accumulating 4
+// micro-batches of 2 is the work of one batch of 8.
+TEST(Accumulation, CostIndependentOfKAndFlopsCountEveryMicroBatch) {
+  const std::string gpt = kExamples + "/gpt.onnx";
+  // The same micro-batch of 16, accumulated 4 and 64 times.
+  auto k4 = EstimateModel(gpt, {{"batch", 64}, {"seq", 16}}, Options("fp32", 4));
+  auto k64 = EstimateModel(gpt, {{"batch", 1024}, {"seq", 16}}, Options("fp32", 64));
+  ASSERT_TRUE(k4.ok() && k64.ok());
+  EXPECT_EQ(k4->trace.steps.size(), k64->trace.steps.size());
+  EXPECT_EQ(k4->trace.events.size(), k64->trace.events.size());
+  auto micro = EstimateModel(gpt, {{"batch", 2}, {"seq", 16}}, Options("fp32", 1));
+  auto k4b = EstimateModel(gpt, {{"batch", 8}, {"seq", 16}}, Options("fp32", 4));
+  ASSERT_TRUE(micro.ok() && k4b.ok());
+  EXPECT_GT(micro->step_flops, 0u);
+  EXPECT_EQ(k4b->step_flops, 4 * micro->step_flops);
+  // With checkpointing, the recompute of every micro-batch too; the share is unchanged.
+  EstimateOptions ck = Options("fp32", 4);
+  ck.checkpoint = {"h.0", "h.1"};
+  auto r4 = EstimateModel(gpt, {{"batch", 8}, {"seq", 16}}, ck);
+  ck.micro_batches = 1;
+  auto r1 = EstimateModel(gpt, {{"batch", 2}, {"seq", 16}}, ck);
+  ASSERT_TRUE(r4.ok() && r1.ok());
+  EXPECT_GT(r1->recompute_flops, 0u);
+  EXPECT_EQ(r4->recompute_flops, 4 * r1->recompute_flops);
+  EXPECT_DOUBLE_EQ(r4->overhead_pct(), r1->overhead_pct());
+}
+
+TEST(Accumulation, FlagIsBounded) {
+  EstimateFlags f;
+  f.accum = 0;
+  EXPECT_FALSE(ParseEstimateFlags(f).ok());
+  f.accum = (1 << 30) + 1;
+  EXPECT_FALSE(ParseEstimateFlags(f).ok());
+  f.accum = 1 << 30;
+  EXPECT_TRUE(ParseEstimateFlags(f).ok());
+}
+
+// ---- fit's bounded search -------------------------------------------------------------------
+
+TEST(Fit, AccumulationCandidatesAreFewDivisors) {
+  EXPECT_EQ(AccumulationCandidates(64, 1), (std::vector<int64_t>{2, 4, 8, 16, 32, 64}));
+  EXPECT_EQ(AccumulationCandidates(12, 2), (std::vector<int64_t>{3, 4, 6, 12}));
+  EXPECT_TRUE(AccumulationCandidates(1, 1).empty());
+  EXPECT_TRUE(AccumulationCandidates(2305843009213693951, 1).empty());  // prime over 2^30
+  // 2^38: powers of two up to the --accum bound, not 2^38 candidates.
+  auto p = AccumulationCandidates(int64_t{1} << 38, 1);
+  ASSERT_EQ(p.size(), 30u);
+  EXPECT_EQ(p.front(), 2);
+  EXPECT_EQ(p.back(), int64_t{1} << 30);
+  // 720720 has 240 divisors: those near powers of two, ascending divisors, the largest kept.
+  auto d = AccumulationCandidates(720720, 1);
+  EXPECT_LE(d.size(), 64u);
+  EXPECT_TRUE(std::is_sorted(d.begin(), d.end()));
+  for (int64_t k : d) EXPECT_EQ(720720 % k, 0) << k;
+  EXPECT_EQ(d.back(), 720720);
+  // Near 2^63 with a large prime factor: fast, and divisors only.
+  auto big = AccumulationCandidates(int64_t{9223372036854775783} - 1, 1);
+  for (int64_t k : big) EXPECT_EQ((int64_t{9223372036854775783} - 1) % k, 0) << k;
+}
+
+// A batch of 2^38 answers at once (it simulated up to a million micro-batches per divisor).
+TEST(Fit, HugeBatchIsAnsweredQuickly) {
+  auto start = std::chrono::steady_clock::now();
+  auto r = Fit(kExamples + "/gpt.onnx", {{"batch", int64_t{1} << 38}, {"seq", 128}}, Options(),
+               Device("h200", 0));
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_LT(s, 5.0);
+  if (r.ok()) {
+    EXPECT_FALSE(r->base.fits);
+  }
+  // Bundled examples at large batches: a handful of simulations each.
+  for (auto [model, dims] : std::vector<std::pair<std::string, std::map<std::string, int64_t>>>{
+           {"gpt", {{"batch", 4096}, {"seq", 256}}},
+           {"resnet18", {{"batch", 65536}}},
+           {"mobilenet_v2", {{"batch", 8192}}}}) {
+    auto f = Fit(kExamples + "/" + model + ".onnx", dims, Options(), Device("t4", 0));
+    ASSERT_TRUE(f.ok()) << model << ": " << f.error().message;
+    EXPECT_LE(f->simulations, 16) << model;
+  }
+}
+
+// Parameters, gradients and Adam state of a 2^14 x 2^14 layer take 4 GiB in fp32 and 2 GiB in
+// pure fp16: more than a 2 GiB device's 1.4 GiB usable either way. fit says so at once.
+TEST(Fit, ModelStatesAloneExceedTheDevice) {
+  testing::ModelBuilder m(17);
+  m.Input("x", DType::kFloat32, {"batch", 16384});
+  m.Initializer("fc.weight", DType::kFloat32, {16384, 16384});
+  m.Node("MatMul", {"x", "fc.weight"}, {"y"}, "/fc/MatMul");
+  m.Output("y");
+  testing::TempDir dir;
+  const std::string path = dir.Write("wide.onnx", m);
+  EstimateFlags f;
+  f.loss = "mse";
+  auto o = ParseEstimateFlags(f);
+  ASSERT_TRUE(o.ok());
+  auto r = Fit(path, {{"batch", 64}}, *o, Device("t4", 2048 * MiB));
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_TRUE(r->model_states_exceed);
+  EXPECT_FALSE(r->base.fits);
+  EXPECT_TRUE(r->fitting.empty());
+  EXPECT_GE(r->base.model_state_bytes, 4 * (uint64_t{1} << 30));
+  EXPECT_LE(r->simulations, 2);
+  std::string text = FitReportText(*r, Device("t4", 2048 * MiB));
+  EXPECT_NE(text.find("model states alone exceed"), std::string::npos) << text;
+  // On 3 GiB (2.4 GiB usable) pure fp16's 2 GiB fit: only changes with it are suggested.
+  auto p = Fit(path, {{"batch", 64}}, *o, Device("t4", 3072 * MiB));
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  EXPECT_FALSE(p->model_states_exceed);
+  for (const FitChange& c : p->fitting) EXPECT_EQ(c.precision, "fp16") << c.Args();
+}
+
+// max-batch on a model whose inputs have no 'batch' dim: an error, not "max batch: 16777216".
+TEST(MaxBatch, ModelWithoutTheBatchDimension) {
+  testing::ModelBuilder m(17);
+  m.Input("x", DType::kFloat32, {4, 8});
+  m.Initializer("fc.weight", DType::kFloat32, {8, 8});
+  m.Node("MatMul", {"x", "fc.weight"}, {"y"}, "/fc/MatMul");
+  m.Output("y");
+  testing::TempDir dir;
+  const std::string fixed = dir.Write("fixed.onnx", m);
+  auto r = MaxBatch(fixed, {}, Options(), Device("t4", 0));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("the model has no dimension 'batch'; its inputs have fixed "
+                                   "shapes"),
+            std::string::npos)
+      << r.error().message;
+  EXPECT_NE(r.error().message.find("dynamic_axes"), std::string::npos);
+  CliRun cli = Vramsim("max-batch " + fixed + " --gpu t4");
+  EXPECT_EQ(cli.code, 2);
+  EXPECT_EQ(cli.out.find("16777216"), std::string::npos) << cli.out;
+  // Another named dim: the message says which, and --dim-name picks it.
+  testing::ModelBuilder n(17);
+  n.Input("x", DType::kFloat32, {"n", 8});
+  n.Initializer("fc.weight", DType::kFloat32, {8, 8});
+  n.Node("MatMul", {"x", "fc.weight"}, {"y"}, "/fc/MatMul");
+  n.Output("y");
+  const std::string named = dir.Write("named.onnx", n);
+  auto q = MaxBatch(named, {}, Options(), Device("t4", 0));
+  ASSERT_FALSE(q.ok());
+  EXPECT_NE(q.error().message.find("named dims: n"), std::string::npos) << q.error().message;
 }
 
 }  // namespace
