@@ -111,12 +111,37 @@ Result<EstimateOptions> ParseEstimateFlags(const EstimateFlags& f) {
   return o;
 }
 
+namespace {
+
+// Where PyTorch's backward() raises "element 0 of tensors does not require grad and does not
+// have a grad_fn": no parameters at all, or a first output (the loss's input) no parameter
+// feeds.
+Status CheckTrainable(const TrainingPlan& plan) {
+  if (plan.parameters.empty()) {
+    return Error{
+        "the model has no trainable parameters (no floating-point initializers): nothing to "
+        "train"};
+  }
+  if (plan.outputs.empty()) return {};
+  const PlanTensor& out = plan.tensors[plan.outputs[0]];
+  if (out.metadata || !IsFloating(out.dtype) || out.requires_grad) return {};
+  return Error{
+      "the loss does not depend on any trainable parameter: nothing to train (no "
+      "parameter feeds the first graph output '" +
+      out.name +
+      "'; PyTorch's backward() would raise \"element 0 of tensors does not require "
+      "grad\")"};
+}
+
+}  // namespace
+
 Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options) {
   PlanOptions po;
   po.target = options.target;
   po.loss = options.loss;
   auto plan = BuildPlan(graph, po);
   if (!plan) return plan.error();
+  if (auto s = CheckTrainable(*plan); !s) return Error{s.message()};
   OptimizerOptions oo;
   oo.kind = *ParseOptimizerKind(options.optimizer);
   oo.impl = options.optimizer_impl;
@@ -143,16 +168,16 @@ Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options)
   EstimateFlops(*plan);
   auto trace = Simulate(*plan);
   if (!trace) return trace.error();
-  Estimate e{std::move(plan.value()), std::move(trace.value()), {}, 0, 0};
+  Estimate e{std::move(plan.value()), std::move(trace.value()), {}, 0, 0, 0, 0};
   e.peak = FindPeak(e.trace, e.plan.target.round_bytes);
-  // One micro-batch's FLOPs, times K: every micro-batch runs (only their memory repeats).
-  uint64_t recomputed = 0;
+  e.step_flops = StepFlops(e.plan);
   for (const CheckpointRegion& r : e.plan.regions) {
-    for (int i : r.ops) recomputed += e.plan.ops[i].forward_flops;
+    for (int i : r.ops) e.recompute_flops += e.plan.ops[i].forward_flops;
   }
+  // One micro-batch's FLOPs, times K: every micro-batch runs (only their memory repeats).
   const uint64_t k = static_cast<uint64_t>(std::max(e.plan.micro_batches, 1));
-  if (__builtin_mul_overflow(StepFlops(e.plan), k, &e.step_flops) ||
-      __builtin_mul_overflow(recomputed, k, &e.recompute_flops)) {
+  if (__builtin_mul_overflow(e.step_flops, k, &e.step_flops_all) ||
+      __builtin_mul_overflow(e.recompute_flops, k, &e.recompute_flops_all)) {
     return Error{"the step's FLOP count overflows 64 bits; use smaller dims"};
   }
   return e;
@@ -228,8 +253,8 @@ nlohmann::json EstimateJson(const Estimate& e, size_t largest) {
   j["micro_batches"] = e.plan.micro_batches;
   // Micro-batches 2..K are identical in memory: the simulation runs 1 and one of them.
   j["micro_batches_simulated"] = SimulatedMicroBatches(e.plan);
-  j["step_flops"] = e.step_flops;
-  j["recompute_flops"] = e.recompute_flops;
+  j["step_flops"] = e.step_flops_all;  // all micro-batches
+  j["recompute_flops"] = e.recompute_flops_all;
   j["overhead_pct"] = e.overhead_pct();
   nlohmann::json ck = nlohmann::json::array();
   for (const CheckpointRegion& r : e.plan.regions) ck.push_back(r.scope);
@@ -277,7 +302,7 @@ std::string EstimateText(const Estimate& e, size_t largest) {
   }
   if (!e.plan.regions.empty()) {
     out += fmt::format("checkpointed {} regions; recompute {:.2f} GFLOP, {:.1f}% of the step\n",
-                       e.plan.regions.size(), static_cast<double>(e.recompute_flops) / 1e9,
+                       e.plan.regions.size(), static_cast<double>(e.recompute_flops_all) / 1e9,
                        e.overhead_pct());
   }
   if (e.peak.peak_step >= 0) {

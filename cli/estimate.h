@@ -56,8 +56,11 @@ struct Estimate {
   TrainingPlan plan;
   Trace trace;
   PeakReport peak;
-  uint64_t step_flops = 0;       // forward + backward of the model, all micro-batches
-  uint64_t recompute_flops = 0;  // forward FLOPs run again by checkpointing, all micro-batches
+  uint64_t step_flops = 0;       // forward + backward of the model, one micro-batch
+  uint64_t recompute_flops = 0;  // forward FLOPs run again by checkpointing, one micro-batch
+  // The same for the whole step: all K micro-batches run (only their memory repeats).
+  uint64_t step_flops_all = 0;
+  uint64_t recompute_flops_all = 0;
   double overhead_pct() const {
     return step_flops
                ? 100.0 * static_cast<double>(recompute_flops) / static_cast<double>(step_flops)

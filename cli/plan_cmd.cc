@@ -233,13 +233,15 @@ Result<Loaded> LoadModel(const Flags& f, EstimateOptions* options) {
   return l;
 }
 
-nlohmann::json ResultJson(const PlanResult& r) {
+// FLOPs for the whole step: the planner counts one micro-batch; all K run.
+nlohmann::json ResultJson(const PlanResult& r, int micro_batches) {
+  const uint64_t k = static_cast<uint64_t>(std::max(micro_batches, 1));
   return {{"strategy", r.strategy},
           {"budget_bytes", r.budget_bytes},
           {"peak_bytes", r.peak_bytes},
           {"fits", r.fits},
-          {"recompute_flops", r.recompute_flops},
-          {"step_flops", r.step_flops},
+          {"recompute_flops", r.recompute_flops * k},
+          {"step_flops", r.step_flops * k},
           {"overhead_pct", r.overhead_pct},
           {"checkpoint", r.checkpoint},
           {"optimal", r.optimal},
@@ -284,7 +286,7 @@ int RunOnnxPlan(const Flags& f) {
   int simulations = problem->setup_simulations;
   for (const PlanResult& x : *results) simulations += x.simulations;
   if (f.json) {
-    nlohmann::json j = ResultJson(r);
+    nlohmann::json j = ResultJson(r, options.micro_batches);
     j["strategy_solve_ms"] = r.solve_ms;
     j["solve_ms"] = total_ms;
     j["setup_ms"] = problem->setup_ms;
@@ -294,7 +296,7 @@ int RunOnnxPlan(const Flags& f) {
     j["baseline_peak_bytes"] = baseline;
     j["blocks"] = problem->blocks.scopes;
     nlohmann::json all = nlohmann::json::array();
-    for (const PlanResult& x : *results) all.push_back(ResultJson(x));
+    for (const PlanResult& x : *results) all.push_back(ResultJson(x, options.micro_batches));
     j["strategies"] = all;
     std::cout << j.dump(1) << "\n";
   } else {
@@ -306,9 +308,9 @@ int RunOnnxPlan(const Flags& f) {
         "in all){}\n",
         r.strategy, ScopeList(r.checkpoint), FormatBytes(r.peak_bytes), FormatBytes(budget),
         r.fits ? "fits" : "DOES NOT FIT", FormatBytes(baseline),
-        static_cast<double>(r.recompute_flops) / 1e9, r.overhead_pct,
-        r.optimal ? " (optimal under the block model)" : "", total_ms, problem->blocks.size(),
-        problem->setup_ms, simulations,
+        static_cast<double>(r.recompute_flops) * std::max(options.micro_batches, 1) / 1e9,
+        r.overhead_pct, r.optimal ? " (optimal under the block model)" : "", total_ms,
+        problem->blocks.size(), problem->setup_ms, simulations,
         r.note.empty() ? std::string() : fmt::format("\nnote: {}", r.note));
     if (!problem->model_checked && problem->blocks.size() > 0)
       std::cout << fmt::format("note: block model {}\n", problem->block_model);
@@ -356,7 +358,7 @@ int RunStrategiesCmd(const Flags& f) {
     if (!results) return Fail(results.error().message);
     for (const PlanResult& r : *results) {
       rows.push_back({r.strategy, budget, r.peak_bytes, r.overhead_pct, r.solve_ms, r.fits});
-      all.push_back(ResultJson(r));
+      all.push_back(ResultJson(r, options.micro_batches));
       text += fmt::format("{:<12} {:>11} {:>11} {:>5} {:>8.2f}% {:>10.1f} {:>8}\n", r.strategy,
                           FormatBytes(budget), FormatBytes(r.peak_bytes), r.fits ? "yes" : "no",
                           r.overhead_pct, r.solve_ms, r.checkpoint.size());

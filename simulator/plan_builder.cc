@@ -71,7 +71,6 @@ class Builder {
     InitTensors();
     FuseGelu();
     if (auto s = ApplyRules(); !s) return Error{s.message()};
-    if (auto s = CheckTrainable(); !s) return Error{s.message()};
     DecideForward();
     return std::move(plan_);
   }
@@ -229,24 +228,6 @@ class Builder {
       }
     }
     return {};
-  }
-
-  // Where PyTorch's backward() raises "element 0 of tensors does not require grad and does
-  // not have a grad_fn": no parameters at all, or a first output no parameter feeds.
-  Status CheckTrainable() const {
-    if (plan_.parameters.empty()) {
-      return Error{
-          "the model has no trainable parameters (no floating-point initializers): nothing to "
-          "train"};
-    }
-    if (g_.outputs.empty()) return {};
-    const PlanTensor& out = plan_.tensors[g_.outputs[0]];
-    if (out.metadata || !IsFloating(out.dtype) || out.requires_grad) return {};
-    return Error{
-        "the loss does not depend on any trainable parameter: nothing to train (no "
-        "parameter feeds the first graph output '" +
-        out.name + "'; PyTorch's backward() would raise \"element 0 of tensors does " +
-        "not require grad\")"};
   }
 
   static bool IsNotAllocated(const OpRule& r, int k) {

@@ -445,7 +445,10 @@ TEST(Accumulation, CostIndependentOfKAndFlopsCountEveryMicroBatch) {
   auto k4b = EstimateModel(gpt, {{"batch", 8}, {"seq", 16}}, Options("fp32", 4));
   ASSERT_TRUE(micro.ok() && k4b.ok());
   EXPECT_GT(micro->step_flops, 0u);
-  EXPECT_EQ(k4b->step_flops, 4 * micro->step_flops);
+  EXPECT_EQ(k4b->step_flops, micro->step_flops);  // per micro-batch (the planner's unit)
+  EXPECT_EQ(micro->step_flops_all, micro->step_flops);
+  EXPECT_EQ(k4b->step_flops_all, 4 * micro->step_flops);
+  EXPECT_EQ(EstimateJson(*k4b)["step_flops"].get<uint64_t>(), 4 * micro->step_flops);
   // With checkpointing, the recompute of every micro-batch too; the share is unchanged.
   EstimateOptions ck = Options("fp32", 4);
   ck.checkpoint = {"h.0", "h.1"};
@@ -454,7 +457,7 @@ TEST(Accumulation, CostIndependentOfKAndFlopsCountEveryMicroBatch) {
   auto r1 = EstimateModel(gpt, {{"batch", 2}, {"seq", 16}}, ck);
   ASSERT_TRUE(r4.ok() && r1.ok());
   EXPECT_GT(r1->recompute_flops, 0u);
-  EXPECT_EQ(r4->recompute_flops, 4 * r1->recompute_flops);
+  EXPECT_EQ(r4->recompute_flops_all, 4 * r1->recompute_flops);
   EXPECT_DOUBLE_EQ(r4->overhead_pct(), r1->overhead_pct());
 }
 
