@@ -31,10 +31,29 @@ Result<double> NonNegative(const json& node, const char* key, const std::string&
   return v;
 }
 
+// Limits that keep every sum and the planner's n x n stage matrices in range: the published
+// graphs have at most a few hundred nodes, costs up to ~1e12 and outputs of a few GiB.
+constexpr size_t kMaxNodes = 10000;
+constexpr size_t kMaxLinks = 1000000;
+constexpr size_t kMaxTextBytes = size_t{256} << 20;
+constexpr double kMaxCost = 1e18;
+constexpr double kMaxBytes = 1125899906842624.0;        // 2^50 (1 PiB) per node
+constexpr uint64_t kMaxTotalBytes = uint64_t{1} << 60;  // outputs and parameters together
+
+Result<double> Cost(const json& node, const char* key, const std::string& where) {
+  auto v = NonNegative(node, key, where);
+  if (!v) return v.error();
+  if (*v > kMaxCost)
+    return Error{where + ": '" + key + "' is " + node.at(key).dump() + ", more than 1e18"};
+  return v;
+}
+
 Result<uint64_t> Bytes(const json& node, const char* key, const std::string& where) {
   auto v = NonNegative(node, key, where);
   if (!v) return v.error();
-  if (*v >= 1.8e19) return Error{where + ": '" + key + "' is too large"};
+  if (*v > kMaxBytes)
+    return Error{where + ": '" + key + "' is " + node.at(key).dump() +
+                 " bytes, more than 2^50 (1 PiB)"};
   return static_cast<uint64_t>(std::llround(*v));
 }
 
@@ -52,6 +71,17 @@ Result<RematGraph> MakeRematGraph(std::vector<RematNode> nodes,
   g.name = std::move(name);
   int n = static_cast<int>(nodes.size());
   if (n == 0) return Error{g.name + ": the graph has no nodes"};
+  if (nodes.size() > kMaxNodes)
+    return Error{g.name + ": " + std::to_string(nodes.size()) + " nodes; at most " +
+                 std::to_string(kMaxNodes) + " are supported"};
+  uint64_t total = 0;
+  for (const RematNode& node : nodes) {
+    if (!std::isfinite(node.cost) || node.cost < 0 || node.cost > kMaxCost)
+      return Error{g.name + ": node " + node.name + " has a cost outside [0, 1e18]"};
+    if (node.memory > kMaxTotalBytes || node.param_bytes > kMaxTotalBytes ||
+        (total += node.memory + node.param_bytes) > kMaxTotalBytes)
+      return Error{g.name + ": the nodes' bytes add up to more than 2^60; too large"};
+  }
   g.nodes = std::move(nodes);
   g.deps.assign(n, {});
   g.users.assign(n, {});
@@ -74,6 +104,9 @@ Result<RematGraph> MakeRematGraph(std::vector<RematNode> nodes,
 }
 
 Result<RematGraph> ParseRematGraph(const std::string& text, const std::string& what) {
+  if (text.size() > kMaxTextBytes)
+    return Error{what + ": " + std::to_string(text.size() >> 20) +
+                 " MiB of JSON; remat graphs up to 256 MiB are read"};
   json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) return Error{what + ": not valid JSON"};
   if (!doc.is_object()) return Error{what + ": expected a JSON object (networkx node-link data)"};
@@ -86,6 +119,12 @@ Result<RematGraph> ParseRematGraph(const std::string& text, const std::string& w
     return Error{what + ": no 'links' array (expected networkx node-link data)"};
   const json& jnodes = *nodes_it;
   if (jnodes.empty()) return Error{what + ": the graph has no nodes"};
+  if (jnodes.size() > kMaxNodes)
+    return Error{what + ": " + std::to_string(jnodes.size()) + " nodes; at most " +
+                 std::to_string(kMaxNodes) + " are supported"};
+  if (links_it->size() > kMaxLinks)
+    return Error{what + ": " + std::to_string(links_it->size()) + " links; at most " +
+                 std::to_string(kMaxLinks) + " are supported"};
   std::string graph_name = what;
   json graph_attrs = json::object();
   if (auto g = doc.find("graph"); g != doc.end() && g->is_object()) {
@@ -123,7 +162,7 @@ Result<RematGraph> ParseRematGraph(const std::string& text, const std::string& w
       node.name += id->is_string() ? id->get<std::string>() : id->dump();
     }
     bool checkmate = jn.contains("cost_cpu") || jn.contains("cost_ram");
-    auto cost = NonNegative(jn, checkmate ? "cost_cpu" : "duration", where);
+    auto cost = Cost(jn, checkmate ? "cost_cpu" : "duration", where);
     if (!cost) return cost.error();
     auto mem = Bytes(jn, checkmate ? "cost_ram" : "out_cost", where);
     if (!mem) return mem.error();

@@ -598,4 +598,85 @@ TEST(Plan, ByteSizes) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Hostile remat graphs (issue 12): one clear error each, never a crash or a wrapped sum.
+
+TEST(RematGraph, HostileFiles) {
+  ExpectBad(R"({"nodes": [{"id": 0, "cost_cpu": 1e300, "cost_ram": 1}], "links": []})",
+            "more than 1e18");
+  ExpectBad(R"({"nodes": [{"id": 0, "cost_cpu": 1, "cost_ram": 1e30}], "links": []})",
+            "more than 2^50");
+  ExpectBad(R"({"nodes": [{"id": 0, "cost_cpu": 1, "cost_ram": 18446744073709551615}],
+               "links": []})",
+            "more than 2^50");
+  ExpectBad(R"({"nodes": [{"name": 0, "duration": 1, "out_cost": 1, "param_cost": 1e20}],
+               "links": []})",
+            "param_cost");
+  ExpectBad(R"({"nodes": [{"id": 0, "cost_cpu": NaN, "cost_ram": 1}], "links": []})",
+            "not valid JSON");
+  ExpectBad(R"({"nodes": [{"id": 0, "cost_cpu": -0.5, "cost_ram": 1}], "links": []})",
+            "non-negative");
+  ExpectBad(R"({"nodes": [{"id": 1.5, "cost_cpu": 1, "cost_ram": 1}], "links": []})",
+            "not an integer or a string");
+  ExpectBad(R"({"nodes": [{"id": true, "cost_cpu": 1, "cost_ram": 1}], "links": []})",
+            "not an integer or a string");
+  ExpectBad(R"({"nodes": {"id": 0}, "links": []})", "'nodes'");
+  ExpectBad(R"({"nodes": [7], "links": []})", "not an object");
+  ExpectBad(R"({"nodes": [{"id": 0, "cost_cpu": 1, "cost_ram": 1, "backward": 1}],
+               "links": []})",
+            "'backward'");
+  ExpectBad(R"({"nodes": [{"id": 0, "cost_cpu": 1, "cost_ram": 1}], "links": [{"source": 0}]})",
+            "source/target");
+  ExpectBad(R"({"nodes": [{"id": 0, "cost_cpu": 1, "cost_ram": 1}],
+               "links": [{"source": [0], "target": 0}]})",
+            "not an integer or a string");
+  ExpectBad(R"({"nodes": [{"id": 0, "cost_cpu": 1, "cost_ram": 1}],
+               "links": [{"source": 0, "target": 0}]})",
+            "self-loop");
+  ExpectBad(R"({"nodes": [{"id": "a", "cost_cpu": 1, "cost_ram": 1},
+                          {"id": "a", "cost_cpu": 2, "cost_ram": 1}], "links": []})",
+            "twice");
+  ExpectBad(R"({"graph": {"order": [0, 0]},
+               "nodes": [{"name": 0, "duration": 1, "out_cost": 1, "param_cost": 0},
+                         {"name": 1, "duration": 1, "out_cost": 1, "param_cost": 0}],
+               "links": []})",
+            "twice");
+  ExpectBad(R"({"graph": {"order": "0,1"},
+               "nodes": [{"name": 0, "duration": 1, "out_cost": 1, "param_cost": 0}],
+               "links": []})",
+            "not a list");
+  // Three nodes in a cycle, none of them first.
+  ExpectBad(R"({"nodes": [{"id": "a", "cost_cpu": 1, "cost_ram": 1},
+                          {"id": "b", "cost_cpu": 1, "cost_ram": 1},
+                          {"id": "c", "cost_cpu": 1, "cost_ram": 1}],
+               "links": [{"source": "a", "target": "b"}, {"source": "b", "target": "c"},
+                         {"source": "c", "target": "a"}]})",
+            "cycle");
+}
+
+// Node counts the planner's n x n stage matrices cannot hold, and byte totals past 2^60.
+TEST(RematGraph, TooLargeGraphs) {
+  auto nodes = [](size_t n, const std::string& ram) {
+    std::ostringstream s;
+    s << R"({"nodes": [)";
+    for (size_t i = 0; i < n; ++i) {
+      s << (i ? "," : "") << R"({"id": )" << i << R"(, "cost_cpu": 1, "cost_ram": )" << ram << "}";
+    }
+    s << R"(], "links": []})";
+    return s.str();
+  };
+  ExpectBad(nodes(10001, "1"), "at most 10000");
+  // 2000 outputs of 2^50 bytes: 2^61 in all.
+  ExpectBad(nodes(2000, "1125899906842624"), "more than 2^60");
+  auto ok = ParseRematGraph(nodes(10000, "1"), "ok.json");
+  EXPECT_TRUE(ok.ok()) << ok.error().message;
+  // MakeRematGraph (generators) checks the same.
+  std::vector<RematNode> bad(1);
+  bad[0].cost = std::nan("");
+  EXPECT_FALSE(MakeRematGraph(bad, {}).ok());
+  bad[0].cost = 1;
+  bad[0].memory = uint64_t{1} << 61;
+  EXPECT_FALSE(MakeRematGraph(bad, {}).ok());
+}
+
 }  // namespace
