@@ -86,7 +86,8 @@ Result<FitEvaluation> EvaluateEstimate(Result<Estimate> e,
       static_cast<int64_t>(r.budget.usable) - static_cast<int64_t>(r.allocator.max_reserved);
   if (r.allocator.max_reserved <= r.budget.usable) {
     r.fits = true;
-  } else if (r.budget.usable > 0) {
+  } else if (r.budget.usable > 0 && r.allocator.max_allocated <= r.budget.usable) {
+    // Allocated bytes above the usable memory fail whatever the cache frees: no replay.
     ro.allocator.capacity_bytes = r.budget.usable;
     auto limited = ReplayCachingAllocator(e->trace, ro);
     if (!limited) return limited.error();
