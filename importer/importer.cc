@@ -418,17 +418,23 @@ class Importer {
     size_t nv = boost::num_vertices(df);
     std::vector<size_t> pending(nv);
     for (size_t v = 0; v < nv; ++v) pending[v] = boost::in_degree(v, df);
-    std::priority_queue<size_t, std::vector<size_t>, std::greater<>> ready;
+    // A ready tensor goes first (it only releases its readers); among ready ops the one listed
+    // first in the file runs next. So a weight-only op (the Transpose of a Linear's weight)
+    // runs where the exporter wrote it, next to its reader, as PyTorch runs it, and its
+    // backward right after the reader's: the weight's gradient lands in .grad when produced.
+    using Key = std::pair<int64_t, size_t>;  // (-1 for tensors, else file index; vertex)
+    auto key = [&df](size_t v) -> Key { return {df[v].is_op ? df[v].index : -1, v}; };
+    std::priority_queue<Key, std::vector<Key>, std::greater<>> ready;
     for (size_t v = 0; v < nv; ++v) {
-      if (pending[v] == 0) ready.push(v);
+      if (pending[v] == 0) ready.push(key(v));
     }
     while (!ready.empty()) {
-      size_t v = ready.top();
+      size_t v = ready.top().second;
       ready.pop();
       if (df[v].is_op) order_.push_back(df[v].index);
       for (auto [e, end] = boost::out_edges(v, df); e != end; ++e) {
         size_t w = boost::target(*e, df);
-        if (--pending[w] == 0) ready.push(w);
+        if (--pending[w] == 0) ready.push(key(w));
       }
     }
     if (order_.size() != graph_.ops.size()) {

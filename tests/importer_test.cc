@@ -1137,4 +1137,24 @@ TEST(ImporterRoles, SmallInlineWeightIsNeverFoldedThroughATranspose) {
   EXPECT_EQ(wt->role, TensorRole::kActivation);
 }
 
+// A file already in topological order is scheduled in the file's order. Tensor vertices are
+// numbered after op vertices, so smallest-vertex-first Kahn ran every weight-only op (the
+// Transpose of a Linear's weight, listed by the exporter next to its MatMul) before anything
+// else, and its backward last: weight gradients were held to the end of the backward.
+TEST(ImporterGraph, FileOrderIsKeptForWeightOnlyOps) {
+  ModelBuilder m(13);
+  m.Input("x", DType::kFloat32, {2, 3, 4});
+  m.Initializer("fc.weight", DType::kFloat32, {4, 4});
+  m.Node("Relu", {"x"}, {"a"}, "/act/Relu");
+  m.Node("Transpose", {"fc.weight"}, {"wt"}, "/fc/Transpose").Ints("perm", {1, 0});
+  m.Node("MatMul", {"a", "wt"}, {"y"}, "/fc/MatMul");
+  m.Output("y");
+  auto g = Import(m);
+  ASSERT_TRUE(g.ok()) << g.error().message;
+  ASSERT_EQ(g->ops.size(), 3u);
+  EXPECT_EQ(g->ops[0].name, "/act/Relu");
+  EXPECT_EQ(g->ops[1].name, "/fc/Transpose");
+  EXPECT_EQ(g->ops[2].name, "/fc/MatMul");
+}
+
 }  // namespace
