@@ -161,7 +161,10 @@ HOLDOUT_CASES = (
        _case("gpt_l2_e384", "momentum", 8, 64, precision="amp-bf16"),
        _case("shufflenet_v2_x1_0", "adamw", 8, accum=2),
        _case("gpt", "adamw", 8, 128, precision="bf16", ckpt="gpt:blocks"),
-       _case("resnet18", "momentum", 8, accum=2, ckpt="resnet18:layers")])
+       _case("resnet18", "momentum", 8, accum=2, ckpt="resnet18:layers")]
+    # small batches, where weight gradients dominate (issue 11: weight-only ops' order)
+    + [_case("gpt", "sgd", 4, 8), _case("gpt", "sgd", 4, 8, accum=2),
+       _case("gpt", "sgd", 4, 8, accum=4), _case("gpt", "adam", 4, 8, accum=2)])
 CASE_SETS = {"main": MAIN_CASES, "holdout": HOLDOUT_CASES}
 
 
