@@ -9,6 +9,8 @@ packages=(
   libcli11-dev nlohmann-json3-dev libfmt-dev
   # checkpoint planning: CBC (MILP) and CLP (LP relaxation)
   coinor-libcbc-dev coinor-libclp-dev pkg-config
+  # fuzzing (fuzz/, scripts/fuzz.sh): clang with libFuzzer and the sanitizer runtimes
+  clang-14 libclang-rt-14-dev
   # headless browser for the HTML report test (tests/report_browser_test.sh)
   chromium
   # validation against real PyTorch (CPU); openblas-pthread or matmuls run ~50x slower

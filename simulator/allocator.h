@@ -114,7 +114,6 @@ class CachingAllocator {
   std::unordered_map<uint64_t, uint64_t> requested_of_;
   Pool pools_[2];  // [0] large, [1] small
   std::vector<Expandable> expandable_;
-  int expandable_of_pool_[2] = {-1, -1};
   uint64_t next_addr_ = uint64_t{1} << 40;
   uint64_t allocated_ = 0, requested_ = 0, reserved_ = 0;
   uint64_t reserved_pool_[2] = {0, 0};

@@ -16,7 +16,7 @@ std::string Path(const std::string& name) {
 }
 
 std::string HostilePath(const std::string& name) {
-  return std::string(VRAMSIM_SOURCE_DIR) + "/tests/data/hostile/" + name;
+  return std::string(VRAMSIM_SOURCE_DIR) + "/tests/fuzz_regressions/fuzz_import/" + name;
 }
 
 void ExpectRefused(const std::string& file, const ImportOptions& options,
