@@ -24,8 +24,10 @@ python3 fuzz/make_corpus.py --out build-fuzz/corpus
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-failed=()
-for t in "${targets[@]}"; do
+# FUZZ_PARALLEL=1 runs the four targets at once (long local runs: FUZZ_PARALLEL=1 bash
+# scripts/fuzz.sh 1800); by default one after another.
+run() {  # run TARGET: one fuzzing session, its log in build-fuzz/logs/TARGET.log
+  local t=$1 dict max_len
   case $t in
     fuzz_remat_json) dict=fuzz/json.dict max_len=65536 ;;
     *) dict=fuzz/onnx.dict max_len=1048585 ;;
@@ -34,11 +36,37 @@ for t in "${targets[@]}"; do
   artifacts=build-fuzz/artifacts/$t
   log=build-fuzz/logs/$t.log
   mkdir -p "$work" "$artifacts" "$(dirname "$log")"
-  rc=0
   # New inputs go to the work corpus (kept between runs); the seeds are read from corpus/.
   timeout $((seconds + 120)) "build-fuzz/fuzz/$t" -max_total_time="$seconds" -max_len="$max_len" \
     -rss_limit_mb=2048 -timeout=10 -dict="$dict" -print_final_stats=1 \
-    -artifact_prefix="$artifacts/" "$work" "build-fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
+    -artifact_prefix="$artifacts/" "$work" "build-fuzz/corpus/$t" >"$log" 2>&1
+}
+if [[ ${FUZZ_PARALLEL:-0} == 1 ]]; then
+  pids=()
+  for t in "${targets[@]}"; do
+    run "$t" &
+    pids+=($!)
+  done
+  rcs=()
+  for p in "${pids[@]}"; do
+    rc=0
+    wait "$p" || rc=$?
+    rcs+=("$rc")
+  done
+else
+  rcs=()
+  for t in "${targets[@]}"; do
+    rc=0
+    run "$t" || rc=$?
+    rcs+=("$rc")
+  done
+fi
+failed=()
+for i in "${!targets[@]}"; do
+  t=${targets[i]}
+  rc=${rcs[i]}
+  log=build-fuzz/logs/$t.log
+  artifacts=build-fuzz/artifacts/$t
   execs=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
   last=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
