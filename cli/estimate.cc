@@ -176,8 +176,8 @@ Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options)
   }
   // One micro-batch's FLOPs, times K: every micro-batch runs (only their memory repeats).
   const uint64_t k = static_cast<uint64_t>(std::max(e.plan.micro_batches, 1));
-  if (__builtin_mul_overflow(e.step_flops, k, &e.step_flops_all) ||
-      __builtin_mul_overflow(e.recompute_flops, k, &e.recompute_flops_all)) {
+  if (!CheckedMul(e.step_flops, k, &e.step_flops_all) ||
+      !CheckedMul(e.recompute_flops, k, &e.recompute_flops_all)) {
     return Error{"the step's FLOP count overflows 64 bits; use smaller dims"};
   }
   return e;

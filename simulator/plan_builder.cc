@@ -10,7 +10,7 @@ namespace vramsim {
 uint64_t TensorBytes(const PlanTensor& t) {
   uint64_t n = ElementBytes(t.dtype).value_or(0);
   for (int64_t d : t.shape) {
-    if (d < 0 || __builtin_mul_overflow(n, static_cast<uint64_t>(d), &n)) return UINT64_MAX;
+    if (d < 0 || !CheckedMul(n, static_cast<uint64_t>(d), &n)) return UINT64_MAX;
   }
   return n;
 }
