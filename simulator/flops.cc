@@ -58,7 +58,8 @@ void EstimateFlops(TrainingPlan& plan) {
       uint64_t window = in0 && out && n_out ? std::max<uint64_t>(Numel(*in0) / n_out, 1) : 1;
       fwd = n_out * window * 2;
       bwd_factor = 0.5;
-    } else if (t == "Gelu" || t == "Erf" || t == "Tanh" || t == "Sigmoid" || t == "Exp") {
+    } else if (t == "Gelu" || t == "Silu" || t == "Mish" || t == "HardSwish" || t == "Erf" ||
+               t == "Tanh" || t == "Sigmoid" || t == "Exp") {
       fwd = 8 * n_out;
       bwd_factor = 1.0;
     } else if (t == "GlobalAveragePool" || t.rfind("Reduce", 0) == 0) {
