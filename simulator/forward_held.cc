@@ -61,6 +61,7 @@ class ForwardReplay {
         seen_.push_back(t);
         ++holds_[t];
       }
+      for (PlanTensorId t : op.frame_releases) ++holds_[t];  // a module call's arguments
       if (region_of_[i] >= 0) continue;  // a checkpointed op keeps nothing in the forward
       for (PlanTensorId t : op.saved) ++holds_[t];
     }
@@ -120,6 +121,7 @@ class ForwardReplay {
       seen_.push_back(t);
       Release(t);
     }
+    for (PlanTensorId t : op.frame_releases) Release(t);  // the module call returns
   }
 
   void Forward() {

@@ -119,7 +119,7 @@ GRAD_RULE({"Pow"}, [](const RuleContext&) -> Result<OpRule> {
 });
 GRAD_RULE({"Neg"}, [](const RuleContext&) -> Result<OpRule> { return Unary({}); });
 GRAD_RULE({"Abs", "Log", "Erf", "Sin", "Cos", "Softplus", "Softsign", "LeakyRelu", "Elu", "Selu",
-           "Celu", "HardSigmoid", "HardSwish", "Mish", "Gelu", "Atan", "Asin", "Acos"},
+           "Celu", "HardSigmoid", "HardSwish", "Mish", "Gelu", "Atan", "Asin", "Acos", "Silu"},
           [](const RuleContext&) -> Result<OpRule> { return Unary({In(0)}); });
 // Ops whose backward reads their result.
 GRAD_RULE({"Exp", "Sqrt", "Tanh", "Sigmoid", "Reciprocal"},
@@ -278,14 +278,28 @@ GRAD_RULE({"Equal", "Less",  "Greater", "LessOrEqual", "GreaterOrEqual", "Not", 
 
 }  // namespace
 
+void RegisterGradRule(std::initializer_list<const char*> op_types, GradRuleFn fn) {
+  for (const char* t : op_types) Registry()[t] = fn;
+}
+
+namespace {
+// Rules kept in other files register on first use (a static initializer there could be
+// dropped by the linker from the static library).
+std::map<std::string, GradRuleFn>& AllRules() {
+  static const bool registered = (RegisterRecurrentRules(), true);
+  (void)registered;
+  return Registry();
+}
+}  // namespace
+
 const GradRuleFn* FindGradRule(const std::string& op_type) {
-  auto it = Registry().find(op_type);
-  return it == Registry().end() ? nullptr : &it->second;
+  auto it = AllRules().find(op_type);
+  return it == AllRules().end() ? nullptr : &it->second;
 }
 
 std::vector<std::string> RegisteredOps() {
   std::vector<std::string> out;
-  for (const auto& [k, v] : Registry()) out.push_back(k);
+  for (const auto& [k, v] : AllRules()) out.push_back(k);
   return out;
 }
 

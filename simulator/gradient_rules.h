@@ -7,6 +7,7 @@
 #pragma once
 
 #include <functional>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,6 +40,15 @@ struct ExtraSpec {
   std::vector<int64_t> shape;
 };
 
+// One stage of a backward that runs in stages: recurrent ops walk their time steps in reverse,
+// holding different scratch at different times and freeing their saved tensors as they go.
+struct BackwardStage {
+  std::vector<ExtraSpec> workspace;  // held while this stage runs
+  std::vector<int> grads;            // input slots whose gradients this stage makes
+  std::vector<int> frees_extras;     // saved extras this stage consumed: freed after it
+  bool frees_output_grads = false;   // the output gradients are consumed: freed after it
+};
+
 struct OpRule {
   enum class Forward {
     kCompute,   // allocates its outputs
@@ -60,12 +70,28 @@ struct OpRule {
   // input counts only when it receives a gradient): oneDNN's reorders of the output gradient
   // and of the input it differentiates.
   std::vector<IoRef> backward_copies;
+  // A backward in stages, in this order (empty: one stage holding backward_copies while every
+  // input gradient is made, then the output gradients and saved tensors go). Input gradients
+  // no stage names are made after the last stage; saved tensors no stage frees go at the end.
+  std::vector<BackwardStage> backward_stages;
+  // Inputs the op reads as one contiguous matrix: a view that is not contiguous is copied
+  // first, once per entry (a bidirectional layer copies its input for each direction), and
+  // the op saves the copies instead of the input.
+  std::vector<int> contiguous_inputs;
+  // Weight inputs that eager PyTorch reads as the parameters themselves. An exporter's
+  // parameter-only reformatting in front of them (Slice/Concat/Unsqueeze reordering an LSTM's
+  // gates, stacking its directions) does not run: the plan builder drops that chain and appends
+  // its parameters to the op's inputs, each receiving a gradient of its own size
+  // (RuleContext::folded_into says which slot each appended input stands for).
+  std::vector<int> parameter_inputs;
 };
 
 struct RuleContext {
   const Graph& graph;
   const Op& op;
   Device device;
+  // For each input appended after the ONNX op's own (parameter_inputs): the slot it feeds.
+  std::vector<int> folded_into = {};
 
   const Tensor* in(size_t i) const {
     return i < op.inputs.size() && op.inputs[i] != kNoTensor ? &graph.tensors[op.inputs[i]]
@@ -84,5 +110,20 @@ using GradRuleFn = std::function<Result<OpRule>(const RuleContext&)>;
 // Null when no rule is registered for the op type.
 const GradRuleFn* FindGradRule(const std::string& op_type);
 std::vector<std::string> RegisteredOps();
+
+// Registers (or replaces) the rule of these op types. Rules kept in other files register
+// through this: the recurrent ops' (simulator/recurrent_rules.cc, RegisterRecurrentRules).
+void RegisterGradRule(std::initializer_list<const char*> op_types, GradRuleFn fn);
+void RegisterRecurrentRules();
+
+// The parameters a parameter-only reformatting chain is made of (data movement: Slice, Concat,
+// Unsqueeze, Squeeze, Reshape, Flatten, Transpose, Identity, Split, Gather; other inputs are
+// constants), in input order, and the chain's ops; nullopt when `t` is not such a chain's
+// result, or a chain tensor is also read outside the chain and `reader`.
+struct ParameterChain {
+  std::vector<TensorId> parameters;
+  std::vector<OpId> ops;
+};
+std::optional<ParameterChain> ParameterChainOf(const Graph& graph, TensorId t, OpId reader);
 
 }  // namespace vramsim

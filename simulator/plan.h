@@ -29,6 +29,14 @@ struct PlanTensor {
   PlanTensorId dtype_follows = -1;  // takes this tensor's dtype when precision changes
 };
 
+// A stage of a staged backward (OpRule::backward_stages), with its workspace as plan tensors.
+struct PlanBackwardStage {
+  std::vector<PlanTensorId> workspace;  // held while the stage runs
+  std::vector<int> grads;               // input slots whose gradients it makes
+  std::vector<PlanTensorId> frees;      // saved tensors freed after it
+  bool frees_output_grads = false;
+};
+
 struct PlanOp {
   std::string name;
   std::string type;
@@ -47,6 +55,9 @@ struct PlanOp {
   std::vector<PlanTensorId> backward_workspace;       // held during its backward (sizes, dtypes)
   std::vector<std::vector<IoRef>> forward_workspace;  // the largest sum is held in the forward
   std::vector<IoRef> backward_copies;  // held during its backward (inputs: only grad inputs)
+  // Arguments of the module call this op ends, held by Python until then (module_frames.h).
+  std::vector<PlanTensorId> frame_releases;
+  std::vector<PlanBackwardStage> backward_stages;  // a staged backward (recurrent ops)
   uint64_t forward_flops = 0;
   uint64_t backward_flops = 0;
 };

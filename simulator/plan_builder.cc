@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <set>
+
+#include "simulator/exporter_patterns.h"
 
 namespace vramsim {
 
@@ -69,7 +72,7 @@ class Builder {
     plan_.loss = o_.loss;
     if (!g_.outputs.empty()) plan_.loss_dtype = g_.tensors[g_.outputs[0]].dtype;
     InitTensors();
-    FuseGelu();
+    ApplyExporterPatterns();
     if (auto s = ApplyRules(); !s) return Error{s.message()};
     DecideForward();
     return std::move(plan_);
@@ -92,7 +95,8 @@ class Builder {
       p.metadata =
           t.role == TensorRole::kConstant ||
           (t.value && (t.role == TensorRole::kActivation || t.role == TensorRole::kGraphOutput));
-      p.requires_grad = t.role == TensorRole::kParameter;
+      p.requires_grad =
+          t.role == TensorRole::kParameter && !o_.frozen.count(static_cast<TensorId>(i));
       if (t.role == TensorRole::kParameter)
         plan_.parameters.push_back(static_cast<PlanTensorId>(i));
       if (t.role == TensorRole::kBuffer) plan_.buffers.push_back(static_cast<PlanTensorId>(i));
@@ -125,46 +129,22 @@ class Builder {
     return g_.tensors[t].value->at(0);
   }
 
-  // x * 0.5 * (1 + erf(x / sqrt(2))), as torch.onnx writes nn.GELU before opset 20, is one
-  // PyTorch op that saves only x.
-  void FuseGelu() {
+  // Exporter decompositions of one eager op (SiLU, GELU, LayerNorm before opset 17, ...):
+  // the last op of each match becomes the fused op, the rest disappear and their results are
+  // never materialized.
+  void ApplyExporterPatterns() {
     removed_.assign(g_.ops.size(), false);
-    for (size_t i = 0; i < g_.ops.size(); ++i) {
-      const Op& erf = g_.ops[i];
-      if (erf.type != "Erf") continue;
-      const Op* div = Producer(erf.inputs[0]);
-      if (!div || div->type != "Div" || !OnlyConsumer(erf.inputs[0], erf)) continue;
-      auto c = Const(div->inputs[1]);
-      if (!c || std::fabs(*c - std::sqrt(2.0)) > 1e-3) continue;
-      TensorId x = div->inputs[0];
-      TensorId e = erf.outputs[0];
-      if (g_.tensors[e].consumers.size() != 1) continue;
-      const Op& add = g_.ops[g_.tensors[e].consumers[0]];
-      if (add.type != "Add") continue;
-      auto one = Const(add.inputs[0] == e ? add.inputs[1] : add.inputs[0]);
-      if (!one || std::fabs(*one - 1.0) > 1e-6) continue;
-      TensorId a = add.outputs[0];
-      if (g_.tensors[a].consumers.size() != 1) continue;
-      const Op& mul1 = g_.ops[g_.tensors[a].consumers[0]];
-      if (mul1.type != "Mul" || (mul1.inputs[0] != x && mul1.inputs[1] != x)) continue;
-      TensorId m = mul1.outputs[0];
-      if (g_.tensors[m].consumers.size() != 1) continue;
-      const Op& mul2 = g_.ops[g_.tensors[m].consumers[0]];
-      if (mul2.type != "Mul") continue;
-      TensorId other = mul2.inputs[0] == m ? mul2.inputs[1] : mul2.inputs[0];
-      auto half = Const(other);
-      if (!half || std::fabs(*half - 0.5) > 1e-6) continue;
-      // The last op of the pattern becomes the fused GELU; the rest disappear.
-      for (const Op* o : {div, &erf, &add, &mul1}) {
-        removed_[o - g_.ops.data()] = true;
-        for (TensorId t : o->outputs) {
-          if (t != kNoTensor) plan_.tensors[t].metadata = true;  // never materialized
+    for (PatternMatch& m : MatchExporterPatterns(g_)) {
+      for (OpId o : m.absorbed) {
+        removed_[o] = true;
+        for (TensorId t : g_.ops[o].outputs) {
+          if (t != kNoTensor) plan_.tensors[t].metadata = true;
         }
       }
-      PlanOp& fused = ops_[&mul2 - g_.ops.data()];
-      fused.type = "Gelu";
-      fused.inputs = {x};
-      fused_gelu_.insert(&mul2 - g_.ops.data());
+      PlanOp& fused = ops_[m.root];
+      fused.type = m.pattern->fused_type;
+      fused.inputs = m.inputs;
+      fused_attrs_[m.root] = std::move(m.attrs);
     }
   }
 
@@ -195,10 +175,12 @@ class Builder {
       Op view = src;
       view.type = op.type;
       view.inputs = op.inputs;
+      if (auto f = fused_attrs_.find(i); f != fused_attrs_.end()) view.attrs = f->second;
       RuleContext ctx{g_, view, o_.target.device};
       auto r = (*rule)(ctx);
       if (!r) return Error{Label(src) + ": " + r.error().message};
       rules_[i] = r.value();
+      if (auto s = FoldParameterInputs(i, view, *rule); !s) return s;
       OpRule& rule_i = rules_[i];
       for (int k : rule_i.differentiable) {
         if (k < static_cast<int>(op.inputs.size()) && op.inputs[k] != kNoTensor &&
@@ -308,6 +290,7 @@ class Builder {
       if (r.forward == OpRule::Forward::kView) View(op);
       if (r.forward == OpRule::Forward::kInPlace || op.type == "Add") InPlace(op, *src_[i], saved);
       if (op.type == "MatMul") MatMulCopies(op);
+      ContiguousCopies(op, r);
       for (size_t e = 0; e < r.extras.size(); ++e) {
         const ExtraSpec& x = r.extras[e];
         PlanTensorId made = NewTensor(op.name + ":" + x.name, x.dtype, x.shape);
@@ -338,9 +321,112 @@ class Builder {
         if (t < 0 || plan_.tensors[t].metadata) continue;
         if (std::find(op.saved.begin(), op.saved.end(), t) == op.saved.end()) op.saved.push_back(t);
       }
+      BackwardStages(op, r);
     }
     for (size_t i = 0; i < ops_.size(); ++i) {
       if (!removed_[i]) plan_.ops.push_back(std::move(ops_[i]));
+    }
+  }
+
+  // ---- recurrent ops (simulator/recurrent_rules.cc) ---------------------------------------
+  // OpRule::parameter_inputs: a weight input computed from parameters alone by data movement
+  // (the exporter's gate reordering and direction stacking) is, in eager PyTorch, the
+  // parameters themselves. The chain's ops are dropped (nothing is allocated for them), its
+  // parameters are appended to the op's inputs, and the rule runs again knowing which slot
+  // each feeds, so the gradients go to the parameters, each of its own size.
+  Status FoldParameterInputs(size_t i, Op& view, const GradRuleFn& rule) {
+    if (rules_[i].parameter_inputs.empty()) return {};
+    PlanOp& op = ops_[i];
+    PadInputs(op, rules_[i]);
+    const OpId reader = static_cast<OpId>(src_[i] - g_.ops.data());
+    std::vector<int> folded_into;
+    for (int k : rules_[i].parameter_inputs) {
+      if (k < 0 || k >= static_cast<int>(op.inputs.size()) || op.inputs[k] == kNoTensor) continue;
+      std::optional<ParameterChain> chain = ParameterChainOf(g_, op.inputs[k], reader);
+      if (!chain) continue;
+      for (OpId o : chain->ops) {
+        removed_[o] = true;
+        for (TensorId t : g_.ops[o].outputs) {
+          if (t != kNoTensor) plan_.tensors[t].metadata = true;  // never materialized
+        }
+      }
+      for (TensorId p : chain->parameters) {
+        op.inputs.push_back(p);
+        folded_into.push_back(k);
+      }
+    }
+    if (folded_into.empty()) return {};
+    view.inputs = op.inputs;
+    RuleContext ctx{g_, view, o_.target.device, folded_into};
+    auto r = rule(ctx);
+    if (!r) return Error{Label(*src_[i]) + ": " + r.error().message};
+    rules_[i] = r.value();
+    return {};
+  }
+
+  // Omitted trailing inputs become explicit (-1) up to every slot the rule names, so that what
+  // is appended after them never takes an optional input's place.
+  static void PadInputs(PlanOp& op, const OpRule& r) {
+    size_t n = op.inputs.size();
+    auto need = [&](int k) { n = std::max(n, static_cast<size_t>(std::max(k, 0)) + 1); };
+    for (int k : r.differentiable) need(k);
+    for (int k : r.parameter_inputs) need(k);
+    for (const SavedSpec& s : r.saved) {
+      if (s.from == SavedSpec::From::kInput) need(s.index);
+    }
+    op.inputs.resize(n, -1);
+  }
+
+  // OpRule::contiguous_inputs: a view that cannot be read as one [rows, last dim] matrix is
+  // copied, once per entry; the first copy stands for the input in what the op saves.
+  void ContiguousCopies(PlanOp& op, const OpRule& r) {
+    more_copies_.clear();
+    for (int k : r.contiguous_inputs) {
+      if (k < 0 || k >= static_cast<int>(op.inputs.size()) || op.inputs[k] < 0) continue;
+      const PlanTensor x = plan_.tensors[op.inputs[k]];  // NewTensor may move the vector
+      if (x.metadata || x.shape.empty()) continue;
+      int64_t rows = 1;
+      for (size_t d = 0; d + 1 < x.shape.size(); ++d) rows *= x.shape[d];
+      if (ViewStrides(x.shape, x.strides, {rows, x.shape.back()})) continue;
+      PlanTensorId c = NewTensor(x.name + ":contiguous", x.dtype, x.shape);
+      plan_.tensors[c].dtype_follows = op.inputs[k];
+      op.copies.push_back(c);
+      if (copy_of_input_.size() <= static_cast<size_t>(k)) copy_of_input_.resize(k + 1, -1);
+      if (copy_of_input_[k] < 0) {
+        copy_of_input_[k] = c;
+      } else {
+        more_copies_.push_back({copy_of_input_[k], c});
+      }
+    }
+  }
+
+  // OpRule::backward_stages as plan tensors; the other copies of a saved input are saved too.
+  void BackwardStages(PlanOp& op, const OpRule& r) {
+    for (auto [first, other] : more_copies_) {
+      if (std::find(op.saved.begin(), op.saved.end(), first) != op.saved.end()) {
+        op.saved.push_back(other);
+      }
+    }
+    for (size_t n = 0; n < r.backward_stages.size(); ++n) {
+      const BackwardStage& stage = r.backward_stages[n];
+      PlanBackwardStage p;
+      for (const ExtraSpec& w : stage.workspace) {
+        PlanTensorId t = NewTensor(op.name + ":" + w.name, w.dtype, w.shape);
+        if (!op.inputs.empty() && op.inputs[0] >= 0 &&
+            w.dtype == plan_.tensors[op.inputs[0]].dtype && IsFloating(w.dtype)) {
+          plan_.tensors[t].dtype_follows = op.inputs[0];
+        }
+        p.workspace.push_back(t);
+      }
+      p.grads = stage.grads;
+      for (int e : stage.frees_extras) {
+        if (e >= 0 && e < static_cast<int>(op.extras.size()) &&
+            std::find(op.saved.begin(), op.saved.end(), op.extras[e]) != op.saved.end()) {
+          p.frees.push_back(op.extras[e]);
+        }
+      }
+      p.frees_output_grads = stage.frees_output_grads;
+      op.backward_stages.push_back(std::move(p));
     }
   }
 
@@ -500,9 +586,10 @@ class Builder {
   std::vector<const Op*> src_;
   std::vector<OpRule> rules_;
   std::vector<bool> removed_;
-  std::set<size_t> fused_gelu_;
+  std::map<size_t, std::map<std::string, Attribute>> fused_attrs_;  // by root op
   std::vector<std::vector<OpId>> consumers_;
   std::vector<PlanTensorId> copy_of_input_;
+  std::vector<std::pair<PlanTensorId, PlanTensorId>> more_copies_;  // (first copy, another)
 };
 
 }  // namespace

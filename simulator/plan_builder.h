@@ -1,6 +1,9 @@
 // Graph -> TrainingPlan: applies the gradient rules, PyTorch's view and in-place behaviour,
-// and recognizes exporter decompositions (GELU) so what is saved matches the single op.
+// and recognizes exporter decompositions (simulator/exporter_patterns.h) so what is saved
+// matches the single eager op.
 #pragma once
+
+#include <set>
 
 #include "importer/graph.h"
 #include "importer/status.h"
@@ -11,6 +14,10 @@ namespace vramsim {
 struct PlanOptions {
   TargetSpec target;
   LossKind loss = LossKind::kCrossEntropy;
+  // Parameters that do not train (--freeze / --trainable, policies/trainable.h): allocated as
+  // parameters, but requires_grad is false, so they get no gradient and nothing is saved for
+  // them.
+  std::set<TensorId> frozen;
 };
 
 Result<TrainingPlan> BuildPlan(const Graph& graph, const PlanOptions& options);

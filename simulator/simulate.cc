@@ -155,6 +155,7 @@ class Runtime {
         seen.push_back(t);
         ++holds_[t];
       }
+      for (PlanTensorId t : op.frame_releases) ++holds_[t];  // a module call's arguments
       if (op.region >= 0) continue;  // a checkpointed op keeps nothing in the forward
       for (PlanTensorId t : op.saved) {
         ++holds_[t];
@@ -352,18 +353,21 @@ class Runtime {
     rholds_.clear();
   }
 
-  void ReleaseSaved(const PlanOp& op) {
+  void ReleaseSaved(const PlanOp& op, const std::vector<PlanTensorId>& already = {}) {
     for (PlanTensorId t : op.saved) {
-      if (op.region < 0) {
-        Release(t);
-        continue;
-      }
-      auto it = rstorage_.find(t);
-      if (it == rstorage_.end()) continue;
-      if (--rholds_[t] > 0) continue;
-      Unref(it->second);
-      rstorage_.erase(it);
+      if (std::find(already.begin(), already.end(), t) == already.end()) ReleaseSavedTensor(op, t);
     }
+  }
+  void ReleaseSavedTensor(const PlanOp& op, PlanTensorId t) {
+    if (op.region < 0) {
+      Release(t);
+      return;
+    }
+    auto it = rstorage_.find(t);
+    if (it == rstorage_.end()) return;
+    if (--rholds_[t] > 0) return;
+    Unref(it->second);
+    rstorage_.erase(it);
   }
 
   // After the region's last backward op: drop what the checkpoint kept.
@@ -454,6 +458,7 @@ class Runtime {
       seen.push_back(t);
       Release(t);
     }
+    for (PlanTensorId t : op.frame_releases) Release(t);  // the module call returns
   }
 
   Status Loss() {
@@ -588,7 +593,7 @@ class Runtime {
                                       ref.output ? "output gradient reordered by the backward"
                                                  : "input reordered by the backward"));
       }
-      for (int k : op.grad_inputs) {
+      auto make_grad = [&](int k) {
         PlanTensorId x = op.inputs[k];
         const PlanTensor& xt = plan_.tensors[x];
         bool passthrough = std::find(op.grad_passthrough.begin(), op.grad_passthrough.end(), k) !=
@@ -599,19 +604,50 @@ class Runtime {
           BufferId g = grad_[outs[0]];
           Ref(g);
           AddGrad(x, g);
-          continue;
+          return;
         }
         bool param = xt.role == TensorRole::kParameter;
         AddGrad(x, AllocLike(xt, "grad of " + xt.name,
                              param && grad_[x] < 0 ? Category::kGradients : Category::kTransient,
                              op.scope, param ? "parameter gradient" : "activation gradient"));
+      };
+      auto free_output_grads = [&] {
+        for (PlanTensorId t : outs) {
+          if (grad_[t] >= 0) Unref(grad_[t]);
+          grad_[t] = -1;
+        }
+      };
+      // A staged backward (recurrent ops): each stage holds its workspace while it makes its
+      // gradients, then frees what it consumed.
+      std::vector<int> made;
+      std::vector<PlanTensorId> released;
+      for (const PlanBackwardStage& stage : op.backward_stages) {
+        std::vector<BufferId> held;
+        for (PlanTensorId w : stage.workspace) {
+          held.push_back(AllocLike(plan_.tensors[w], plan_.tensors[w].name, Category::kTransient,
+                                   op.scope, "backward workspace"));
+        }
+        for (int k : stage.grads) {
+          // A slot named by two stages gets two contributions (a bidirectional layer's input).
+          if (std::find(op.grad_inputs.begin(), op.grad_inputs.end(), k) == op.grad_inputs.end())
+            continue;
+          if (std::find(made.begin(), made.end(), k) == made.end()) made.push_back(k);
+          make_grad(k);
+        }
+        for (BufferId b : held) Unref(b);
+        for (PlanTensorId t : stage.frees) {
+          if (std::find(released.begin(), released.end(), t) != released.end()) continue;
+          released.push_back(t);
+          ReleaseSavedTensor(op, t);
+        }
+        if (stage.frees_output_grads) free_output_grads();
+      }
+      for (int k : op.grad_inputs) {
+        if (std::find(made.begin(), made.end(), k) == made.end()) make_grad(k);
       }
       for (BufferId b : workspace) Unref(b);
-      for (PlanTensorId t : outs) {
-        Unref(grad_[t]);
-        grad_[t] = -1;
-      }
-      ReleaseSaved(op);
+      free_output_grads();
+      ReleaseSaved(op, released);
       if (op.region >= 0 && &op == &plan_.ops[FirstBackwardOp(op.region)]) FinishRegion(op.region);
     }
     Step(Phase::kBackward, "backward done", "release graph", "");
