@@ -14,6 +14,7 @@
 #include "policies/recompute.h"
 #include "policies/sharding.h"
 #include "simulator/flops.h"
+#include "simulator/module_frames.h"
 #include "simulator/plan_builder.h"
 #include "simulator/simulate.h"
 
@@ -108,7 +109,30 @@ Result<EstimateOptions> ParseEstimateFlags(const EstimateFlags& f) {
   if (auto s = ValidateSharding(sharding); !s) return Error{s.message()};
   o.data_parallel = f.data_parallel;
   o.zero_stage = f.zero;
+  auto trainable = ParseParameterPatterns("--trainable", f.trainable);
+  if (!trainable) return trainable.error();
+  auto freeze = ParseParameterPatterns("--freeze", f.freeze);
+  if (!freeze) return freeze.error();
+  o.trainable = {*trainable, *freeze};
   return o;
+}
+
+Result<TrainableCount> CountTrainable(const Graph& graph, const TrainableOptions& options) {
+  auto frozen = FrozenParameters(graph, options);
+  if (!frozen) return frozen.error();
+  TrainableCount c;
+  for (size_t i = 0; i < graph.tensors.size(); ++i) {
+    const Tensor& t = graph.tensors[i];
+    if (t.role != TensorRole::kParameter) continue;
+    ++c.parameters;
+    c.parameter_bytes += t.bytes;
+    c.parameter_elements += t.element_count();
+    if (frozen->count(static_cast<TensorId>(i))) continue;
+    ++c.trainable;
+    c.trainable_bytes += t.bytes;
+    c.trainable_elements += t.element_count();
+  }
+  return c;
 }
 
 namespace {
@@ -121,6 +145,12 @@ Status CheckTrainable(const TrainingPlan& plan) {
     return Error{
         "the model has no trainable parameters (no floating-point initializers): nothing to "
         "train"};
+  }
+  if (std::none_of(plan.parameters.begin(), plan.parameters.end(),
+                   [&](PlanTensorId p) { return plan.tensors[p].requires_grad; })) {
+    return Error{"--freeze / --trainable leave none of the model's " +
+                 std::to_string(plan.parameters.size()) +
+                 " parameters trainable: nothing to train"};
   }
   if (plan.outputs.empty()) return {};
   const PlanTensor& out = plan.tensors[plan.outputs[0]];
@@ -139,9 +169,14 @@ Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options)
   PlanOptions po;
   po.target = options.target;
   po.loss = options.loss;
+  auto frozen = FrozenParameters(graph, options.trainable);
+  if (!frozen) return frozen.error();
+  po.frozen = *frozen;
   auto plan = BuildPlan(graph, po);
   if (!plan) return plan.error();
   if (auto s = CheckTrainable(*plan); !s) return Error{s.message()};
+  const std::vector<PlanTensorId> parameters = plan->parameters;  // before sharding
+  AddModuleArgumentHolds(*plan);
   OptimizerOptions oo;
   oo.kind = *ParseOptimizerKind(options.optimizer);
   oo.impl = options.optimizer_impl;
@@ -168,7 +203,20 @@ Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options)
   EstimateFlops(*plan);
   auto trace = Simulate(*plan);
   if (!trace) return trace.error();
-  Estimate e{std::move(plan.value()), std::move(trace.value()), {}, 0, 0, 0, 0};
+  Estimate e{std::move(plan.value()), std::move(trace.value()), {}, {}, 0, 0, 0, 0};
+  for (PlanTensorId p : parameters) {
+    const PlanTensor& t = e.plan.tensors[p];
+    uint64_t elements = 1;
+    for (int64_t d : t.shape) elements *= static_cast<uint64_t>(std::max<int64_t>(d, 0));
+    const uint64_t bytes = TensorBytes(t);
+    ++e.parameters.parameters;
+    e.parameters.parameter_bytes += bytes;
+    e.parameters.parameter_elements += elements;
+    if (!t.requires_grad) continue;
+    ++e.parameters.trainable;
+    e.parameters.trainable_bytes += bytes;
+    e.parameters.trainable_elements += elements;
+  }
   e.peak = FindPeak(e.trace, e.plan.target.round_bytes);
   e.step_flops = StepFlops(e.plan);
   for (const CheckpointRegion& r : e.plan.regions) {
@@ -210,7 +258,21 @@ std::string SummaryLine(const std::map<std::string, int64_t>& dims, const Estima
                               f.precision, f.target);
   if (f.accum > 1) s += fmt::format(", accum {}", f.accum);
   if (f.data_parallel > 1) s += fmt::format(", {} ranks, zero {}", f.data_parallel, f.zero);
+  if (!f.trainable.empty()) s += fmt::format(", trainable {}", fmt::join(f.trainable, ","));
+  if (!f.freeze.empty()) s += fmt::format(", frozen {}", fmt::join(f.freeze, ","));
   return s;
+}
+
+void AddTrainableFlags(CLI::App* app, std::vector<std::string>* freeze,
+                       std::vector<std::string>* trainable) {
+  app->add_option("--trainable", *trainable,
+                  "Train only the parameters matching these patterns (repeatable, PATTERN[,PATTERN]"
+                  "...): a module path (layer4, h.0.attn) or a glob over the name ('*.lora_*')")
+      ->allow_extra_args(false);
+  app->add_option("--freeze", *freeze,
+                  "Freeze the parameters matching these patterns (repeatable, comma lists): no "
+                  "gradient, no optimizer state; applied after --trainable")
+      ->allow_extra_args(false);
 }
 
 void AddAllowConstantWeightsFlag(CLI::App* app, bool* allow) {
@@ -242,6 +304,7 @@ void AddTrainingFlags(CLI::App* app, EstimateFlags* f) {
                   "ZeRO stage: 1 shards optimizer state, 2 + gradients, 3 + parameters")
       ->capture_default_str();
   AddAllowConstantWeightsFlag(app, &f->allow_constant_weights);
+  AddTrainableFlags(app, &f->freeze, &f->trainable);
 }
 
 nlohmann::json EstimateJson(const Estimate& e, size_t largest) {
@@ -251,6 +314,12 @@ nlohmann::json EstimateJson(const Estimate& e, size_t largest) {
   j["optimizer"] = e.plan.optimizer.name;
   j["optimizer_impl"] = std::string(OptimizerImplName(e.plan.optimizer.impl));
   j["micro_batches"] = e.plan.micro_batches;
+  j["parameters"] = {{"tensors", e.parameters.parameters},
+                     {"count", e.parameters.parameter_elements},
+                     {"bytes", e.parameters.parameter_bytes}};
+  j["trainable_parameters"] = {{"tensors", e.parameters.trainable},
+                               {"count", e.parameters.trainable_elements},
+                               {"bytes", e.parameters.trainable_bytes}};
   // Micro-batches 2..K are identical in memory: the simulation runs 1 and one of them.
   j["micro_batches_simulated"] = SimulatedMicroBatches(e.plan);
   j["step_flops"] = e.step_flops_all;  // all micro-batches
@@ -292,6 +361,13 @@ std::string EstimateText(const Estimate& e, size_t largest) {
   out += fmt::format("peak: {} ({} bytes), target {}, optimizer {} ({})\n",
                      FormatBytes(e.peak.peak_bytes), e.peak.peak_bytes, e.plan.target.name,
                      e.plan.optimizer.name, OptimizerImplName(e.plan.optimizer.impl));
+  if (e.parameters.trainable < e.parameters.parameters) {
+    out += fmt::format(
+        "trainable: {} of {} parameters ({} of {} tensors, {} of {}); the rest are frozen\n",
+        e.parameters.trainable_elements, e.parameters.parameter_elements, e.parameters.trainable,
+        e.parameters.parameters, FormatBytes(e.parameters.trainable_bytes),
+        FormatBytes(e.parameters.parameter_bytes));
+  }
   if (e.plan.micro_batches > 2) {
     out += fmt::format(
         "accumulation: {} micro-batches; simulated micro-batch 1 and micro-batch 2, which stands "

@@ -8,6 +8,7 @@
 
 #include "importer/graph.h"
 #include "importer/status.h"
+#include "policies/trainable.h"
 #include "simulator/peak.h"
 #include "simulator/plan.h"
 #include "simulator/trace.h"
@@ -27,6 +28,9 @@ struct EstimateFlags {
   int data_parallel = 1;                // ranks (policies/sharding.h)
   int zero = 0;                         // ZeRO stage
   bool allow_constant_weights = false;  // ImportOptions::allow_constant_weights
+  // --freeze / --trainable: repeatable, each a pattern or a comma list (policies/trainable.h).
+  std::vector<std::string> freeze;
+  std::vector<std::string> trainable;
 };
 
 struct EstimateOptions {
@@ -41,6 +45,9 @@ struct EstimateOptions {
   int data_parallel = 1;  // per-rank memory of data parallelism (policies/sharding.h)
   int zero_stage = 0;
   bool allow_constant_weights = false;  // ImportOptions::allow_constant_weights
+  // Which parameters train; the patterns are matched against the graph by RunEstimate, and
+  // one that matches no parameter is an error there.
+  TrainableOptions trainable;
 };
 
 Result<EstimateOptions> ParseEstimateFlags(const EstimateFlags& flags);
@@ -52,10 +59,26 @@ void AddTrainingFlags(CLI::App* app, EstimateFlags* flags);
 // --allow-constant-weights, for every subcommand that imports an ONNX model.
 void AddAllowConstantWeightsFlag(CLI::App* app, bool* allow);
 
+// --freeze and --trainable (repeatable, comma lists), for every subcommand that estimates and
+// for inspect.
+void AddTrainableFlags(CLI::App* app, std::vector<std::string>* freeze,
+                       std::vector<std::string>* trainable);
+
+// Parameters of an imported graph under the flags: how many there are and how many train.
+struct TrainableCount {
+  uint64_t parameters = 0, parameter_bytes = 0;  // every parameter tensor
+  uint64_t trainable = 0, trainable_bytes = 0;   // those that get a gradient
+  uint64_t parameter_elements = 0, trainable_elements = 0;
+};
+Result<TrainableCount> CountTrainable(const Graph& graph, const TrainableOptions& options);
+
 struct Estimate {
   TrainingPlan plan;
   Trace trace;
   PeakReport peak;
+  // Parameters and those that train (--freeze / --trainable), bytes in the step's precision
+  // (whole tensors, before any sharding).
+  TrainableCount parameters;
   uint64_t step_flops = 0;       // forward + backward of the model, one micro-batch
   uint64_t recompute_flops = 0;  // forward FLOPs run again by checkpointing, one micro-batch
   // The same for the whole step: all K micro-batches run (only their memory repeats).

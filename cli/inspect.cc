@@ -129,4 +129,19 @@ std::string InspectText(const Graph& g, size_t largest) {
   return out;
 }
 
+nlohmann::json TrainableJson(const TrainableCount& c) {
+  return {{"tensors", c.trainable},
+          {"count", c.trainable_elements},
+          {"bytes", c.trainable_bytes},
+          {"frozen_tensors", c.parameters - c.trainable},
+          {"frozen_count", c.parameter_elements - c.trainable_elements},
+          {"frozen_bytes", c.parameter_bytes - c.trainable_bytes}};
+}
+
+std::string TrainableText(const TrainableCount& c) {
+  return fmt::format("trainable:  {} of {} parameter tensors, {} of {} elements, {} of {}\n",
+                     c.trainable, c.parameters, c.trainable_elements, c.parameter_elements,
+                     FormatBytes(c.trainable_bytes), FormatBytes(c.parameter_bytes));
+}
+
 }  // namespace vramsim

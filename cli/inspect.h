@@ -11,4 +11,9 @@ namespace vramsim {
 nlohmann::json InspectJson(const Graph& graph);
 std::string InspectText(const Graph& graph, size_t largest = 10);
 
+struct TrainableCount;  // cli/estimate.h
+// How many parameters train under --freeze / --trainable: a JSON object and a text line.
+nlohmann::json TrainableJson(const TrainableCount& count);
+std::string TrainableText(const TrainableCount& count);
+
 }  // namespace vramsim

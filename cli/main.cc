@@ -35,6 +35,8 @@ int main(int argc, char** argv) {
   inspect->add_flag("--json", json, "Print one JSON object");
   bool inspect_allow_constant_weights = false;
   vramsim::AddAllowConstantWeightsFlag(inspect, &inspect_allow_constant_weights);
+  std::vector<std::string> inspect_freeze, inspect_trainable;
+  vramsim::AddTrainableFlags(inspect, &inspect_freeze, &inspect_trainable);
 
   vramsim::EstimateFlags flags;
   auto* estimate =
@@ -70,12 +72,20 @@ int main(int argc, char** argv) {
   if (auto s = vramsim::ParseDimSpecs(dim_specs, &options.dims); !s) return Fail(s.message());
   if (inspect->parsed()) {
     options.allow_constant_weights = inspect_allow_constant_weights;
+    auto trainable = vramsim::ParseParameterPatterns("--trainable", inspect_trainable);
+    if (!trainable) return Fail(trainable.error().message);
+    auto freeze = vramsim::ParseParameterPatterns("--freeze", inspect_freeze);
+    if (!freeze) return Fail(freeze.error().message);
     auto graph = vramsim::ImportModel(model_path, options);
     if (!graph) return Fail(graph.error().message);
+    auto count = vramsim::CountTrainable(*graph, {*trainable, *freeze});
+    if (!count) return Fail(count.error().message);
     if (json) {
-      std::cout << vramsim::InspectJson(*graph).dump(1) << "\n";
+      nlohmann::json j = vramsim::InspectJson(*graph);
+      j["trainable_parameters"] = vramsim::TrainableJson(*count);
+      std::cout << j.dump(1) << "\n";
     } else {
-      std::cout << vramsim::InspectText(*graph);
+      std::cout << vramsim::InspectText(*graph) << vramsim::TrainableText(*count);
     }
     return 0;
   }

@@ -185,7 +185,11 @@ Status PrecisionPolicy::ApplyAutocast(TrainingPlan& plan, DType half) const {
       if (in < 0 || plan.tensors[in].metadata || !IsFloating(plan.tensors[in].dtype)) continue;
       DType dt = plan.tensors[in].dtype;
       if (low && dt != half) {
-        bool param = plan.tensors[in].role == TensorRole::kParameter;
+        // The cast cache keeps casts of leaf tensors that require grad: trainable parameters.
+        // A frozen weight is cast again at every use, and its copy lives as long as its op
+        // saves it (aten/src/ATen/autocast_mode.cpp, cached_cast).
+        bool param =
+            plan.tensors[in].role == TensorRole::kParameter && plan.tensors[in].requires_grad;
         auto hit = cached.find(in);
         PlanTensorId c = hit != cached.end() ? hit->second : new_cast(in, half, op, param);
         retarget(static_cast<int>(k), c);

@@ -5,6 +5,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <tuple>
 
 #include "policies/recompute.h"
 
@@ -144,6 +145,19 @@ Status ShardingPolicy::Apply(TrainingPlan& plan) const {
     if (trained[p] && !readers[p].empty()) params.push_back(p);
   }
   if (params.empty()) return {};
+  // Frozen parameters (--freeze / --trainable) have no gradient and no optimizer state: DDP
+  // and ZeRO 1-2 leave them whole on every rank; ZeRO 3 (FSDP FULL_SHARD) partitions them
+  // too, gathering them like the others but never reducing a gradient.
+  std::vector<PlanTensorId> frozen;
+  if (options_.zero_stage >= 3) {
+    for (PlanTensorId p : plan.parameters) {
+      const PlanTensor& t = plan.tensors[p];
+      if (!trained[p] && !t.requires_grad && t.role == TensorRole::kParameter &&
+          !readers[p].empty()) {
+        frozen.push_back(p);
+      }
+    }
+  }
 
   if (options_.zero_stage == 0) {
     std::vector<std::pair<uint64_t, int>> grads;
@@ -164,12 +178,16 @@ Status ShardingPolicy::Apply(TrainingPlan& plan) const {
   struct Group {
     int unit = -1;  // index into blocks, -1 for the rest of the model
     DType dtype = DType::kUndefined;
+    bool frozen = false;  // ZeRO 3's shards of frozen parameters: gathered, no gradient
     std::vector<PlanTensorId> params;
     int first_reader = 0;
     uint64_t numel = 0;
   };
   std::vector<Group> groups;
-  std::map<std::pair<int, int>, size_t> group_of;
+  std::map<std::tuple<int, int, bool>, size_t> group_of;
+  std::vector<bool> is_frozen(count, false);
+  for (PlanTensorId p : frozen) is_frozen[p] = true;
+  params.insert(params.end(), frozen.begin(), frozen.end());
   for (PlanTensorId p : params) {
     int unit = -1;
     for (size_t b = 0; b < blocks.size() && unit < 0; ++b) {
@@ -178,11 +196,11 @@ Status ShardingPolicy::Apply(TrainingPlan& plan) const {
       if (all) unit = static_cast<int>(b);
     }
     const PlanTensor& t = plan.tensors[p];
-    auto key = std::make_pair(unit, static_cast<int>(t.dtype));
+    auto key = std::make_tuple(unit, static_cast<int>(t.dtype), static_cast<bool>(is_frozen[p]));
     auto it = group_of.find(key);
     if (it == group_of.end()) {
       it = group_of.emplace(key, groups.size()).first;
-      groups.push_back({unit, t.dtype, {}, readers[p].front(), 0});
+      groups.push_back({unit, t.dtype, is_frozen[p], {}, readers[p].front(), 0});
     }
     Group& g = groups[it->second];
     g.params.push_back(p);
@@ -252,19 +270,22 @@ Status ShardingPolicy::Apply(TrainingPlan& plan) const {
     const std::string unit = g.unit >= 0 ? blocks[g.unit] : "model";
     const std::string dtype(DTypeName(g.dtype));
     const uint64_t shard_numel = (g.numel + n - 1) / n;
+    const std::string what = g.frozen ? ", frozen" : "";
     PlanTensor shard;
-    shard.name = "zero shard of " + unit + " (" + dtype + ")";
+    shard.name = "zero shard of " + unit + " (" + dtype + what + ")";
     shard.dtype = g.dtype;
     shard.shape = {static_cast<int64_t>(shard_numel)};
     shard.strides = {1};
     shard.role = TensorRole::kParameter;
-    shard.requires_grad = true;
+    shard.requires_grad = !g.frozen;
     PlanTensorId s = add_tensor(shard);
     PlanOp op;
     op.scope = g.unit >= 0 ? blocks[g.unit] : "";
     op.inputs = {s};
-    op.grad_inputs = {0};
-    op.needs_backward = true;
+    if (!g.frozen) {
+      op.grad_inputs = {0};
+      op.needs_backward = true;
+    }
     PlanTensorId base;
     if (stage < 3) {
       // The rest of the flat parameter buffer: this rank's partition is the shard itself.
@@ -279,7 +300,7 @@ Status ShardingPolicy::Apply(TrainingPlan& plan) const {
       new_params[g.params.front()] = {s, base};
     } else {
       PlanTensor flat = shard;
-      flat.name = "all-gathered params of " + unit + " (" + dtype + ")";
+      flat.name = "all-gathered params of " + unit + " (" + dtype + what + ")";
       flat.shape = {static_cast<int64_t>(shard_numel * n)};
       flat.role = TensorRole::kActivation;
       flat.requires_grad = false;
@@ -298,7 +319,7 @@ Status ShardingPolicy::Apply(TrainingPlan& plan) const {
       PlanTensor v = plan.tensors[p];
       v.view_of = base;
       v.bytes = 0;
-      v.requires_grad = true;
+      v.requires_grad = !g.frozen;
       v.role = TensorRole::kParameter;  // its gradient is a parameter gradient
       PlanTensorId id = add_tensor(v);
       plan.tensors[id].bytes = 0;
