@@ -49,6 +49,11 @@ void CheckCases(const std::string& file, double median_limit, double max_limit, 
       }
     }
     if (c.contains("optimizer_impl")) flags.optimizer_impl = c["optimizer_impl"].get<std::string>();
+    // Fine-tuning: the parameters PyTorch trained (requires_grad) as vramsim's flags.
+    for (const auto& p : c.value("freeze", nlohmann::json::array()))
+      flags.freeze.push_back(p.get<std::string>());
+    for (const auto& p : c.value("trainable", nlohmann::json::array()))
+      flags.trainable.push_back(p.get<std::string>());
     auto options = ParseEstimateFlags(flags);
     ASSERT_TRUE(options.ok()) << options.error().message;
     auto e = EstimateModel(kRoot + "/" + c["model"].get<std::string>(), dims, *options);
@@ -95,4 +100,22 @@ TEST(ValidationAgainstPyTorch, CheckpointedCases) {
 }
 TEST(ValidationAgainstPyTorch, CheckpointedHoldoutCases) {
   CheckCases("validation/holdout.json", 0.03, 0.08, true);
+}
+// Every torchvision 0.14 classification model (validation/torchvision.json: batch 4, or 2 for
+// the large ones, sgd, fp32; issue 11's acceptance: median <= 1%, largest <= 5%).
+TEST(ValidationAgainstPyTorch, TorchvisionCases) {
+  CheckCases("validation/torchvision.json", 0.01, 0.05, false);
+}
+// Fine-tuning (validation/finetune.json): frozen backbones (resnet18 --trainable fc and
+// layer4,fc; mobilenet_v2 classifier; vit_b_16 heads), a frozen stem, frozen GPT embeddings,
+// and a GPT with rank-8 LoRA adapters on the attention projections (--trainable '*.lora_*')
+// with sgd, adam, amp-bf16 and accumulation. Issue 11's acceptance: largest error <= 3%.
+TEST(ValidationAgainstPyTorch, FinetuneCases) {
+  CheckCases("validation/finetune.json", 0.03, 0.03, false);
+}
+// Recurrent models (validation/recurrent.json): a 2-layer LSTM language model, a 2-layer
+// bidirectional GRU tagger and a tanh RNN language model (validation/models.py RNNLM), sgd and
+// adam, two batch sizes, accumulation. Issue 11's acceptance: largest error <= 3%.
+TEST(ValidationAgainstPyTorch, RecurrentCases) {
+  CheckCases("validation/recurrent.json", 0.03, 0.03, false);
 }

@@ -24,10 +24,10 @@ import torch
 import torchvision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from models import make_gpt  # noqa: E402
+from models import make_gpt, make_gpt_lora  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ALL_MODELS = ["resnet18", "mobilenet_v2", "vit_b_16", "gpt", "gpt48"]
+ALL_MODELS = ["resnet18", "mobilenet_v2", "vit_b_16", "gpt", "gpt48", "gpt_lora"]
 EXPORT_BATCH = 2
 GPT_SEQ = 128
 INLINE_MAX_BYTES = 256
@@ -49,6 +49,14 @@ def build(name):
     if name in ("gpt", "gpt48"):
         n_layer = 4 if name == "gpt" else 48
         model = make_gpt(n_layer=n_layer, n_head=4, n_embd=256)
+        vocab = model.config.vocab_size
+        idx = torch.randint(0, vocab, (EXPORT_BATCH, GPT_SEQ), dtype=torch.int64)
+        axes = {"idx": {0: "batch", 1: "seq"}, "logits": {0: "batch", 1: "seq"}}
+        return model, (idx,), ["idx"], axes
+    if name == "gpt_lora":
+        # gpt with rank-8 LoRA adapters on the attention projections (models.make_gpt_lora);
+        # every initializer is a parameter here: which are frozen is vramsim's --trainable.
+        model = make_gpt_lora(n_layer=4, n_head=4, n_embd=256, r=8, alpha=16)
         vocab = model.config.vocab_size
         idx = torch.randint(0, vocab, (EXPORT_BATCH, GPT_SEQ), dtype=torch.int64)
         axes = {"idx": {0: "batch", 1: "seq"}, "logits": {0: "batch", 1: "seq"}}

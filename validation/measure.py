@@ -48,7 +48,8 @@ REPO_ROOT = os.path.dirname(HERE)
 ALLOC_SRC = os.path.join(HERE, "alloc_counter.c")
 MODELS_DIR = os.path.join(HERE, "models")
 DEFAULT_OUT = {"main": os.path.join(HERE, "cases.json"),
-               "holdout": os.path.join(HERE, "holdout.json")}
+               "holdout": os.path.join(HERE, "holdout.json"),
+               "finetune": os.path.join(HERE, "finetune.json")}
 NUM_THREADS = 2
 
 # --------------------------------------------------------------------------------------------
@@ -69,8 +70,10 @@ ARCHS = {
     "shufflenet_v2_x1_0": ("vision", "torchvision:shufflenet_v2_x1_0", {}),
     "squeezenet1_0": ("vision", "torchvision:squeezenet1_0", {}),
     "gpt_l2_e384": ("gpt", "gpt", {"n_layer": 2, "n_embd": 384, "n_head": 6}),
+    # fine-tuning: gpt with rank-8 LoRA adapters on the attention projections
+    "gpt_lora": ("gpt", "gpt_lora", {}),
 }
-GPT_EXPORT_SEQ = {"gpt": 128, "gpt_l2_e384": 64}
+GPT_EXPORT_SEQ = {"gpt": 128, "gpt_l2_e384": 64, "gpt_lora": 128}
 
 
 def _case(arch, opt, batch, seq=None, precision=None, accum=None, ckpt=None):
@@ -165,7 +168,173 @@ HOLDOUT_CASES = (
     # small batches, where weight gradients dominate (issue 11: weight-only ops' order)
     + [_case("gpt", "sgd", 4, 8), _case("gpt", "sgd", 4, 8, accum=2),
        _case("gpt", "sgd", 4, 8, accum=4), _case("gpt", "adam", 4, 8, accum=2)])
-CASE_SETS = {"main": MAIN_CASES, "holdout": HOLDOUT_CASES}
+
+
+def _finetune(case, tag, trainable=None, freeze=None):
+    """A fine-tuning variant of a _case: "trainable" (only parameters matching one of these
+    patterns train) and/or "freeze" (matching parameters do not).  A pattern is a glob over
+    the parameter name when it has * ? or [, else a module path matching the name or its
+    dotted prefix (vramsim's --trainable / --freeze)."""
+    case = dict(case)
+    for key, patterns in (("freeze", freeze), ("trainable", trainable)):
+        if patterns:
+            case[key] = list(patterns)
+    case["name"] += f"_{tag}"
+    return case
+
+
+# Fine-tuning (issue 11): frozen backbones, a frozen stem, LoRA adapters on a frozen decoder.
+FINETUNE_CASES = (
+    [_finetune(_case("resnet18", o, b), "train-fc", trainable=["fc"])
+     for b in (4, 16) for o in ("sgd", "adam")]
+    + [_finetune(_case("resnet18", o, b), "train-layer4-fc", trainable=["layer4", "fc"])
+       for b in (4, 16) for o in ("sgd", "adam")]
+    + [_finetune(_case("mobilenet_v2", o, b), "train-classifier", trainable=["classifier"])
+       for b in (4, 16) for o in ("sgd", "adam")]
+    + [_finetune(_case("vit_b_16", "adam", 2), "train-heads", trainable=["heads"]),
+       _finetune(_case("resnet18", "adam", 16), "freeze-stem-layer1",
+                 freeze=["conv1", "bn1", "layer1"]),
+       _finetune(_case("gpt", "adam", 16, 128), "freeze-embeddings", freeze=["wte", "wpe"])]
+    + [_finetune(_case("gpt_lora", o, b, 128), "lora", trainable=["*.lora_*"])
+       for b in (4, 16) for o in ("sgd", "adam")]
+    + [_finetune(_case("gpt_lora", "adam", 16, 128, precision="amp-bf16"), "lora",
+                 trainable=["*.lora_*"]),
+       _finetune(_case("gpt_lora", "sgd", 16, 128, accum=2), "lora", trainable=["*.lora_*"])])
+CASE_SETS = {"main": MAIN_CASES, "holdout": HOLDOUT_CASES, "finetune": FINETUNE_CASES}
+
+
+# --------------------------------------------------------------------------------------------
+# torchvision set (issue 11): one case per torchvision 0.14 classification model
+
+# Every builder in torchvision.models (top level: classification) that takes `weights`, as
+# listed by this torchvision 0.14.1 install.  Exported to validation/models/tv/<name>.onnx.
+TV_MODELS = [
+    "alexnet", "convnext_base", "convnext_large", "convnext_small", "convnext_tiny",
+    "densenet121", "densenet161", "densenet169", "densenet201",
+    "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4",
+    "efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
+    "efficientnet_v2_l", "efficientnet_v2_m", "efficientnet_v2_s", "googlenet", "inception_v3",
+    "maxvit_t", "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3", "mobilenet_v2",
+    "mobilenet_v3_large", "mobilenet_v3_small",
+    "regnet_x_16gf", "regnet_x_1_6gf", "regnet_x_32gf", "regnet_x_3_2gf", "regnet_x_400mf",
+    "regnet_x_800mf", "regnet_x_8gf", "regnet_y_128gf", "regnet_y_16gf", "regnet_y_1_6gf",
+    "regnet_y_32gf", "regnet_y_3_2gf", "regnet_y_400mf", "regnet_y_800mf", "regnet_y_8gf",
+    "resnet101", "resnet152", "resnet18", "resnet34", "resnet50",
+    "resnext101_32x8d", "resnext101_64x4d", "resnext50_32x4d",
+    "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
+    "squeezenet1_0", "squeezenet1_1", "swin_b", "swin_s", "swin_t", "swin_v2_b", "swin_v2_s",
+    "swin_v2_t", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19",
+    "vgg19_bn", "vit_b_16", "vit_b_32", "vit_h_14", "vit_l_16", "vit_l_32",
+    "wide_resnet101_2", "wide_resnet50_2",
+]
+# Batch 2 instead of 4 (slow to measure on 2 cores): at least ~15 GFLOPs per image forward at
+# the input size used, or at least 100M parameters.
+TV_BATCH2 = {
+    "convnext_base", "convnext_large", "efficientnet_v2_l", "regnet_x_16gf", "regnet_x_32gf",
+    "regnet_y_16gf", "regnet_y_32gf", "regnet_y_128gf", "resnext101_32x8d", "resnext101_64x4d",
+    "swin_b", "swin_v2_b", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn",
+    "vgg19", "vgg19_bn", "vit_b_16", "vit_h_14", "vit_l_16", "vit_l_32", "wide_resnet101_2",
+}
+
+
+def _tv_extra(name):
+    """Constructor settings: stochastic depth off (convnext, efficientnet, efficientnet_v2 take
+    stochastic_depth_prob=0.0; the swin and maxvit builders pass their own value, so their
+    StochasticDepth modules get p = 0.0 after construction), googlenet / inception_v3 without
+    the auxiliary classifiers (their train-mode tuple output would need an aux loss),
+    inception_v3 at 299x299."""
+    extra, kwargs = {}, {}
+    if name.startswith(("convnext_", "efficientnet_")):
+        kwargs["stochastic_depth_prob"] = 0.0
+    if name in ("googlenet", "inception_v3"):
+        kwargs["aux_logits"] = False
+    if kwargs:
+        extra["kwargs"] = kwargs
+    if name.startswith(("swin_", "maxvit_")):
+        extra["stochastic_depth_off"] = True
+    if name == "inception_v3":
+        extra["image_size"] = 299
+    if name.startswith("swin_v2_"):
+        # `qkv_bias[length:2 * length].zero_()` (on a clone of the bias, in every attention):
+        # torch 1.13 has no ONNX symbolic for aten::zero; export it as zeros of its shape
+        extra["onnx_zero_symbolic"] = True
+    return extra
+
+
+for _name in TV_MODELS:
+    ARCHS["tv/" + _name] = ("vision", "torchvision:" + _name, _tv_extra(_name))
+TV_CASES = [dict(_case("tv/" + n, "sgd", 2 if n in TV_BATCH2 else 4),
+                 name=f"{n}_b{2 if n in TV_BATCH2 else 4}_sgd") for n in TV_MODELS]
+CASE_SETS["torchvision"] = TV_CASES
+DEFAULT_OUT["torchvision"] = os.path.join(HERE, "torchvision.json")
+
+
+def image_size(arch):
+    return ARCHS[arch][2].get("image_size", 224)
+
+
+def patch_export_for_2gib(export_models):
+    """torch.onnx.export writes a model whose parameters exceed protobuf's 2 GiB (vit_h_14,
+    regnet_y_128gf) with external data (in its temporary directory), and export_models'
+    verify() would build an over-2-GiB in-memory copy.  These wrappers drop torch's external
+    references before make_weightless (the payload is discarded anyway; the result is what a
+    small model gets) and check such a file by path against a sparse zero-filled weights file.
+    Smaller models go through the original functions unchanged."""
+    import onnx
+    from onnx import TensorProto
+    orig_make_weightless, orig_verify = export_models.make_weightless, export_models.verify
+
+    def make_weightless(proto, weights_file):
+        for t in proto.graph.initializer:
+            if t.data_location == TensorProto.EXTERNAL:
+                del t.external_data[:]
+                t.data_location = TensorProto.DEFAULT
+        return orig_make_weightless(proto, weights_file)
+
+    def verify(path, weights_file):
+        m = onnx.load(path, load_external_data=False)
+        ext = [t for t in m.graph.initializer if t.data_location == TensorProto.EXTERNAL]
+        total = sum(int({e.key: e.value for e in t.external_data}["length"]) for t in ext)
+        if m.ByteSize() + total < 2**31:
+            return orig_verify(path, weights_file)
+        for t in ext:
+            assert not any(len(getattr(t, f)) for f in export_models.DATA_FIELDS), t.name
+            assert {e.key: e.value for e in t.external_data}["location"] == weights_file
+        onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copy(path, tmp)
+            with open(os.path.join(tmp, weights_file), "wb") as f:
+                f.truncate(total)  # sparse: no disk space
+            onnx.checker.check_model(os.path.join(tmp, os.path.basename(path)))
+
+    export_models.make_weightless, export_models.verify = make_weightless, verify
+
+
+# --------------------------------------------------------------------------------------------
+# recurrent set (issue 11): nn.LSTM / nn.GRU / nn.RNN token models (models.RNNLM), batch_first,
+# a Linear head over the vocabulary and cross-entropy over every token; int64 idx [B, T] like
+# GPT ("gpt" family: batch, export and labels as GPT's).  -> validation/recurrent.json
+
+ARCHS.update({
+    # 2-layer LSTM language model: vocab 1000, embedding 256, hidden 512
+    "lstm_lm": ("gpt", "rnn_lm", {"cell": "LSTM", "vocab_size": 1000, "n_embd": 256,
+                                  "hidden": 512, "n_layer": 2}),
+    # 2-layer bidirectional GRU tagger: vocab 1000, embedding 256, hidden 384 per direction
+    "gru_bi": ("gpt", "rnn_lm", {"cell": "GRU", "vocab_size": 1000, "n_embd": 256,
+                                 "hidden": 384, "n_layer": 2, "bidirectional": True}),
+    # 1-layer tanh RNN language model: vocab 1000, embedding 128, hidden 1024
+    "rnn_lm": ("gpt", "rnn_lm", {"cell": "RNN", "vocab_size": 1000, "n_embd": 128,
+                                 "hidden": 1024, "n_layer": 1}),
+})
+GPT_EXPORT_SEQ.update({"lstm_lm": 64, "gru_bi": 64, "rnn_lm": 64})
+RECURRENT_CASES = (
+    [_case("lstm_lm", o, b, 64) for b in (8, 32) for o in ("sgd", "adam")]
+    + [_case("lstm_lm", "sgd", 4, 128), _case("lstm_lm", "adam", 32, 64, accum=2)]
+    + [_case("gru_bi", o, b, 64) for b in (4, 16) for o in ("sgd", "adam")]
+    + [_case("gru_bi", "sgd", 16, 64, accum=2)]
+    + [_case("rnn_lm", o, b, 64) for b in (8, 32) for o in ("sgd", "adam")])
+CASE_SETS["recurrent"] = RECURRENT_CASES
+DEFAULT_OUT["recurrent"] = os.path.join(HERE, "recurrent.json")
 
 
 def build_model(arch):
@@ -176,7 +345,16 @@ def build_model(arch):
     torch.manual_seed(0)
     if ctor.startswith("torchvision:"):
         import torchvision
-        model = getattr(torchvision.models, ctor.split(":", 1)[1])(weights=None)
+        model = getattr(torchvision.models, ctor.split(":", 1)[1])(weights=None,
+                                                                   **extra.get("kwargs", {}))
+        for m in model.modules():  # stochastic depth off (torchvision set)
+            if isinstance(m, torchvision.ops.StochasticDepth) and extra.get("stochastic_depth_off"):
+                m.p = 0.0
+            assert not isinstance(m, torchvision.ops.StochasticDepth) or m.p == 0.0, arch
+    elif ctor == "gpt_lora":
+        sys.path.insert(0, HERE)
+        from models import make_gpt_lora
+        model = make_gpt_lora(**extra)
     elif ctor == "gpt":
         sys.path.insert(0, HERE)
         from models import GPT, GPTConfig, make_gpt
@@ -184,6 +362,10 @@ def build_model(arch):
     elif ctor == "mlp":
         model = nn.Sequential(nn.Flatten(), nn.Linear(784, 1024), nn.ReLU(),
                               nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10))
+    elif ctor == "rnn_lm":
+        sys.path.insert(0, HERE)
+        from models import make_rnn_lm
+        model = make_rnn_lm(**extra)
     else:
         raise ValueError(ctor)
     return model.train()
@@ -195,7 +377,8 @@ def make_batch(arch, dims, model):
     family = ARCHS[arch][0]
     b = dims["batch"]
     if family == "vision":
-        return torch.randn(b, 3, 224, 224), torch.randint(0, 1000, (b,), dtype=torch.int64)
+        s = image_size(arch)
+        return torch.randn(b, 3, s, s), torch.randint(0, 1000, (b,), dtype=torch.int64)
     if family == "mlp":
         return torch.randn(b, 1, 28, 28), torch.randint(0, 10, (b,), dtype=torch.int64)
     v, t = model.config.vocab_size, dims["seq"]
@@ -231,11 +414,21 @@ def export_arch(arch):
         args, names = (idx,), ["idx"]
         axes = {"idx": {0: "batch", 1: "seq"}, "logits": {0: "batch", 1: "seq"}}
     else:
-        shape = (EXPORT_BATCH, 1, 28, 28) if family == "mlp" else (EXPORT_BATCH, 3, 224, 224)
+        s = image_size(arch)
+        shape = (EXPORT_BATCH, 1, 28, 28) if family == "mlp" else (EXPORT_BATCH, 3, s, s)
         args, names = (torch.randn(*shape),), ["input"]
         axes = {"input": {0: "batch"}, "logits": {0: "batch"}}
-    os.makedirs(MODELS_DIR, exist_ok=True)
-    export_module(arch, model, args, names, axes, MODELS_DIR, write_params=False)
+    out_dir = os.path.join(MODELS_DIR, os.path.dirname(arch))  # "tv/<name>" -> models/tv/
+    if os.path.dirname(arch):
+        import export_models
+        patch_export_for_2gib(export_models)
+    if ARCHS[arch][2].get("onnx_zero_symbolic"):
+        def zero(g, self):  # aten::zero (out-of-place zero_): ConstantOfShape(Shape(self))
+            return g.op("ConstantOfShape", g.op("Shape", self),
+                        value_t=torch.tensor([0], dtype=torch.float32))
+        torch.onnx.register_custom_op_symbolic("aten::zero", zero, 17)
+    os.makedirs(out_dir, exist_ok=True)
+    export_module(os.path.basename(arch), model, args, names, axes, out_dir, write_params=False)
 
 
 def run_exports(archs):
@@ -247,7 +440,7 @@ def run_exports(archs):
         if r.returncode != 0:
             sys.stderr.write(r.stdout + r.stderr)
             raise SystemExit(f"export of {arch} failed")
-        first = next((l for l in r.stdout.splitlines() if l.startswith(arch + ":")), "")
+        first = next((l for l in r.stdout.splitlines() if l.startswith(os.path.basename(arch) + ":")), "")
         print(f"exported {os.path.relpath(os.path.join(MODELS_DIR, arch + '.onnx'), REPO_ROOT)}"
               f" ({time.time() - t0:.1f} s): {first.split(':', 1)[1].strip()}", flush=True)
 
@@ -406,8 +599,36 @@ def prepare_case(case):
             x = x.to(torch.bfloat16)  # labels stay int64
     if case.get("checkpoint"):
         apply_checkpointing(model, case["checkpoint"])
-    opt = make_optimizer(case["optimizer"], model.parameters())
+    opt = make_optimizer(case["optimizer"], trainable_parameters(model, case))
     return model, x, y, opt
+
+
+def matches_parameter(pattern, name):
+    """vramsim's --freeze/--trainable matching: a glob over the whole name when the pattern has
+    * ? or [, else a module path: the name itself or a dotted prefix of it."""
+    import fnmatch
+    if any(ch in pattern for ch in "*?["):
+        return fnmatch.fnmatchcase(name, pattern)
+    return name == pattern or name.startswith(pattern + ".")
+
+
+def trainable_parameters(model, case):
+    """With "trainable" (only matching parameters train) and/or "freeze" (matching ones do
+    not), sets requires_grad_(False) on the frozen parameters and returns the trainable ones,
+    as fine-tuning code does (filter(lambda p: p.requires_grad, model.parameters())).
+    Without either key: model.parameters()."""
+    if "trainable" not in case and "freeze" not in case:
+        return model.parameters()
+    names = [n for n, _ in model.named_parameters()]
+    for key in ("trainable", "freeze"):
+        for pat in case.get(key, []):
+            if not any(matches_parameter(pat, n) for n in names):
+                raise ValueError(f"{case['name']}: {key} pattern {pat!r} matches no parameter")
+    for n, p in model.named_parameters():
+        train = "trainable" not in case or any(matches_parameter(t, n) for t in case["trainable"])
+        train = train and not any(matches_parameter(f, n) for f in case.get("freeze", []))
+        p.requires_grad_(train)
+    return filter(lambda p: p.requires_grad, model.parameters())
 
 
 def tensor_bytes(tensors):
@@ -460,7 +681,7 @@ def fmt_mib(n):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", choices=["main", "holdout", "all"], default="main")
+    ap.add_argument("--cases", choices=["main", "holdout", "finetune", "torchvision", "recurrent", "all"], default="main")
     ap.add_argument("--only", default=None, help="run only cases whose name contains this")
     ap.add_argument("--out", default=None,
                     help="write the results here (default: validation/cases.json and/or "
@@ -523,7 +744,8 @@ def main():
         rec = {"name": c["name"],
                "model": os.path.relpath(os.path.join(MODELS_DIR, c["arch"] + ".onnx"), REPO_ROOT),
                "dims": c["dims"], "optimizer": c["optimizer"], "loss": "cross-entropy",
-               **{k: c[k] for k in ("precision", "accum", "checkpoint") if k in c},
+               **{k: c[k] for k in ("precision", "accum", "checkpoint", "freeze", "trainable")
+                  if k in c},
                "measured_peak_bytes": r["measured_peak_bytes"],
                "steady_bytes": r["steady_bytes"], "param_bytes": r["param_bytes"],
                "torch": torch.__version__,

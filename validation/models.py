@@ -99,3 +99,88 @@ def make_gpt(n_layer: int = 4, n_head: int = 4, n_embd: int = 256,
              vocab_size: int = 512, block_size: int = 256, dropout: float = 0.1) -> GPT:
     return GPT(GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer,
                          n_head=n_head, n_embd=n_embd, dropout=dropout))
+
+
+# --------------------------------------------------------------------------------------------
+# LoRA (Hu et al. 2021) on the attention projections: frozen base weights, small adapters.
+
+class LoRALinear(nn.Linear):
+    """nn.Linear plus a rank-r LoRA adapter, laid out as PEFT does it:
+    y = W x + b + lora_B(lora_A(lora_dropout(x))) * (alpha / r), with lora_A.weight [r, in]
+    and lora_B.weight [out, r] (lora_B zero-initialized, so the adapter starts as a no-op).
+    Parameter names: <module>.weight, <module>.bias, <module>.lora_A.weight,
+    <module>.lora_B.weight."""
+
+    def __init__(self, in_features: int, out_features: int, r: int = 8, alpha: float = 16,
+                 dropout: float = 0.05, bias: bool = True):
+        super().__init__(in_features, out_features, bias=bias)
+        self.lora_A = nn.Linear(in_features, r, bias=False)
+        self.lora_B = nn.Linear(r, out_features, bias=False)
+        self.lora_dropout = nn.Dropout(dropout)
+        self.scaling = alpha / r
+        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.lora_B.weight)
+
+    def forward(self, x):
+        base = F.linear(x, self.weight, self.bias)
+        return base + self.lora_B(self.lora_A(self.lora_dropout(x))) * self.scaling
+
+
+def make_gpt_lora(n_layer: int = 4, n_head: int = 4, n_embd: int = 256, vocab_size: int = 512,
+                  block_size: int = 256, dropout: float = 0.1, r: int = 8, alpha: float = 16,
+                  lora_dropout: float = 0.05) -> GPT:
+    """The GPT above with LoRA adapters (rank r) on every attention's c_attn and c_proj.
+    Fine-tuning trains only the adapters: freeze every parameter whose name has no
+    ".lora_" (embeddings, LayerNorms, MLPs, the base projections and lm_head included);
+    vramsim: --trainable '*.lora_*'."""
+    model = make_gpt(n_layer=n_layer, n_head=n_head, n_embd=n_embd, vocab_size=vocab_size,
+                     block_size=block_size, dropout=dropout)
+    for block in model.h:
+        attn = block.attn
+        attn.c_attn = LoRALinear(n_embd, 3 * n_embd, r=r, alpha=alpha, dropout=lora_dropout)
+        attn.c_proj = LoRALinear(n_embd, n_embd, r=r, alpha=alpha, dropout=lora_dropout)
+    return model
+
+
+def freeze_for_lora(model: nn.Module) -> None:
+    """requires_grad_(False) on every parameter that is not a LoRA adapter."""
+    for name, p in model.named_parameters():
+        p.requires_grad_(".lora_" in name)
+
+
+# --------------------------------------------------------------------------------------------
+# Recurrent language models / taggers (issue 11): nn.LSTM, nn.GRU, nn.RNN.
+
+@dataclass
+class RNNLMConfig:
+    cell: str = "LSTM"  # "LSTM", "GRU" or "RNN" (tanh)
+    vocab_size: int = 2000
+    n_embd: int = 256
+    hidden: int = 512
+    n_layer: int = 2
+    bidirectional: bool = False
+
+
+class RNNLM(nn.Module):
+    """Embedding -> nn.LSTM / nn.GRU / nn.RNN (batch_first, num_layers, optionally
+    bidirectional, no initial state) -> Linear over the vocabulary: one prediction per token
+    (input idx int64 [B, T], logits [B, T, vocab_size]). torch.onnx writes one LSTM/GRU/RNN
+    node per layer, its weights gate-reordered through Slice/Concat/Unsqueeze."""
+
+    def __init__(self, config: RNNLMConfig):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        cell = {"LSTM": nn.LSTM, "GRU": nn.GRU, "RNN": nn.RNN}[config.cell]
+        self.rnn = cell(config.n_embd, config.hidden, num_layers=config.n_layer,
+                        batch_first=True, bidirectional=config.bidirectional)
+        width = config.hidden * (2 if config.bidirectional else 1)
+        self.head = nn.Linear(width, config.vocab_size)
+
+    def forward(self, idx):
+        y, _ = self.rnn(self.wte(idx))
+        return self.head(y)  # (B, T, vocab_size)
+
+
+def make_rnn_lm(**kwargs) -> RNNLM:
+    return RNNLM(RNNLMConfig(**kwargs))
