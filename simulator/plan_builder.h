@@ -7,6 +7,7 @@
 
 #include "importer/graph.h"
 #include "importer/status.h"
+#include "simulator/attention.h"
 #include "simulator/plan.h"
 
 namespace vramsim {
@@ -18,6 +19,8 @@ struct PlanOptions {
   // parameters, but requires_grad is false, so they get no gradient and nothing is saved for
   // them.
   std::set<TensorId> frozen;
+  // --attention: which SDPA kernel runs each recognized attention (simulator/attention.h).
+  AttentionOptions attention;
 };
 
 Result<TrainingPlan> BuildPlan(const Graph& graph, const PlanOptions& options);
