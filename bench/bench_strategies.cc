@@ -33,8 +33,8 @@
 #include "cli/estimate.h"
 #include "importer/importer.h"
 #include "importer/remat_graph.h"
-#include "policies/checkpoint_planner.h"
-#include "policies/planner_remat.h"
+#include "planners/checkpoint_planner.h"
+#include "planners/planner_remat.h"
 
 namespace {
 

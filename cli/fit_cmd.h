@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "cli/estimate.h"
-#include "policies/devices.h"
+#include "devices/devices.h"
 #include "simulator/allocator.h"
 
 namespace vramsim {

@@ -17,9 +17,9 @@
 #include "cli/estimate.h"
 #include "importer/importer.h"
 #include "importer/remat_graph.h"
+#include "planners/checkpoint_planner.h"
+#include "planners/planner_remat.h"
 #include "policies/accumulation.h"
-#include "policies/checkpoint_planner.h"
-#include "policies/planner_remat.h"
 #include "reports/report.h"
 
 namespace vramsim {

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "importer/remat_graph.h"
-#include "policies/planner_remat.h"
+#include "planners/planner_remat.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > (1 << 20)) return -1;

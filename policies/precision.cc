@@ -32,37 +32,89 @@ std::string_view PrecisionName(Precision p) {
   return "fp32";
 }
 
-// aten/src/ATen/autocast_mode.cpp: the lower_precision_fp and fp32 policies, mapped to the
-// ONNX ops exporters write for those aten ops.
-bool AutocastLowPrecision(const std::string& t, Device device) {
-  static const std::set<std::string> both = {"Conv", "ConvTranspose", "Gemm", "MatMul", "PRelu"};
-  if (both.count(t)) return true;
-  return device == Device::kCuda && t == "Einsum";
+Result<TorchVersion> ParseTorchVersion(const std::string& name) {
+  if (name == "2" || name == "2.x") return TorchVersion::k2;
+  if (name == "1.13") return TorchVersion::k1_13;
+  return Error{"unknown --torch-version '" + name + "' (2, 1.13)"};
 }
 
-bool AutocastFp32(const std::string& t, Device device) {
-  static const std::set<std::string> cuda = {"Softmax",
-                                             "LogSoftmax",
-                                             "LayerNormalization",
-                                             "GroupNormalization",
-                                             "Exp",
-                                             "Log",
-                                             "Pow",
-                                             "Reciprocal",
-                                             "ReduceSum",
-                                             "ReduceProd",
-                                             "ReduceLogSumExp",
-                                             "ReduceL1",
-                                             "ReduceL2",
-                                             "Softplus",
-                                             "CumSum",
-                                             "Acos",
-                                             "Asin",
-                                             "Cosh",
-                                             "Sinh",
-                                             "Tan"};
-  static const std::set<std::string> cpu = {"ReduceProd"};
-  return device == Device::kCuda ? cuda.count(t) > 0 : cpu.count(t) > 0;
+std::string_view TorchVersionName(TorchVersion v) { return v == TorchVersion::k1_13 ? "1.13" : "2"; }
+
+Result<LossPrecision> ParseLossPrecision(const std::string& name) {
+  if (name == "fp32") return LossPrecision::kFp32;
+  if (name == "model") return LossPrecision::kModel;
+  return Error{"unknown --loss-precision '" + name + "' (fp32, model)"};
+}
+
+std::string_view LossPrecisionName(LossPrecision p) {
+  return p == LossPrecision::kModel ? "model" : "fp32";
+}
+
+namespace {
+
+// Autocast's op lists, by the ONNX op an exporter writes for the aten op. Sources:
+//  - CUDA, both releases: aten/src/ATen/autocast_mode.cpp (1.13) and autocast_mode.h's
+//    AT_FORALL_LOWER_PRECISION_FP / AT_FORALL_FP32 / AT_FORALL_FP32_SET_OPT_DTYPE (2.x), plus
+//    aten/src/ATen/cudnn/AutocastRNN.cpp (cuDNN RNNs run in half). 2.x adds the upsample ops
+//    (Resize) to fp32 and scaled_dot_product_attention to lower precision.
+//  - CPU 1.13: measured on torch 1.13.1 (an fp32 and a bf16 input of each op under
+//    torch.autocast("cpu", torch.bfloat16), validation/README.md): conv_transpose, 3-D pooling,
+//    reflection/replication padding, prod and grid_sample run in fp32; prelu is on no list;
+//    einsum lowers to bmm, which is.
+//  - CPU 2.x: autocast_mode.cpp's AutocastCPU registrations: conv_transpose and prelu moved to
+//    lower precision.
+struct AutocastLists {
+  std::set<std::string> low;
+  std::set<std::string> fp32;
+};
+
+const AutocastLists& ListsFor(Device device, TorchVersion version) {
+  static const std::set<std::string> cuda_fp32 = {
+      "Softmax",  "LogSoftmax", "LayerNormalization", "GroupNormalization", "Exp",
+      "Log",      "Pow",        "Reciprocal",         "ReduceSum",          "ReduceProd",
+      "ReduceLogSumExp", "ReduceL1", "ReduceL2",      "Softplus",           "CumSum",
+      "Acos",     "Asin",       "Cosh",               "Sinh",               "Tan"};
+  static const AutocastLists cuda_1_13 = {
+      {"Conv", "ConvTranspose", "Gemm", "MatMul", "PRelu", "Einsum", "LSTM", "GRU", "RNN"},
+      cuda_fp32};
+  static const AutocastLists cuda_2 = [] {
+    AutocastLists l = cuda_1_13;
+    l.low.insert("ScaledDotProductAttention");
+    l.fp32.insert("Resize");
+    return l;
+  }();
+  // Pad, MaxPool, AveragePool, GlobalAveragePool and GlobalMaxPool are decided by their mode
+  // and rank (CpuFp32ByVariant).
+  static const AutocastLists cpu_1_13 = {{"Conv", "Gemm", "MatMul", "Einsum"},
+                                         {"ConvTranspose", "ReduceProd", "GridSample"}};
+  static const AutocastLists cpu_2 = {
+      {"Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum", "PRelu", "ScaledDotProductAttention"},
+      {"ReduceProd", "GridSample", "MaxUnpool"}};
+  if (device == Device::kCuda) return version == TorchVersion::k1_13 ? cuda_1_13 : cuda_2;
+  return version == TorchVersion::k1_13 ? cpu_1_13 : cpu_2;
+}
+
+// CPU autocast's fp32 ops that share an ONNX op type with ops on no list: reflection and
+// replication padding (not constant padding), and 3-D pooling (not 2-D).
+bool CpuFp32ByVariant(const PlanOp& op, const TrainingPlan& plan) {
+  if (op.type == "Pad") return op.mode == "reflect" || op.mode == "edge";
+  if (op.type == "MaxPool" || op.type == "AveragePool" || op.type == "GlobalAveragePool" ||
+      op.type == "GlobalMaxPool") {
+    return !op.inputs.empty() && op.inputs[0] >= 0 &&
+           plan.tensors[op.inputs[0]].shape.size() == 5;
+  }
+  return false;
+}
+
+}  // namespace
+
+AutocastCast AutocastCastOf(const PlanOp& op, const TrainingPlan& plan, Device device,
+                            TorchVersion version) {
+  const AutocastLists& lists = ListsFor(device, version);
+  if (lists.low.count(op.type)) return AutocastCast::kLowPrecision;
+  if (lists.fp32.count(op.type)) return AutocastCast::kFp32;
+  if (device == Device::kCpu && CpuFp32ByVariant(op, plan)) return AutocastCast::kFp32;
+  return AutocastCast::kFollow;
 }
 
 namespace {
@@ -118,7 +170,8 @@ Status PrecisionPolicy::ApplyPure(TrainingPlan& plan, DType half) const {
     if (t.is_extra && t.dtype_follows < 0) continue;
     t.dtype = half;
   }
-  plan.loss_dtype = half;
+  plan.loss_dtype = options_.loss_precision == LossPrecision::kFp32 ? DType::kFloat32 : half;
+  plan.loss_upcast_held = options_.loss_precision == LossPrecision::kFp32;
   Refresh(plan);
   return {};
 }
@@ -156,8 +209,33 @@ Status PrecisionPolicy::ApplyAutocast(TrainingPlan& plan, DType half) const {
     }
     return id;
   };
+  // Tensors computed from data, parameters or buffers; the rest (run-time constants such as
+  // masks) follow the data they meet (precision.h).
+  std::vector<bool> from_data(plan.tensors.size(), false);
+  for (PlanTensorId t : plan.parameters) from_data[t] = true;
+  // Floating buffers (BatchNorm statistics, fp32 tables) are data; integer ones (shapes,
+  // indices) make nothing data by themselves.
+  for (PlanTensorId t : plan.buffers) from_data[t] = IsFloating(plan.tensors[t].dtype);
+  for (PlanTensorId t : plan.batch) from_data[t] = true;
+  for (const PlanOp& op : plan.ops) {
+    bool any = false;
+    for (PlanTensorId in : op.inputs) {
+      any = any || (in >= 0 && !plan.tensors[in].metadata && from_data[in]);
+    }
+    if (!any) continue;
+    for (PlanTensorId t : op.outputs) {
+      if (t >= 0) from_data[t] = true;
+    }
+    for (PlanTensorId t : op.extras) from_data[t] = true;
+    for (PlanTensorId t : op.copies) from_data[t] = true;
+  }
+  // Casts made below are of data.
+  auto is_data = [&](PlanTensorId t) {
+    return static_cast<size_t>(t) >= from_data.size() || from_data[t];
+  };
   for (PlanOp& op : plan.ops) {
-    bool low = AutocastLowPrecision(op.type, device);
+    const AutocastCast listed = AutocastCastOf(op, plan, device, options_.torch_version);
+    bool low = listed == AutocastCast::kLowPrecision;
     // Linear's bias: exporters write Linear on N-d inputs as MatMul then Add(bias); PyTorch's
     // linear casts the bias with the rest.
     if (op.type == "Add" && op.inputs.size() == 2) {
@@ -169,7 +247,7 @@ Status PrecisionPolicy::ApplyAutocast(TrainingPlan& plan, DType half) const {
         }
       }
     }
-    bool fp32 = !low && AutocastFp32(op.type, device);
+    bool fp32 = !low && listed == AutocastCast::kFp32;
     auto retarget = [&](int k, PlanTensorId to) {
       PlanTensorId from = op.inputs[k];
       op.inputs[k] = to;
@@ -205,11 +283,30 @@ Status PrecisionPolicy::ApplyAutocast(TrainingPlan& plan, DType half) const {
     } else if (IsNorm(op.type) && !op.inputs.empty() && op.inputs[0] >= 0) {
       out = plan.tensors[op.inputs[0]].dtype;
     } else {
-      // Type promotion among dimensioned floating inputs (scalars never promote).
+      // Type promotion among dimensioned floating inputs (scalars never promote); inputs
+      // computed from no data follow the data's type when some input is data.
+      bool data_in = false;
+      for (PlanTensorId in : op.inputs) {
+        data_in = data_in || (in >= 0 && !plan.tensors[in].metadata &&
+                              IsFloating(plan.tensors[in].dtype) && is_data(in));
+      }
+      std::vector<PlanTensorId> followers;
       for (PlanTensorId in : op.inputs) {
         if (in < 0 || plan.tensors[in].metadata) continue;
+        if (data_in && !is_data(in)) {
+          if (IsFloating(plan.tensors[in].dtype)) followers.push_back(in);
+          continue;
+        }
         DType d = plan.tensors[in].dtype;
         if (Width(d) > Width(out)) out = d;
+      }
+      for (PlanTensorId f : followers) {
+        if (!IsFloating(out)) break;
+        PlanTensorId base = f;
+        while (plan.tensors[base].view_of >= 0) base = plan.tensors[base].view_of;
+        if (is_data(base)) continue;
+        plan.tensors[base].dtype = out;
+        plan.tensors[f].dtype = out;
       }
     }
     for (PlanTensorId t : op.outputs) {

@@ -8,7 +8,7 @@
 // (parameters, buffers, the batch, gradients and optimizer state are the same for every region
 // set), so the difference between two region sets is the difference in live bytes the
 // simulator shows at the loss. The checkpoint planner derives each block's savings from it and
-// checks it against simulated steps (policies/checkpoint_planner.cc); tests compare it with
+// checks it against simulated steps (planners/checkpoint_planner.cc); tests compare it with
 // the simulator on the examples.
 #pragma once
 

@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/fit_cmd.h"
-#include "policies/devices.h"
+#include "devices/devices.h"
 #include "policies/sharding.h"
 #include "simulator/allocator.h"
 #include "simulator/simulate.h"

@@ -16,9 +16,9 @@
 #include "cli/plan_cmd.h"
 #include "importer/importer.h"
 #include "importer/remat_graph.h"
-#include "policies/checkpoint_planner.h"
-#include "policies/planner_blocks.h"
-#include "policies/planner_remat.h"
+#include "planners/checkpoint_planner.h"
+#include "planners/planner_blocks.h"
+#include "planners/planner_remat.h"
 
 using namespace vramsim;
 
@@ -122,8 +122,11 @@ TEST(RematGraph, BadFiles) {
 RematGraph Make(std::vector<std::pair<double, uint64_t>> cost_mem,
                 std::vector<std::pair<int, int>> edges) {
   std::vector<RematNode> nodes;
-  for (size_t i = 0; i < cost_mem.size(); ++i)
-    nodes.push_back({"v" + std::to_string(i), cost_mem[i].first, cost_mem[i].second, 0, false});
+  for (size_t i = 0; i < cost_mem.size(); ++i) {
+    std::string name = "v";  // not "v" + to_string(i): GCC 12's false -Wrestrict (PR 105329)
+    name += std::to_string(i);
+    nodes.push_back({name, cost_mem[i].first, cost_mem[i].second, 0, false});
+  }
   return MakeRematGraph(std::move(nodes), edges).value();
 }
 

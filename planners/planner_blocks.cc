@@ -1,4 +1,4 @@
-#include "policies/planner_blocks.h"
+#include "planners/planner_blocks.h"
 
 #include <Cbc_C_Interface.h>
 

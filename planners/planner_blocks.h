@@ -7,7 +7,7 @@
 // blocks 0..k-1 are in that state (measured from the simulator's trace), so
 //   peak(C) = max_k (level[k] - sum_{i in C, i < k} saved[i]).
 // The model is what the DP, the MILP and the heuristics optimize; every plan they produce is
-// replayed through the simulator (policies/checkpoint_planner.h), whose peak is reported.
+// replayed through the simulator (planners/checkpoint_planner.h), whose peak is reported.
 #pragma once
 
 #include <cstdint>

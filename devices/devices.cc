@@ -1,4 +1,4 @@
-#include "policies/devices.h"
+#include "devices/devices.h"
 
 namespace vramsim {
 namespace {

@@ -21,7 +21,7 @@
 #include "cli/estimate.h"
 #include "importer/graph.h"
 #include "importer/status.h"
-#include "policies/planner_blocks.h"
+#include "planners/planner_blocks.h"
 
 namespace vramsim {
 

@@ -1,4 +1,4 @@
-#include "policies/planner_remat.h"
+#include "planners/planner_remat.h"
 
 #include <fcntl.h>
 #include <poll.h>

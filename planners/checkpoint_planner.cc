@@ -1,4 +1,4 @@
-#include "policies/checkpoint_planner.h"
+#include "planners/checkpoint_planner.h"
 
 #include <fmt/format.h>
 
