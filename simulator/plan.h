@@ -41,6 +41,8 @@ struct PlanOp {
   std::string name;
   std::string type;
   std::string scope;                  // module path
+  std::string mode;                   // the ONNX "mode" attribute (Pad, Resize): autocast's
+                                      // lists name the aten op it stands for
   std::vector<PlanTensorId> inputs;   // -1 for omitted
   std::vector<PlanTensorId> outputs;  // -1 for omitted or not materialized
   std::vector<PlanTensorId> extras;   // allocated by the forward beside the outputs
@@ -75,10 +77,15 @@ struct OptimizerSpec {
   uint64_t step_counter_bytes = 0;  // per-parameter step tensor (Adam's state['step'])
 };
 
+// The PyTorch release whose behaviour is simulated where releases differ (autocast's op
+// lists, policies/precision.cc). 1.13 is what validation/ measured; 2.x is current.
+enum class TorchVersion { k1_13, k2 };
+
 struct TargetSpec {
   std::string name = "torch-cuda";
   Device device = Device::kCuda;
   uint64_t round_bytes = 512;
+  TorchVersion torch_version = TorchVersion::k2;
 };
 
 // A checkpointed region (torch.utils.checkpoint, use_reentrant=False): its forward keeps only
@@ -98,6 +105,9 @@ struct TrainingPlan {
   std::vector<PlanTensorId> outputs;  // graph outputs
   LossKind loss = LossKind::kCrossEntropy;
   DType loss_dtype = DType::kUndefined;  // the loss computes in this type (fp32 under autocast)
+  // The script upcasts the logits itself (`logits = logits.float()` under pure bf16/fp16,
+  // policies/precision.h): its variable holds the fp32 copy instead of the model's logits.
+  bool loss_upcast_held = false;
   OptimizerSpec optimizer;
   TargetSpec target;
   int micro_batches = 1;  // gradient accumulation: forward+backward this many times per step

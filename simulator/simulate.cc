@@ -486,6 +486,16 @@ class Runtime {
       }
       log_probs_ = AllocLike(in, "log_softmax(" + logits.name + ")", Category::kSavedActivations,
                              "", "saved for the backward of the loss");
+      if (cast >= 0 && plan_.loss_upcast_held) {
+        // `logits = logits.float()`: the script's variable now names the fp32 copy, and the
+        // model's own logits go unless something else holds them.
+        auto held = std::find(held_outputs_.begin(), held_outputs_.end(), storage_[out]);
+        if (held != held_outputs_.end()) {
+          Unref(*held);
+          *held = cast;
+          cast = -1;
+        }
+      }
       Unref(cast);
       scalar.dtype = in.dtype;
       Release(out);

@@ -234,18 +234,22 @@ TEST(Cli, ZeroDimIsRefusedNamingTheFlag) {
   ExpectCliError({"fit", kGpt, "--gpu", "t4", "--dim", "batch=0", "--dim", "seq=8"}, zero);
   ExpectCliError({"plan", kGpt, "--budget", "1GiB", "--dim", "batch=0", "--dim", "seq=8"}, zero);
   ExpectCliError({"estimate", kGpt, "--dim", "batch=-0", "--dim", "seq=8"}, "at least 1");
+  // The CLI's range is the importer's (one line, the same bound for every subcommand).
   ExpectCliError({"estimate", kGpt, "--dim", "batch=99999999999999999999", "--dim", "seq=8"},
-                 "2^63-1");
+                 "from 1 to 2^48");
+  ExpectCliError({"estimate", kGpt, "--dim", "batch=281474976710657", "--dim", "seq=8"},
+                 "--dim batch=281474976710657: dimensions must be from 1 to 2^48");
+  ExpectCliError({"inspect", kResnet, "--dim", "batch=9223372036854775807"}, "2^48");
   ExpectCliError({"estimate", kGpt, "--dim", "batch=-99999999999999999999", "--dim", "seq=8"},
                  "at least 1");
   ExpectCliError({"estimate", kGpt, "--dim", "batch= 8", "--dim", "seq=8"}, "not an integer");
 }
 
-// The micro-batch imports fine, but the whole batch kept resident (2^62 x 1 int64 tokens, 2^65
-// bytes) does not fit 64 bits: refused, not wrapped to a small number.
+// The micro-batch (2^48 / 2^30 = 2^18 images) imports fine, but the whole batch kept resident
+// (2^48 images of 3x224x224 floats, about 2^67 bytes) does not fit 64 bits: refused, not
+// wrapped to a small number.
 TEST(Cli, AccumulatedBatchBytesOverflowAreRefused) {
-  ExpectCliError({"estimate", kGpt, "--dim", "batch=4611686018427387904", "--dim", "seq=1",
-                  "--accum", "1073741824"},
+  ExpectCliError({"estimate", kResnet, "--dim", "batch=281474976710656", "--accum", "1073741824"},
                  "overflow");
 }
 

@@ -41,6 +41,9 @@ void CheckCases(const std::string& file, double median_limit, double max_limit, 
     flags.optimizer = c["optimizer"].get<std::string>();
     flags.loss = c.value("loss", "cross-entropy");
     flags.precision = c.value("precision", "fp32");
+    flags.loss_precision = c.value("loss_precision", "fp32");
+    // The release the case was measured with (autocast's lists differ between releases).
+    flags.torch_version = c.value("torch", "2").rfind("1.13", 0) == 0 ? "1.13" : "2";
     flags.accum = c.value("accum", 1);
     if (c.contains("checkpoint")) {
       for (const auto& scope : c["checkpoint"]) {

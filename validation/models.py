@@ -184,3 +184,37 @@ class RNNLM(nn.Module):
 
 def make_rnn_lm(**kwargs) -> RNNLM:
     return RNNLM(RNNLMConfig(**kwargs))
+
+
+class UNet(nn.Module):
+    """A small UNet (Ronneberger et al. 2015): per level two 3x3 conv + BatchNorm + ReLU,
+    max-pool down, a stride-2 ConvTranspose up and the skip concatenated; a per-pixel Linear to
+    the classes on the channels-last features, so the logits [B, H, W, classes] are contiguous
+    and the cross-entropy runs over the last dim (input [B, 3, H, W], labels int64 [B, H, W])."""
+
+    def __init__(self, in_ch: int = 3, classes: int = 8, width: int = 16, depth: int = 3):
+        super().__init__()
+
+        def block(i, o):
+            return nn.Sequential(nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o),
+                                 nn.ReLU(inplace=True),
+                                 nn.Conv2d(o, o, 3, padding=1, bias=False), nn.BatchNorm2d(o),
+                                 nn.ReLU(inplace=True))
+
+        chans = [width * 2 ** i for i in range(depth + 1)]
+        self.down = nn.ModuleList([block(in_ch, chans[0])] +
+                                  [block(chans[i], chans[i + 1]) for i in range(depth)])
+        self.up = nn.ModuleList([nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2)
+                                 for i in reversed(range(depth))])
+        self.dec = nn.ModuleList([block(2 * chans[i], chans[i]) for i in reversed(range(depth))])
+        self.head = nn.Linear(chans[0], classes)
+
+    def forward(self, x):
+        skips = []
+        for i, down in enumerate(self.down):
+            x = down(x if i == 0 else F.max_pool2d(x, 2))
+            skips.append(x)
+        skips.pop()
+        for up, dec in zip(self.up, self.dec):
+            x = dec(torch.cat([up(x), skips.pop()], dim=1))
+        return self.head(x.permute(0, 2, 3, 1))  # (B, H, W, classes)
