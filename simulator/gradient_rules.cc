@@ -90,6 +90,19 @@ GRAD_RULE({"Gemm"}, [](const RuleContext&) -> Result<OpRule> {
 GRAD_RULE({"MatMul"}, [](const RuleContext&) -> Result<OpRule> {
   return Compute({In(0, {1}), In(1, {0})}, {0, 1});
 });
+// torch.einsum lowers to permute + reshape + bmm (sumproduct_pair): with two operands each is
+// saved for the other's gradient, as the bmm operand it became (a copy where the reshape could
+// not be a view: plan_builder.cc, EinsumCopies). One operand (a permute and/or sum) saves
+// nothing; more are contracted pairwise, and each is read by some product's backward.
+GRAD_RULE({"Einsum"}, [](const RuleContext& c) -> Result<OpRule> {
+  if (c.op.inputs.size() == 2) return Compute({In(0, {1}), In(1, {0})}, {0, 1});
+  OpRule r = Compute({}, {});
+  for (size_t i = 0; i < c.op.inputs.size(); ++i) {
+    if (c.op.inputs.size() > 1) r.saved.push_back(In(static_cast<int>(i)));
+    r.differentiable.push_back(static_cast<int>(i));
+  }
+  return r;
+});
 
 // ---- elementwise arithmetic -------------------------------------------------------------
 GRAD_RULE({"Add", "Sum"}, [](const RuleContext& c) -> Result<OpRule> {
@@ -259,8 +272,55 @@ GRAD_RULE({"Gather"}, [](const RuleContext& c) -> Result<OpRule> {
 });
 GRAD_RULE({"GatherElements", "GatherND"},
           [](const RuleContext&) -> Result<OpRule> { return Compute({In(1)}, {0}); });
-GRAD_RULE({"Tile", "Pad", "Resize", "Upsample", "DepthToSpace", "SpaceToDepth"},
+// torch.onnx writes index_put_ and slice assignment (`x[a:b] = v`, `x[idx] = v`, swin_v2's
+// `qkv_bias[n:2n].zero_()` on a clone) as ScatterND(data, indices, updates) into a new tensor:
+// eager PyTorch clones `data` and writes in place. derivatives.yaml, index_put: the gradient of
+// `data` is the output gradient with the written positions zeroed (index_put of zeros), that of
+// `updates` is the output gradient gathered at `indices`: only the indices are saved.
+GRAD_RULE({"ScatterND"}, [](const RuleContext&) -> Result<OpRule> {
+  return Compute({In(1, {0, 2})}, {0, 2});
+});
+GRAD_RULE({"Tile", "Resize", "Upsample", "DepthToSpace", "SpaceToDepth"},
           [](const RuleContext&) -> Result<OpRule> { return Unary({}); });
+// torch.onnx writes avg_pool2d(x, padding=p) with count_include_pad=True (the default: inception's
+// branch_pool, maxvit's AvgPool2d(3, 2, 1)) as Pad(x, zeros) followed by AveragePool without
+// pads. Eager PyTorch makes no padded tensor: avg_pool2d reads x, saves x, and its backward
+// makes x's gradient. So a zero Pad of the spatial dims read only by AveragePool stands for x
+// itself (a view: plan_builder.cc gives it x's strides, and its gradient is the pool's). Any
+// other Pad (F.pad) allocates its result and saves nothing.
+GRAD_RULE({"Pad"}, [](const RuleContext& c) -> Result<OpRule> {
+  auto avg_pool_padding = [&]() {
+    const Tensor* x = c.in(0);
+    const Tensor* y = c.out(0);
+    if (!x || !y || x->shape.size() < 3 || y->consumers.empty()) return false;
+    const Attribute* mode = c.op.attr("mode");
+    if (mode && mode->s != "constant") return false;
+    if (c.in(3)) return false;  // axes (opset 18)
+    if (std::optional<double> v = c.scalar(2); c.in(2) && (!v || *v != 0.0)) return false;
+    std::vector<double> pads;
+    if (const Tensor* p = c.in(1)) {
+      if (!p->value) return false;
+      for (size_t i = 0; i < p->value->size(); ++i) pads.push_back(p->value->at(i));
+    } else if (const Attribute* a = c.op.attr("pads")) {  // opset < 11
+      for (int64_t v : a->ints) pads.push_back(static_cast<double>(v));
+      if (const Attribute* v = c.op.attr("value"); v && v->f != 0.0) return false;
+    }
+    size_t rank = x->shape.size();
+    if (pads.size() != 2 * rank) return false;
+    for (size_t d = 0; d < rank; ++d) {
+      if (pads[d] < 0 || pads[rank + d] < 0) return false;
+      if (d < 2 && (pads[d] != 0 || pads[rank + d] != 0)) return false;  // batch, channels
+    }
+    for (OpId o : y->consumers) {
+      if (c.graph.ops[o].type != "AveragePool" || c.graph.ops[o].inputs.at(0) != c.op.outputs[0]) {
+        return false;
+      }
+    }
+    return true;
+  };
+  if (avg_pool_padding()) return View();
+  return Unary({});
+});
 GRAD_RULE({"Cast", "CastLike"}, [](const RuleContext& c) -> Result<OpRule> {
   const Tensor* x = c.in(0);
   const Tensor* y = c.out(0);

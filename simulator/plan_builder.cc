@@ -1,6 +1,7 @@
 #include "simulator/plan_builder.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <map>
 #include <set>
@@ -290,6 +291,7 @@ class Builder {
       if (r.forward == OpRule::Forward::kView) View(op);
       if (r.forward == OpRule::Forward::kInPlace || op.type == "Add") InPlace(op, *src_[i], saved);
       if (op.type == "MatMul") MatMulCopies(op);
+      if (op.type == "Einsum") EinsumCopies(op, *src_[i]);
       ContiguousCopies(op, r);
       for (size_t e = 0; e < r.extras.size(); ++e) {
         const ExtraSpec& x = r.extras[e];
@@ -452,6 +454,8 @@ class Builder {
         strides = s;
       } else if (op.type == "Slice" || op.type == "Split") {
         strides = x.strides;  // same strides, an offset into the storage
+      } else if (op.type == "Pad") {
+        strides = x.strides;  // avg_pool2d's own padding (gradient_rules.cc): x itself
       } else if (op.type == "Expand") {
         std::vector<int64_t> s(y.shape.size(), 0);
         size_t off = y.shape.size() - x.shape.size();
@@ -577,6 +581,129 @@ class Builder {
         if (needs_copy(t, target, expanded)) add_copy(k, target);
       }
     }
+  }
+
+  // torch.einsum with two operands (aten/src/ATen/native/Linear.cpp, sumproduct_pair): each
+  // operand is permuted to the output's labels then the summed ones, the left one to
+  // [both, left only, summed] and the right one to [both, summed, right only] (dims of size 1
+  // dropped) and reshaped to 3-D for bmm; a reshape that cannot be a view copies, and bmm saves
+  // what it got. Repeated labels (diagonals) and more operands are left as they are.
+  void EinsumCopies(PlanOp& op, const Op& src) {
+    copy_of_input_.assign(op.inputs.size(), -1);
+    const Attribute* eq = src.attr("equation");
+    if (!eq || op.inputs.size() != 2 || op.inputs[0] < 0 || op.inputs[1] < 0) return;
+    std::string e;
+    for (char ch : eq->s) {
+      if (ch != ' ') e += ch;
+    }
+    size_t arrow = e.find("->");
+    std::string lhs = e.substr(0, arrow), rhs;
+    size_t comma = lhs.find(',');
+    if (comma == std::string::npos || lhs.find(',', comma + 1) != std::string::npos) return;
+    std::string terms[2] = {lhs.substr(0, comma), lhs.substr(comma + 1)};
+    const PlanTensor ops[2] = {plan_.tensors[op.inputs[0]], plan_.tensors[op.inputs[1]]};
+    // Labels per operand; an ellipsis stands for the operand's leading unnamed dims, written
+    // as '0', '1', ... counted from the right so that broadcast dims line up.
+    std::vector<std::string> labels(2);
+    size_t ell_rank = 0;
+    for (int k = 0; k < 2; ++k) {
+      const std::string& t = terms[k];
+      size_t dots = t.find("...");
+      size_t named = t.size() - (dots == std::string::npos ? 0 : 3);
+      if (named > ops[k].shape.size()) return;
+      size_t n_ell = dots == std::string::npos ? 0 : ops[k].shape.size() - named;
+      if (n_ell > 9) return;
+      ell_rank = std::max(ell_rank, n_ell);
+      for (size_t c = 0; c < t.size(); ++c) {
+        if (dots != std::string::npos && c == dots) {
+          for (size_t d = 0; d < n_ell; ++d) labels[k] += static_cast<char>('0' + (n_ell - 1 - d));
+          c += 2;
+          continue;
+        }
+        if (!std::isalpha(static_cast<unsigned char>(t[c]))) return;
+        if (labels[k].find(t[c]) != std::string::npos) return;  // a diagonal
+        labels[k] += t[c];
+      }
+      if (labels[k].size() != ops[k].shape.size()) return;
+    }
+    if (arrow != std::string::npos) {
+      for (char ch : e.substr(arrow + 2)) {
+        if (ch == '.') continue;
+        rhs += ch;
+      }
+      size_t dots = e.find("...", arrow);
+      if (dots != std::string::npos) {
+        std::string ell;
+        for (size_t d = ell_rank; d-- > 0;) ell += static_cast<char>('0' + d);
+        rhs.insert(dots - arrow - 2, ell);
+      }
+    } else {  // implicit output: the ellipsis dims, then labels used once, in order
+      for (size_t d = ell_rank; d-- > 0;) rhs += static_cast<char>('0' + d);
+      std::string once;
+      for (char ch : labels[0] + labels[1]) {
+        if (std::isalpha(static_cast<unsigned char>(ch)) &&
+            std::count(labels[0].begin(), labels[0].end(), ch) +
+                    std::count(labels[1].begin(), labels[1].end(), ch) ==
+                1) {
+          once += ch;
+        }
+      }
+      std::sort(once.begin(), once.end());  // torch's label order: A-Z, then a-z
+      rhs += once;
+    }
+    // Size of a label in an operand (1 when absent).
+    auto size_in = [&](int k, char ch) -> int64_t {
+      size_t d = labels[k].find(ch);
+      return d == std::string::npos ? 1 : ops[k].shape[d];
+    };
+    std::string both, left, right, summed;
+    for (char ch : rhs) {
+      bool l = size_in(0, ch) != 1, r = size_in(1, ch) != 1;
+      if (l && r) {
+        both += ch;
+      } else if (l) {
+        left += ch;
+      } else if (r) {
+        right += ch;
+      }
+    }
+    for (char ch : labels[0]) {
+      if (rhs.find(ch) == std::string::npos && size_in(0, ch) != 1 && size_in(1, ch) != 1) {
+        summed += ch;
+      }
+    }
+    // A label summed in one operand only is reduced first (a sum that allocates): not modelled.
+    for (int k = 0; k < 2; ++k) {
+      for (char ch : labels[k]) {
+        if (rhs.find(ch) == std::string::npos && summed.find(ch) == std::string::npos &&
+            size_in(k, ch) != 1) {
+          return;
+        }
+      }
+    }
+    std::sort(summed.begin(), summed.end());
+    auto matrix = [&](int k, const std::string& groups, const std::vector<size_t>& cuts) {
+      std::vector<int64_t> shape, strides, target(cuts.size() - 1, 1);
+      for (size_t gi = 0; gi + 1 < cuts.size(); ++gi) {
+        for (size_t c = cuts[gi]; c < cuts[gi + 1]; ++c) {
+          size_t d = labels[k].find(groups[c]);
+          if (d == std::string::npos || ops[k].shape[d] == 1) continue;
+          shape.push_back(ops[k].shape[d]);
+          strides.push_back(ops[k].strides[d]);
+          target[gi] *= ops[k].shape[d];
+        }
+      }
+      if (shape.empty() || ViewStrides(shape, strides, target)) return;
+      PlanTensorId c = NewTensor(ops[k].name + ":contiguous", ops[k].dtype, target);
+      plan_.tensors[c].dtype_follows = op.inputs[k];
+      op.copies.push_back(c);
+      copy_of_input_[k] = c;
+    };
+    matrix(0, both + left + summed,
+           {0, both.size(), both.size() + left.size(), both.size() + left.size() + summed.size()});
+    matrix(
+        1, both + summed + right,
+        {0, both.size(), both.size() + summed.size(), both.size() + summed.size() + right.size()});
   }
 
   const Graph& g_;

@@ -227,6 +227,70 @@ TEST(GradientRules, MatMulSavesEachOperandForTheOthersGradient) {
   EXPECT_TRUE(OpNamed(*plan, "mm_both")->copies.empty());
 }
 
+// maxvit's attention (torchvision 0.14, RelativePositionalMultiHeadAttention): q is a permuted
+// view, einsum("B G H I D, B G H J D -> B G H I J", q, k) then ("B G H I J, B G H J D ->
+// B G H I D", attn, v). torch 1.13 lowers each to permute + reshape to [BGH, ., .] + bmm and
+// saves the bmm operands; with B,G,P,H,D = 2,3,5,4,8 and q = x.reshape(B,G,P,H,D).permute(0,1,3,
+// 2,4), torch.autograd.graph.saved_tensors_hooks showed q saved as a contiguous copy of shape
+// [24,5,8] (strides [40,8,1]) in both einsums, and the softmax output saved as itself.
+TEST(GradientRules, EinsumSavesItsBmmOperandsCopyingThoseThatCannotBeViewed) {
+  ModelBuilder m;
+  m.Initializer("P", kF32, {2, 3, 5, 4, 8});  // contiguous strides [480,160,32,8,1]
+  m.Initializer("K", kF32, {2, 3, 4, 5, 8});  // contiguous strides [480,160,40,8,1]
+  m.Input("xd", kF32, {2, 3, 4, 5, 8});
+  m.Node("Transpose", {"P"}, {"q"}, "permute").Ints("perm", {0, 1, 3, 2, 4});
+  m.Node("Einsum", {"q", "K"}, {"s"}, "einsum_qk")
+      .String("equation", "B G H I D, B G H J D -> B G H I J");
+  m.Node("Einsum", {"s", "q"}, {"o"}, "einsum_av").String("equation", "BGHIJ,BGHJD->BGHID");
+  m.Node("Einsum", {"xd", "K"}, {"od"}, "einsum_data").String("equation", "bghid,bghjd->bghij");
+  m.Output("o").Output("od");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  // q: [2,3,4,5,8] with strides [480,160,8,32,1]. Left operand [BGH, I, D] = [24,5,8]: B,G,H
+  // do not merge (H's stride 8 times 4 is 32, not G's 160): a copy of 24*5*8*4 = 3840 bytes.
+  // K as the right operand, permuted to [B,G,H,D,J] = [2,3,4,8,5] (strides [480,160,40,1,8]),
+  // reshaped to [BGH, D, J] = [24,8,5]: B,G,H merge (160*3 = 480, 40*4 = 160): a view, saved as
+  // K itself.
+  EXPECT_OP(*plan, "einsum_qk", {"q:contiguous", "K"}, {0, 1});
+  EXPECT_EQ(T(*plan, "q:contiguous").shape, Shape({24, 5, 8}));
+  EXPECT_EQ(T(*plan, "q:contiguous").bytes, 3840u);
+  // s: [2,3,4,5,5] float32, contiguous = 2*3*4*5*5*4 = 2400 bytes. As the left operand
+  // [BGH, I, J] = [24,5,5] it is viewable; q as the right one, [B,G,H,J,D] -> [24,5,8], copies
+  // again (3840 bytes).
+  EXPECT_EQ(T(*plan, "s").bytes, 2400u);
+  const PlanOp* av = OpNamed(*plan, "einsum_av");
+  ASSERT_NE(av, nullptr);
+  EXPECT_EQ(av->copies.size(), 1u);
+  ASSERT_EQ(av->saved.size(), 2u);
+  EXPECT_EQ(plan->tensors[av->saved[0]].name, "s");
+  EXPECT_EQ(plan->tensors[av->saved[1]].shape, Shape({24, 5, 8}));
+  EXPECT_EQ(plan->tensors[av->saved[1]].bytes, 3840u);
+  // xd is data: only xd is saved (for K's gradient), K (needed for xd's) is not.
+  EXPECT_OP(*plan, "einsum_data", {"xd"}, {1});
+  EXPECT_TRUE(OpNamed(*plan, "einsum_data")->copies.empty());
+}
+
+TEST(GradientRules, EinsumOfContiguousAndTransposedMatricesCopiesNothing) {
+  ModelBuilder m;
+  m.Initializer("A", kF32, {3, 4});
+  m.Initializer("B", kF32, {5, 4});
+  m.Initializer("C", kF32, {4, 5});
+  // "ij,kj->ik": A as [1, i, j] (strides [.,4,1]), B as [1, j, k] = B's transposed view
+  // (strides [.,1,4]): both views. Implicit output "ij,jk" -> "ik".
+  m.Node("Einsum", {"A", "B"}, {"y"}, "einsum_t").String("equation", "ij,kj->ik");
+  m.Node("Einsum", {"A", "C"}, {"z"}, "einsum_implicit").String("equation", "ij,jk");
+  m.Output("y").Output("z");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_OP(*plan, "einsum_t", {"A", "B"}, {0, 1});
+  EXPECT_TRUE(OpNamed(*plan, "einsum_t")->copies.empty());
+  EXPECT_OP(*plan, "einsum_implicit", {"A", "C"}, {0, 1});
+  EXPECT_TRUE(OpNamed(*plan, "einsum_implicit")->copies.empty());
+  // y: [3,5] float32 = 60 bytes.
+  EXPECT_EQ(T(*plan, "y").bytes, 60u);
+  EXPECT_EQ(T(*plan, "z").shape, Shape({3, 5}));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Elementwise arithmetic
 
@@ -580,6 +644,49 @@ void DropoutModel(ModelBuilder& m, float ratio, bool with_training_input, bool t
   m.Output("d");
 }
 
+// F.avg_pool2d(x, 3, stride=1, padding=1) (count_include_pad=True) exports as Pad(x, zeros) +
+// AveragePool(pads 0). Measured on torch 1.13 (validation/README.md, torchvision section):
+// inception_v3 b4 held no padded tensor; avg_pool2d saves x. So the zero spatial Pad read only by
+// AveragePool is a view of x; any other Pad allocates its result.
+TEST(GradientRules, ZeroSpatialPadReadOnlyByAveragePoolIsAViewOfItsInput) {
+  ModelBuilder m;
+  m.Input("x", kF32, {1, 3, 5, 5});
+  m.Initializer("W", kF32, {4, 3, 1, 1});
+  m.Node("Conv", {"x", "W"}, {"h"}, "conv");  // h: [1,4,5,5], strides [100,25,5,1]
+  m.Int64Initializer("onnx::pads", {8}, {0, 0, 1, 1, 0, 0, 1, 1});
+  m.Int64Initializer("onnx::chan", {8}, {0, 1, 0, 0, 0, 1, 0, 0});
+  m.FloatInitializer("onnx::one", {}, {1.0f});
+  m.Node("Pad", {"h", "onnx::pads"}, {"hp"}, "pad_pool").String("mode", "constant");
+  m.Node("AveragePool", {"hp"}, {"pooled"}, "avgpool").Ints("kernel_shape", {3, 3});
+  m.Node("Pad", {"h", "onnx::pads"}, {"hq"}, "pad_other");
+  m.Node("Relu", {"hq"}, {"r"}, "relu");
+  m.Node("Pad", {"h", "onnx::pads", "onnx::one"}, {"hone"}, "pad_ones");
+  m.Node("AveragePool", {"hone"}, {"pooled1"}, "avgpool1").Ints("kernel_shape", {3, 3});
+  m.Node("Pad", {"h", "onnx::chan"}, {"hc"}, "pad_channels");
+  m.Node("AveragePool", {"hc"}, {"pooled2"}, "avgpool2").Ints("kernel_shape", {3, 3});
+  m.Output("pooled").Output("r").Output("pooled1").Output("pooled2");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  // hp: [1,4,7,7] with h's storage and strides, no bytes of its own; the pool saves it (h).
+  EXPECT_EQ(T(*plan, "hp").view_of, Id(*plan, "h"));
+  EXPECT_EQ(T(*plan, "hp").bytes, 0u);
+  EXPECT_EQ(T(*plan, "hp").shape, Shape({1, 4, 7, 7}));
+  EXPECT_EQ(T(*plan, "hp").strides, Shape({100, 25, 5, 1}));
+  EXPECT_OP(*plan, "pad_pool", {}, {0});
+  EXPECT_TRUE(OpNamed(*plan, "pad_pool")->is_view);
+  EXPECT_OP(*plan, "avgpool", {"hp"}, {0});
+  // Read by a ReLU, padded with ones, or padding channels: a new [1,4,7,7] (or [1,6,5,5]) tensor,
+  // 4*7*7*4 = 784 (6*5*5*4 = 600) bytes, saving nothing.
+  for (const char* t : {"hq", "hone"}) {
+    EXPECT_EQ(T(*plan, t).view_of, -1) << t;
+    EXPECT_EQ(T(*plan, t).bytes, 784u) << t;
+  }
+  EXPECT_EQ(T(*plan, "hc").view_of, -1);
+  EXPECT_EQ(T(*plan, "hc").bytes, 600u);
+  EXPECT_OP(*plan, "pad_other", {}, {0});
+  EXPECT_OP(*plan, "pad_ones", {}, {0});
+}
+
 TEST(GradientRules, DropoutOnCpuSavesAFloatMaskOfTheInputsType) {
   ModelBuilder m;
   DropoutModel(m, 0.1f, /*with_training_input=*/true, /*training=*/true);
@@ -763,6 +870,35 @@ TEST(GradientRules, GatherWithAScalarIndexIsAViewWithATensorIndexAnEmbedding) {
   EXPECT_OP(*plan, "embedding", {"ids"}, {0});
   EXPECT_EQ(T(*plan, "emb").bytes, 96u);
   EXPECT_EQ(T(*plan, "emb").view_of, -1);
+}
+
+// swin_v2 (torchvision 0.14): `qkv_bias = qkv_bias.clone(); qkv_bias[n:2n].zero_()` exports as
+// ScatterND(bias, indices, zeros). index_put (derivatives.yaml) saves the indices only: data's
+// gradient is the output gradient with the written positions zeroed, updates' the output
+// gradient gathered at the indices.
+TEST(GradientRules, ScatterNDAllocatesItsResultAndSavesOnlyTheIndices) {
+  ModelBuilder m;
+  GemmPrefix(m);                      // h: [4,16], requires grad
+  m.Initializer("bias", kF32, {12});  // a parameter
+  m.Input("zeros", kF32, {4});
+  m.Input("dd", kF32, {4, 16});
+  m.Input("idx", DType::kInt64, {4, 1});
+  m.Input("rows", DType::kInt64, {4, 1});
+  m.Node("ScatterND", {"bias", "idx", "zeros"}, {"b2"}, "scatter_bias");
+  m.Node("ScatterND", {"dd", "rows", "h"}, {"y"}, "scatter_rows");
+  m.Node("ScatterND", {"dd", "rows", "dd"}, {"n"}, "scatter_data");
+  m.Output("b2").Output("y").Output("n");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  // Only the bias needs a gradient: slot 0; the indices are saved.
+  EXPECT_OP(*plan, "scatter_bias", {"idx"}, {0});
+  // h's rows written into data: only the updates (slot 2) need a gradient.
+  EXPECT_OP(*plan, "scatter_rows", {"rows"}, {2});
+  EXPECT_OP(*plan, "scatter_data", {}, {});
+  // A new tensor of data's shape: b2 [12] = 48 bytes, y [4,16] = 256 bytes.
+  EXPECT_EQ(T(*plan, "b2").bytes, 48u);
+  EXPECT_EQ(T(*plan, "b2").view_of, -1);
+  EXPECT_EQ(T(*plan, "y").bytes, 256u);
 }
 
 TEST(GradientRules, CastToTheSameTypeIsAViewToAnotherAllocates) {
