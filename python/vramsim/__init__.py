@@ -1,0 +1,1 @@
+"""Python helpers for vramsim (the C++ estimator): weightless training-mode ONNX export."""

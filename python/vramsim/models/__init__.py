@@ -1,0 +1,1 @@
+"""Example models for vramsim's exporter (LLaMA-shaped decoders)."""
