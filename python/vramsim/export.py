@@ -31,10 +31,13 @@ line gives the bytes).
 
 Next to OUT.onnx it writes OUT.params.json: {"parameters": named_parameters() names,
 "buffers": named_buffers() names, "initializers": the ONNX initializer names, "frozen": the
-parameters with requires_grad=False, "mode": "meta" | "zero" | "real"}. The ONNX file has no
+parameters with requires_grad=False, "float_buffers": floating-point buffers other than
+BatchNorm statistics, "mode": "meta" | "zero" | "real"}. The ONNX file has no
 requires-grad marker and vramsim trains every parameter unless told otherwise: pass the
 frozen ones with `vramsim estimate --freeze ...` or the trainable ones with `--trainable ...`
-(the command line prints a hint when some are frozen).
+(the command line prints a hint when some are frozen). vramsim also takes floating-point
+buffers other than BatchNorm's running statistics (LLaMA's rotary inv_freq) for trainable
+parameters, with gradients and optimizer state: `--freeze` them too (another hint).
 
 Command line (the Debian interpreter, which has torch 1.13; run from python/ or with
 PYTHONPATH=python):
@@ -426,6 +429,8 @@ def export(module, example_inputs, path, dynamic_dims=None, input_names=None,
     param_names = [n for n, _ in module.named_parameters()]
     buffer_names = [n for n, _ in module.named_buffers()]
     frozen = [n for n, p in module.named_parameters() if not p.requires_grad]
+    float_buffers = [n for n, b in module.named_buffers()
+                     if b.is_floating_point() and not n.endswith(("running_mean", "running_var"))]
     # dtype/shape of everything that can become an initializer, by state_dict-style name
     # (named_* dedups tied tensors, keeping the first name, as the exporter does).
     infos = {}
@@ -486,7 +491,7 @@ def export(module, example_inputs, path, dynamic_dims=None, input_names=None,
 
     init_names = [t.name for t in proto.graph.initializer]
     sidecar = {"parameters": param_names, "buffers": buffer_names, "initializers": init_names,
-               "frozen": frozen, "mode": used}
+               "frozen": frozen, "float_buffers": float_buffers, "mode": used}
     with open(os.path.join(out_dir, stem + ".params.json"), "w") as f:
         json.dump(sidecar, f, indent=1)
         f.write("\n")
@@ -502,6 +507,11 @@ def export(module, example_inputs, path, dynamic_dims=None, input_names=None,
             print(f"  {len(frozen)} of {len(param_names)} parameters have requires_grad=False; "
                   "the ONNX file cannot say so: pass them to vramsim with --freeze or "
                   "--trainable (names in " + stem + ".params.json \"frozen\")")
+        if float_buffers:
+            print(f"  {len(float_buffers)} floating-point buffers (not BatchNorm statistics) "
+                  "that vramsim will take for trainable parameters: add --freeze "
+                  + ",".join(float_buffers[:3]) + (",..." if len(float_buffers) > 3 else "")
+                  + " (all in " + stem + ".params.json \"float_buffers\")")
     return dict(sidecar, path=path, bytes=total)
 
 
