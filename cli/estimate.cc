@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "importer/importer.h"
+#include "importer/validate.h"
 #include "policies/accumulation.h"
 #include "policies/optimizer.h"
 #include "policies/precision.h"
@@ -49,8 +50,10 @@ Status ParseDimSpecs(const std::vector<std::string>& specs, std::map<std::string
     } catch (const std::exception&) {
       used = 0;
     }
-    if (too_large && value[0] != '-') {
-      return Error{"--dim " + spec + ": dimensions must be at most 2^63-1 (9223372036854775807)"};
+    // The importer's bound on one dimension (importer/validate.h), said the same way here.
+    if ((too_large && value[0] != '-') || (!too_large && v > kMaxDimension)) {
+      return Error{"--dim " + spec + ": dimensions must be from 1 to 2^48 (" +
+                   std::to_string(kMaxDimension) + ")"};
     }
     if (too_large) return Error{"--dim " + spec + ": dimensions must be at least 1"};
     if (used != value.size() || value.empty() ||
@@ -86,6 +89,15 @@ Result<EstimateOptions> ParseEstimateFlags(const EstimateFlags& f) {
   }
   if (auto p = ParsePrecision(f.precision); !p) return p.error();
   o.precision = f.precision;
+  auto attention = ParseAttentionImpl(f.attention);
+  if (!attention) return attention.error();
+  o.attention = *attention;
+  auto version = ParseTorchVersion(f.torch_version);
+  if (!version) return version.error();
+  o.target.torch_version = *version;
+  auto loss_precision = ParseLossPrecision(f.loss_precision);
+  if (!loss_precision) return loss_precision.error();
+  o.loss_precision = *loss_precision;
   if (auto s = ValidateMicroBatches(f.accum); !s) return Error{s.message()};
   o.micro_batches = f.accum;
   o.allow_constant_weights = f.allow_constant_weights;
@@ -172,6 +184,12 @@ Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options)
   auto frozen = FrozenParameters(graph, options.trainable);
   if (!frozen) return frozen.error();
   po.frozen = *frozen;
+  // Attention kernels are chosen for the type attention will compute in (after precision).
+  po.attention.impl = options.attention;
+  if (Precision p = *ParsePrecision(options.precision); p != Precision::kFp32) {
+    bool bf16 = p == Precision::kBf16 || p == Precision::kAmpBf16;
+    po.attention.dtype = bf16 ? DType::kBFloat16 : DType::kFloat16;
+  }
   auto plan = BuildPlan(graph, po);
   if (!plan) return plan.error();
   if (auto s = CheckTrainable(*plan); !s) return Error{s.message()};
@@ -181,7 +199,8 @@ Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options)
   oo.kind = *ParseOptimizerKind(options.optimizer);
   oo.impl = options.optimizer_impl;
   oo.device = options.target.device;
-  PrecisionOptions precision{*ParsePrecision(options.precision), options.target.device};
+  PrecisionOptions precision{*ParsePrecision(options.precision), options.target.device,
+                             options.target.torch_version, options.loss_precision};
   AccumulationOptions accumulation{options.micro_batches, options.batch_dim};
   // Precision first: the optimizer's state takes the parameters' final type.
   std::vector<std::unique_ptr<Policy>> policies;
@@ -256,6 +275,11 @@ std::string SummaryLine(const std::map<std::string, int64_t>& dims, const Estima
   std::string s = fmt::format("{}, {}{}, {}, {}", fmt::join(d, " "), f.optimizer,
                               f.optimizer_impl.empty() ? "" : " (" + f.optimizer_impl + ")",
                               f.precision, f.target);
+  if (f.torch_version != "2") s += fmt::format(", torch {}", f.torch_version);
+  if (f.loss_precision != "fp32" && (f.precision == "bf16" || f.precision == "fp16")) {
+    s += fmt::format(", loss in {}", f.precision);
+  }
+  if (f.attention != "auto") s += fmt::format(", attention {}", f.attention);
   if (f.accum > 1) s += fmt::format(", accum {}", f.accum);
   if (f.data_parallel > 1) s += fmt::format(", {} ranks, zero {}", f.data_parallel, f.zero);
   if (!f.trainable.empty()) s += fmt::format(", trainable {}", fmt::join(f.trainable, ","));
@@ -289,6 +313,18 @@ void AddTrainingFlags(CLI::App* app, EstimateFlags* f) {
   app->add_option("--loss", f->loss, "none, cross-entropy, mse")->capture_default_str();
   app->add_option("--precision", f->precision, "fp32, bf16, fp16, amp-bf16, amp-fp16")
       ->capture_default_str();
+  app->add_option("--torch-version", f->torch_version,
+                  "PyTorch release whose autocast op lists apply: 2 (current 2.x) or 1.13")
+      ->capture_default_str();
+  app->add_option("--loss-precision", f->loss_precision,
+                  "Under bf16/fp16: fp32 upcasts the logits before the cross-entropy "
+                  "(logits.float(), as Hugging Face models do); model keeps the model's type")
+      ->capture_default_str();
+  app->add_option("--attention", f->attention,
+                  "auto, eager, math, flash, mem-efficient: the SDPA kernel recognized attention "
+                  "runs with (auto: hand-written attention eager, the exporter's SDPA what "
+                  "PyTorch picks)")
+      ->capture_default_str();
   app->add_option("--accum", f->accum,
                   "Gradient accumulation: micro-batches per step (1 to " +
                       std::to_string(kMaxMicroBatches) + ")")
@@ -311,6 +347,13 @@ nlohmann::json EstimateJson(const Estimate& e, size_t largest) {
   nlohmann::json j;
   j["peak_bytes"] = e.peak.peak_bytes;
   j["target"] = e.plan.target.name;
+  j["torch_version"] = std::string(TorchVersionName(e.plan.target.torch_version));
+  if (e.plan.loss != LossKind::kNone && !e.plan.outputs.empty()) {
+    // The type the loss computes in (the logits' unless upcast).
+    j["loss_dtype"] = std::string(DTypeName(e.plan.loss_dtype == DType::kUndefined
+                                                ? e.plan.tensors[e.plan.outputs[0]].dtype
+                                                : e.plan.loss_dtype));
+  }
   j["optimizer"] = e.plan.optimizer.name;
   j["optimizer_impl"] = std::string(OptimizerImplName(e.plan.optimizer.impl));
   j["micro_batches"] = e.plan.micro_batches;

@@ -8,7 +8,9 @@
 
 #include "importer/graph.h"
 #include "importer/status.h"
+#include "policies/precision.h"
 #include "policies/trainable.h"
+#include "simulator/attention.h"
 #include "simulator/peak.h"
 #include "simulator/plan.h"
 #include "simulator/trace.h"
@@ -22,6 +24,10 @@ struct EstimateFlags {
   std::string target = "torch-cuda";
   std::string loss = "cross-entropy";
   std::string precision = "fp32";
+  // The SDPA kernel recognized attention runs with (simulator/attention.h).
+  std::string attention = "auto";
+  std::string torch_version = "2";      // autocast's op lists (policies/precision.h)
+  std::string loss_precision = "fp32";  // pure bf16/fp16: upcast the logits before the loss
   int accum = 1;
   std::string dim_name = "batch";
   std::string checkpoint;               // comma-separated scopes
@@ -39,6 +45,8 @@ struct EstimateOptions {
   std::string optimizer = "adam";
   OptimizerImpl optimizer_impl = OptimizerImpl::kForeach;
   std::string precision = "fp32";
+  AttentionImpl attention = AttentionImpl::kAuto;
+  LossPrecision loss_precision = LossPrecision::kFp32;
   int micro_batches = 1;
   std::string batch_dim = "batch";
   std::vector<std::string> checkpoint;

@@ -15,6 +15,8 @@ packages=(
   chromium
   # validation against real PyTorch (CPU); openblas-pthread or matmuls run ~50x slower
   python3 python3-torch python3-torchvision python3-onnx libopenblas0-pthread
+  # the Python package: bindings (bindings/) and its tests (python/tests)
+  python3-dev pybind11-dev python3-pytest
 )
 missing=()
 for p in "${packages[@]}"; do

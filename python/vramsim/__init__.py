@@ -1,1 +1,23 @@
-"""Python helpers for vramsim (the C++ estimator): weightless training-mode ONNX export."""
+"""vramsim from Python: how much memory will training this model take?
+
+    import vramsim
+    r = vramsim.estimate("model.onnx", dims={"batch": 16, "seq": 1024}, optimizer="adamw",
+                         precision="amp-bf16")
+    print(r.peak_bytes)
+
+estimate, inspect, fit and max_batch call the C++ engine (vramsim.api, the native module
+_vramsim built into build/python by scripts/build.sh); vramsim.export writes a weightless
+training-mode ONNX export of an nn.Module without materializing its weights.
+"""
+
+_API = ("Error", "Estimate", "Result", "estimate", "inspect", "fit", "max_batch")
+
+try:
+    from .api import Error, Estimate, Result, estimate, fit, inspect, max_batch  # noqa: F401
+except ImportError as _missing:  # the native module is not built: vramsim.export still works
+    _native_error = _missing
+
+    def __getattr__(name):
+        if name in _API:
+            raise ImportError(str(_native_error)) from _native_error
+        raise AttributeError(name)

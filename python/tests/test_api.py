@@ -1,0 +1,127 @@
+"""vramsim's Python API against its CLI: the same numbers, the same messages.
+
+Each call runs `vramsim ... --json` (VRAMSIM_BIN, default build/cli/vramsim) and the binding
+with the same options, and compares the whole JSON objects; errors must raise vramsim.Error
+with the message the CLI prints after "vramsim: error: ".
+
+  PYTHONPATH=build/python /usr/bin/python3 -m pytest -q python/tests/test_api.py
+"""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+import vramsim
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("VRAMSIM_BIN", os.path.join(ROOT, "build", "cli", "vramsim"))
+GPT = os.path.join(ROOT, "examples", "gpt.onnx")
+RESNET = os.path.join(ROOT, "examples", "resnet18.onnx")
+
+
+def cli(*args):
+    r = subprocess.run([BIN, *args], capture_output=True, text=True)
+    return r.returncode, r.stdout, r.stderr
+
+
+def cli_json(*args):
+    rc, out, err = cli(*args, "--json")
+    assert rc == 0, err
+    return json.loads(out)
+
+
+def cli_error(*args):
+    rc, out, err = cli(*args)
+    assert rc != 0
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("vramsim: error: "), err
+    return line[len("vramsim: error: "):]
+
+
+# (CLI flags, the same as keywords)
+CASES = [
+    (["--dim", "batch=8", "--dim", "seq=128"], {}),
+    (["--dim", "batch=16", "--dim", "seq=128", "--optimizer", "adamw", "--precision", "amp-bf16",
+      "--checkpoint", "h.0,h.1"],
+     {"optimizer": "adamw", "precision": "amp-bf16", "checkpoint": ["h.0", "h.1"]}),
+    (["--dim", "batch=8", "--dim", "seq=64", "--optimizer", "sgd", "--target", "torch-cpu",
+      "--accum", "2", "--precision", "bf16", "--loss-precision", "model",
+      "--torch-version", "1.13"],
+     {"optimizer": "sgd", "target": "torch-cpu", "accum": 2, "precision": "bf16",
+      "loss_precision": "model", "torch_version": "1.13"}),
+    (["--dim", "batch=8", "--dim", "seq=128", "--freeze", "wte,wpe", "--data-parallel", "4",
+      "--zero", "2"],
+     {"freeze": ["wte", "wpe"], "data_parallel": 4, "zero": 2}),
+]
+
+
+def dims_of(flags):
+    return {k: int(v) for k, v in (flags[i + 1].split("=") for i, f in enumerate(flags)
+                                    if f == "--dim")}
+
+
+@pytest.mark.parametrize("flags,kwargs", CASES)
+def test_estimate_matches_the_cli(flags, kwargs):
+    expected = cli_json("estimate", GPT, *flags)
+    got = vramsim.estimate(GPT, dims=dims_of(flags), **kwargs)
+    assert got.to_dict() == expected
+    assert got.peak_bytes == expected["peak_bytes"]
+    assert got["breakdown"] == expected["breakdown"]
+    assert isinstance(got.peak_bytes, int)
+
+
+def test_resnet_estimate_and_inspect_match_the_cli():
+    assert vramsim.estimate(RESNET, dims={"batch": 16}, optimizer="sgd").to_dict() == \
+        cli_json("estimate", RESNET, "--dim", "batch=16", "--optimizer", "sgd")
+    assert vramsim.inspect(RESNET, dims={"batch": 4}, trainable=["fc"]).to_dict() == \
+        cli_json("inspect", RESNET, "--dim", "batch=4", "--trainable", "fc")
+
+
+def test_fit_and_max_batch_match_the_cli():
+    assert vramsim.fit(GPT, "t4", dims={"batch": 64, "seq": 256}).to_dict() == \
+        cli_json("fit", GPT, "--gpu", "t4", "--dim", "batch=64", "--dim", "seq=256")
+    assert vramsim.max_batch(GPT, "t4", dims={"seq": 256}, precision="amp-fp16").to_dict() == \
+        cli_json("max-batch", GPT, "--gpu", "t4", "--dim", "seq=256", "--precision", "amp-fp16")
+
+
+@pytest.mark.parametrize("flags,call", [
+    (["estimate", GPT, "--dim", "batch=0", "--dim", "seq=8"],
+     lambda: vramsim.estimate(GPT, dims={"batch": 0, "seq": 8})),
+    (["estimate", GPT, "--dim", "batch=8"], lambda: vramsim.estimate(GPT, dims={"batch": 8})),
+    (["estimate", GPT, "--dim", "batch=8", "--dim", "seq=8", "--precision", "fp8"],
+     lambda: vramsim.estimate(GPT, dims={"batch": 8, "seq": 8}, precision="fp8")),
+    (["estimate", GPT, "--dim", "batch=8", "--dim", "seq=8", "--freeze", "nothing.matches"],
+     lambda: vramsim.estimate(GPT, dims={"batch": 8, "seq": 8}, freeze=["nothing.matches"])),
+    (["estimate", os.path.join(ROOT, "no", "such.onnx"), "--dim", "batch=8"],
+     lambda: vramsim.estimate(os.path.join(ROOT, "no", "such.onnx"), dims={"batch": 8})),
+    (["fit", GPT, "--gpu", "nosuchgpu", "--dim", "batch=8", "--dim", "seq=8"],
+     lambda: vramsim.fit(GPT, "nosuchgpu", dims={"batch": 8, "seq": 8})),
+])
+def test_errors_raise_with_the_clis_message(flags, call):
+    message = cli_error(*flags)
+    with pytest.raises(vramsim.Error) as e:
+        call()
+    assert str(e.value) == message
+
+
+def test_bad_keywords_raise():
+    with pytest.raises(vramsim.Error, match="unknown option 'optimiser'"):
+        vramsim.estimate(GPT, dims={"batch": 8, "seq": 8}, optimiser="adam")
+    with pytest.raises(vramsim.Error, match="accum"):
+        vramsim.estimate(GPT, dims={"batch": 8, "seq": 8}, accum="two")
+    with pytest.raises(vramsim.Error, match="not an integer"):
+        vramsim.estimate(GPT, dims={"batch": 8.5, "seq": 8})
+
+
+def test_reports_are_written(tmp_path):
+    r = vramsim.estimate(GPT, dims={"batch": 4, "seq": 64})
+    html, trace = tmp_path / "r.html", tmp_path / "t.json"
+    r.write_html(html)
+    r.write_trace(trace)
+    assert "<html" in html.read_text()[:500].lower()
+    events = json.loads(trace.read_text())["traceEvents"]
+    assert any(e.get("ph") == "C" for e in events)  # the live-bytes counters
+    with pytest.raises(vramsim.Error):
+        r.write_html(tmp_path / "no" / "such" / "dir" / "r.html")
