@@ -372,6 +372,14 @@ Result<OpRule> FusedAttentionRule(const RuleContext& c) {
     r.saved.push_back({From::kExtra, 1, {}});
     r.saved.push_back({From::kExtra, 2, {}});
   }
+  if (!flash && cuda && c.op.attr("dropout_p") && c.op.attr("dropout_p")->f == 0) {
+    // Without dropout the philox seed and offset are empty int64 scalars on the device (with
+    // dropout, host scalars outside CUDA-graph capture): attention.cu.
+    r.extras.push_back({"philox_seed", DType::kInt64, {}});
+    r.extras.push_back({"philox_offset", DType::kInt64, {}});
+    r.saved.push_back({From::kExtra, 1, {}});
+    r.saved.push_back({From::kExtra, 2, {}});
+  }
   if (!flash && mask) {
     // attn_bias: a float mask of q's type whose last dim is a multiple of 16 (a bool mask is
     // converted, an unaligned one padded); it receives a gradient if it needs one.

@@ -33,7 +33,8 @@
 //                  philox_seed, philox_offset). CUDA only (transformers/cuda/attention.cu,
 //                  _efficient_attention_forward): output [B, Lq, H, Dv] exposed as
 //                  [B, H, Lq, Dv], logsumexp fp32 [B, H, round32(Lq)] (kAlignLSE = 32); the
-//                  philox seed and offset are host scalars outside CUDA-graph capture. A mask
+//                  philox seed and offset are host scalars with dropout (outside CUDA-graph
+//                  capture), empty int64 device scalars without. A mask
 //                  is kept as attn_bias in q's dtype (a bool mask converted, the last dim
 //                  padded to a multiple of 16). The backward (attention_backward.cu,
 //                  mem_eff/kernel_backward.h) holds delta fp32 (logsumexp's shape) and, for

@@ -48,6 +48,7 @@ void Projections(ModelBuilder& m) {
 struct HandWrittenOptions {
   int64_t softmax_axis = -1;
   bool softmax_read_elsewhere = false;
+  float dropout = 0.1f;
 };
 
 // GPT's CausalSelfAttention as torch.onnx writes it: (q @ k.transpose(-2, -1)) * 0.25,
@@ -69,7 +70,7 @@ void HandWritten(ModelBuilder& m, HandWrittenOptions o = {}) {
   m.FloatInitializer("onnx::ninf", {}, {-std::numeric_limits<float>::infinity()});
   m.Node("Where", {"nb", "onnx::ninf", "ss"}, {"masked"}, "/attn/Where");
   m.Node("Softmax", {"masked"}, {"p"}, "/attn/Softmax").Int("axis", o.softmax_axis);
-  m.FloatInitializer("onnx::ratio", {}, {0.1f});
+  m.FloatInitializer("onnx::ratio", {}, {o.dropout});
   m.Node("Dropout", {"p", "onnx::ratio"}, {"pd", "pmask"}, "/attn/attn_dropout/Dropout");
   m.Node("MatMul", {"pd", "v"}, {"y"}, "/attn/MatMul_1");
   m.Output("y");
@@ -315,6 +316,19 @@ TEST(Attention, MemEfficientInFp32HasNoAccumulator) {
   ASSERT_NE(op, nullptr);
   EXPECT_EQ(SavedBytes(e->plan, *op), 4 * 4 * KiB + KiB);
   EXPECT_EQ(WorkspaceBytes(e->plan, *op), (std::vector<uint64_t>{KiB}));
+}
+
+// Without dropout mem-efficient's philox seed and offset are int64 scalars on the device
+// (8 B each), saved beside q, k, v, output (8 KiB) and logsumexp (1 KiB): 9232 B.
+TEST(Attention, MemEfficientWithoutDropoutKeepsDeviceSeedAndOffset) {
+  ModelBuilder m(14);
+  HandWritten(m, {.dropout = 0.0f});
+  auto e = RunEstimate(Import(m), Options("mem-efficient", "fp16"));
+  ASSERT_TRUE(e.ok()) << e.error().message;
+  const PlanOp* op = OpNamed(e->plan, "/attn/MatMul_1");
+  ASSERT_NE(op, nullptr);
+  ASSERT_EQ(op->type, kAttentionOpType);
+  EXPECT_EQ(SavedBytes(e->plan, *op), 4 * 2 * KiB + KiB + 8 + 8);
 }
 
 // eager (and math) simulate the ops as written: softmax's result [2,4,8,8] fp16 1 KiB, the
