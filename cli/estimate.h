@@ -1,64 +1,14 @@
-// `vramsim estimate`: import -> training-step plan -> policies -> simulate -> peak report.
+// `vramsim estimate` and the training flags every subcommand shares: CLI11 registration of
+// the engine's options (engine/estimate.h validates them) and the text report.
 #pragma once
 
 #include <CLI/CLI.hpp>
-#include <map>
-#include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
-#include "importer/graph.h"
-#include "importer/status.h"
-#include "policies/precision.h"
-#include "policies/trainable.h"
-#include "simulator/attention.h"
-#include "simulator/peak.h"
-#include "simulator/plan.h"
-#include "simulator/trace.h"
+#include "engine/estimate.h"
 
 namespace vramsim {
-
-// Flags as given on the command line; Parse validates them.
-struct EstimateFlags {
-  std::string optimizer = "adam";
-  std::string optimizer_impl;  // empty: the target's default
-  std::string target = "torch-cuda";
-  std::string loss = "cross-entropy";
-  std::string precision = "fp32";
-  // The SDPA kernel recognized attention runs with (simulator/attention.h).
-  std::string attention = "auto";
-  std::string torch_version = "2";      // autocast's op lists (policies/precision.h)
-  std::string loss_precision = "fp32";  // pure bf16/fp16: upcast the logits before the loss
-  int accum = 1;
-  std::string dim_name = "batch";
-  std::string checkpoint;               // comma-separated scopes
-  int data_parallel = 1;                // ranks (policies/sharding.h)
-  int zero = 0;                         // ZeRO stage
-  bool allow_constant_weights = false;  // ImportOptions::allow_constant_weights
-  // --freeze / --trainable: repeatable, each a pattern or a comma list (policies/trainable.h).
-  std::vector<std::string> freeze;
-  std::vector<std::string> trainable;
-};
-
-struct EstimateOptions {
-  TargetSpec target;
-  LossKind loss = LossKind::kCrossEntropy;
-  std::string optimizer = "adam";
-  OptimizerImpl optimizer_impl = OptimizerImpl::kForeach;
-  std::string precision = "fp32";
-  AttentionImpl attention = AttentionImpl::kAuto;
-  LossPrecision loss_precision = LossPrecision::kFp32;
-  int micro_batches = 1;
-  std::string batch_dim = "batch";
-  std::vector<std::string> checkpoint;
-  int data_parallel = 1;  // per-rank memory of data parallelism (policies/sharding.h)
-  int zero_stage = 0;
-  bool allow_constant_weights = false;  // ImportOptions::allow_constant_weights
-  // Which parameters train; the patterns are matched against the graph by RunEstimate, and
-  // one that matches no parameter is an error there.
-  TrainableOptions trainable;
-};
-
-Result<EstimateOptions> ParseEstimateFlags(const EstimateFlags& flags);
 
 // The training flags shared by estimate, fit, max-batch and plan (and strategies), with
 // --allow-constant-weights.
@@ -72,53 +22,7 @@ void AddAllowConstantWeightsFlag(CLI::App* app, bool* allow);
 void AddTrainableFlags(CLI::App* app, std::vector<std::string>* freeze,
                        std::vector<std::string>* trainable);
 
-// Parameters of an imported graph under the flags: how many there are and how many train.
-struct TrainableCount {
-  uint64_t parameters = 0, parameter_bytes = 0;  // every parameter tensor
-  uint64_t trainable = 0, trainable_bytes = 0;   // those that get a gradient
-  uint64_t parameter_elements = 0, trainable_elements = 0;
-};
-Result<TrainableCount> CountTrainable(const Graph& graph, const TrainableOptions& options);
-
-struct Estimate {
-  TrainingPlan plan;
-  Trace trace;
-  PeakReport peak;
-  // Parameters and those that train (--freeze / --trainable), bytes in the step's precision
-  // (whole tensors, before any sharding).
-  TrainableCount parameters;
-  uint64_t step_flops = 0;       // forward + backward of the model, one micro-batch
-  uint64_t recompute_flops = 0;  // forward FLOPs run again by checkpointing, one micro-batch
-  // The same for the whole step: all K micro-batches run (only their memory repeats).
-  uint64_t step_flops_all = 0;
-  uint64_t recompute_flops_all = 0;
-  double overhead_pct() const {
-    return step_flops
-               ? 100.0 * static_cast<double>(recompute_flops) / static_cast<double>(step_flops)
-               : 0.0;
-  }
-};
-
-// On an imported graph (already at the micro-batch size when accumulating).
-Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options);
-// Import at the micro-batch dims (the batch dim divided by the accumulation count).
-Result<Graph> ImportForEstimate(const std::string& path, const std::map<std::string, int64_t>& dims,
-                                const EstimateOptions& options);
-// Import (dividing the batch dim for accumulation) and estimate.
-Result<Estimate> EstimateModel(const std::string& path, const std::map<std::string, int64_t>& dims,
-                               const EstimateOptions& options);
-
-nlohmann::json EstimateJson(const Estimate& e, size_t largest = 20);
+// The estimate as text: the peak, its phase and op, the breakdown, the largest live tensors.
 std::string EstimateText(const Estimate& e, size_t largest = 12);
-
-std::string FormatBytes(uint64_t bytes);
-
-// "--dim NAME=VALUE" flags (every subcommand): VALUE an integer from 1 to 2^63-1; a name
-// given twice, a missing "=", a non-integer, zero, negative or larger value is an error
-// naming the flag.
-Status ParseDimSpecs(const std::vector<std::string>& specs, std::map<std::string, int64_t>* dims);
-
-// "batch=8 seq=128, adam (foreach), amp-bf16, torch-cuda" for titles.
-std::string SummaryLine(const std::map<std::string, int64_t>& dims, const EstimateFlags& flags);
 
 }  // namespace vramsim

@@ -18,7 +18,7 @@
 #include <string_view>
 #include <vector>
 
-#include "cli/estimate.h"
+#include "engine/estimate.h"
 #include "importer/graph.h"
 #include "importer/status.h"
 #include "planners/planner_blocks.h"

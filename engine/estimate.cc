@@ -1,0 +1,346 @@
+#include "engine/estimate.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <memory>
+#include <stdexcept>
+
+#include "importer/importer.h"
+#include "importer/validate.h"
+#include "policies/accumulation.h"
+#include "policies/optimizer.h"
+#include "policies/precision.h"
+#include "policies/recompute.h"
+#include "policies/sharding.h"
+#include "simulator/flops.h"
+#include "simulator/module_frames.h"
+#include "simulator/plan_builder.h"
+#include "simulator/simulate.h"
+
+namespace vramsim {
+
+std::string FormatBytes(uint64_t b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(b);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  return u == 0 ? fmt::format("{} B", b) : fmt::format("{:.2f} {}", v, units[u]);
+}
+
+Status ParseDimSpecs(const std::vector<std::string>& specs, std::map<std::string, int64_t>* dims) {
+  for (const std::string& spec : specs) {
+    size_t eq = spec.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) {
+      return Error{"--dim takes NAME=VALUE, got '" + spec + "'"};
+    }
+    std::string name = spec.substr(0, eq), value = spec.substr(eq + 1);
+    size_t used = 0;
+    long long v = 0;
+    bool too_large = false;
+    try {
+      v = std::stoll(value, &used);
+    } catch (const std::out_of_range&) {
+      too_large = value.find_first_not_of("+-0123456789") == std::string::npos;
+      used = 0;
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    // The importer's bound on one dimension (importer/validate.h), said the same way here.
+    if ((too_large && value[0] != '-') || (!too_large && v > kMaxDimension)) {
+      return Error{"--dim " + spec + ": dimensions must be from 1 to 2^48 (" +
+                   std::to_string(kMaxDimension) + ")"};
+    }
+    if (too_large) return Error{"--dim " + spec + ": dimensions must be at least 1"};
+    if (used != value.size() || value.empty() ||
+        std::isspace(static_cast<unsigned char>(value[0]))) {
+      return Error{"--dim " + name + ": '" + value + "' is not an integer"};
+    }
+    if (v < 1) return Error{"--dim " + spec + ": dimensions must be at least 1"};
+    if (dims->count(name)) return Error{"--dim " + name + " is given twice"};
+    (*dims)[name] = v;
+  }
+  return {};
+}
+
+Result<EstimateOptions> ParseEstimateFlags(const EstimateFlags& f) {
+  EstimateOptions o;
+  if (f.target == "torch-cuda") {
+    o.target = {"torch-cuda", Device::kCuda, 512};
+    o.optimizer_impl = OptimizerImpl::kForeach;
+  } else if (f.target == "torch-cpu") {
+    o.target = {"torch-cpu", Device::kCpu, 1};
+    o.optimizer_impl = OptimizerImpl::kForLoop;
+  } else {
+    return Error{"unknown --target '" + f.target + "' (torch-cuda, torch-cpu)"};
+  }
+  if (f.loss == "cross-entropy") {
+    o.loss = LossKind::kCrossEntropy;
+  } else if (f.loss == "mse") {
+    o.loss = LossKind::kMse;
+  } else if (f.loss == "none") {
+    o.loss = LossKind::kNone;
+  } else {
+    return Error{"unknown --loss '" + f.loss + "' (none, cross-entropy, mse)"};
+  }
+  if (auto p = ParsePrecision(f.precision); !p) return p.error();
+  o.precision = f.precision;
+  auto attention = ParseAttentionImpl(f.attention);
+  if (!attention) return attention.error();
+  o.attention = *attention;
+  auto version = ParseTorchVersion(f.torch_version);
+  if (!version) return version.error();
+  o.target.torch_version = *version;
+  auto loss_precision = ParseLossPrecision(f.loss_precision);
+  if (!loss_precision) return loss_precision.error();
+  o.loss_precision = *loss_precision;
+  if (auto s = ValidateMicroBatches(f.accum); !s) return Error{s.message()};
+  o.micro_batches = f.accum;
+  o.allow_constant_weights = f.allow_constant_weights;
+  o.batch_dim = f.dim_name;
+  if (!f.checkpoint.empty()) {
+    auto scopes = ParseScopes(f.checkpoint);
+    if (!scopes) return scopes.error();
+    o.checkpoint = *scopes;
+  }
+  auto kind = ParseOptimizerKind(f.optimizer);
+  if (!kind) return kind.error();
+  o.optimizer = f.optimizer;
+  if (!f.optimizer_impl.empty()) {
+    auto impl = ParseOptimizerImpl(f.optimizer_impl);
+    if (!impl) return impl.error();
+    o.optimizer_impl = *impl;
+  }
+  ShardingOptions sharding;
+  sharding.world_size = f.data_parallel;
+  sharding.zero_stage = f.zero;
+  if (auto s = ValidateSharding(sharding); !s) return Error{s.message()};
+  o.data_parallel = f.data_parallel;
+  o.zero_stage = f.zero;
+  auto trainable = ParseParameterPatterns("--trainable", f.trainable);
+  if (!trainable) return trainable.error();
+  auto freeze = ParseParameterPatterns("--freeze", f.freeze);
+  if (!freeze) return freeze.error();
+  o.trainable = {*trainable, *freeze};
+  return o;
+}
+
+Result<TrainableCount> CountTrainable(const Graph& graph, const TrainableOptions& options) {
+  auto frozen = FrozenParameters(graph, options);
+  if (!frozen) return frozen.error();
+  TrainableCount c;
+  for (size_t i = 0; i < graph.tensors.size(); ++i) {
+    const Tensor& t = graph.tensors[i];
+    if (t.role != TensorRole::kParameter) continue;
+    ++c.parameters;
+    c.parameter_bytes += t.bytes;
+    c.parameter_elements += t.element_count();
+    if (frozen->count(static_cast<TensorId>(i))) continue;
+    ++c.trainable;
+    c.trainable_bytes += t.bytes;
+    c.trainable_elements += t.element_count();
+  }
+  return c;
+}
+
+namespace {
+
+// Where PyTorch's backward() raises "element 0 of tensors does not require grad and does not
+// have a grad_fn": no parameters at all, or a first output (the loss's input) no parameter
+// feeds.
+Status CheckTrainable(const TrainingPlan& plan) {
+  if (plan.parameters.empty()) {
+    return Error{
+        "the model has no trainable parameters (no floating-point initializers): nothing to "
+        "train"};
+  }
+  if (std::none_of(plan.parameters.begin(), plan.parameters.end(),
+                   [&](PlanTensorId p) { return plan.tensors[p].requires_grad; })) {
+    return Error{"--freeze / --trainable leave none of the model's " +
+                 std::to_string(plan.parameters.size()) +
+                 " parameters trainable: nothing to train"};
+  }
+  if (plan.outputs.empty()) return {};
+  const PlanTensor& out = plan.tensors[plan.outputs[0]];
+  if (out.metadata || !IsFloating(out.dtype) || out.requires_grad) return {};
+  return Error{
+      "the loss does not depend on any trainable parameter: nothing to train (no "
+      "parameter feeds the first graph output '" +
+      out.name +
+      "'; PyTorch's backward() would raise \"element 0 of tensors does not require "
+      "grad\")"};
+}
+
+}  // namespace
+
+Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options) {
+  PlanOptions po;
+  po.target = options.target;
+  po.loss = options.loss;
+  auto frozen = FrozenParameters(graph, options.trainable);
+  if (!frozen) return frozen.error();
+  po.frozen = *frozen;
+  // Attention kernels are chosen for the type attention will compute in (after precision).
+  po.attention.impl = options.attention;
+  if (Precision p = *ParsePrecision(options.precision); p != Precision::kFp32) {
+    bool bf16 = p == Precision::kBf16 || p == Precision::kAmpBf16;
+    po.attention.dtype = bf16 ? DType::kBFloat16 : DType::kFloat16;
+  }
+  auto plan = BuildPlan(graph, po);
+  if (!plan) return plan.error();
+  if (auto s = CheckTrainable(*plan); !s) return Error{s.message()};
+  const std::vector<PlanTensorId> parameters = plan->parameters;  // before sharding
+  AddModuleArgumentHolds(*plan);
+  OptimizerOptions oo;
+  oo.kind = *ParseOptimizerKind(options.optimizer);
+  oo.impl = options.optimizer_impl;
+  oo.device = options.target.device;
+  PrecisionOptions precision{*ParsePrecision(options.precision), options.target.device,
+                             options.target.torch_version, options.loss_precision};
+  AccumulationOptions accumulation{options.micro_batches, options.batch_dim};
+  // Precision first: the optimizer's state takes the parameters' final type.
+  std::vector<std::unique_ptr<Policy>> policies;
+  policies.push_back(std::make_unique<PrecisionPolicy>(precision));
+  RecomputeOptions recompute{options.checkpoint,
+                             options.target.device == Device::kCpu ? 5056u : 0u};
+  policies.push_back(std::make_unique<RecomputePolicy>(recompute));
+  policies.push_back(std::make_unique<OptimizerPolicy>(oo));
+  policies.push_back(std::make_unique<AccumulationPolicy>(accumulation));
+  ShardingOptions sharding;
+  sharding.world_size = options.data_parallel;
+  sharding.zero_stage = options.zero_stage;
+  policies.push_back(std::make_unique<ShardingPolicy>(sharding));
+  Status status;
+  for (const auto& p : policies) {
+    if (status) status = p->Apply(*plan);
+  }
+  if (!status) return Error{status.message()};
+  EstimateFlops(*plan);
+  auto trace = Simulate(*plan);
+  if (!trace) return trace.error();
+  Estimate e{std::move(plan.value()), std::move(trace.value()), {}, {}, 0, 0, 0, 0};
+  for (PlanTensorId p : parameters) {
+    const PlanTensor& t = e.plan.tensors[p];
+    uint64_t elements = 1;
+    for (int64_t d : t.shape) elements *= static_cast<uint64_t>(std::max<int64_t>(d, 0));
+    const uint64_t bytes = TensorBytes(t);
+    ++e.parameters.parameters;
+    e.parameters.parameter_bytes += bytes;
+    e.parameters.parameter_elements += elements;
+    if (!t.requires_grad) continue;
+    ++e.parameters.trainable;
+    e.parameters.trainable_bytes += bytes;
+    e.parameters.trainable_elements += elements;
+  }
+  e.peak = FindPeak(e.trace, e.plan.target.round_bytes);
+  e.step_flops = StepFlops(e.plan);
+  for (const CheckpointRegion& r : e.plan.regions) {
+    for (int i : r.ops) e.recompute_flops += e.plan.ops[i].forward_flops;
+  }
+  // One micro-batch's FLOPs, times K: every micro-batch runs (only their memory repeats).
+  const uint64_t k = static_cast<uint64_t>(std::max(e.plan.micro_batches, 1));
+  if (!CheckedMul(e.step_flops, k, &e.step_flops_all) ||
+      !CheckedMul(e.recompute_flops, k, &e.recompute_flops_all)) {
+    return Error{"the step's FLOP count overflows 64 bits; use smaller dims"};
+  }
+  return e;
+}
+
+Result<Graph> ImportForEstimate(const std::string& path, const std::map<std::string, int64_t>& dims,
+                                const EstimateOptions& options) {
+  auto micro = MicroBatchDims(dims, {options.micro_batches, options.batch_dim});
+  if (!micro) return micro.error();
+  ImportOptions io;
+  io.dims = *micro;
+  io.allow_constant_weights = options.allow_constant_weights;
+  return ImportModel(path, io);
+}
+
+Result<Estimate> EstimateModel(const std::string& path, const std::map<std::string, int64_t>& dims,
+                               const EstimateOptions& options) {
+  auto graph = ImportForEstimate(path, dims, options);
+  if (!graph) return graph.error();
+  auto e = RunEstimate(*graph, options);
+  if (!e) return Error{path + ": " + e.error().message};
+  return e;
+}
+
+std::string SummaryLine(const std::map<std::string, int64_t>& dims, const EstimateFlags& f) {
+  std::vector<std::string> d;
+  for (const auto& [k, v] : dims) d.push_back(fmt::format("{}={}", k, v));
+  std::string s = fmt::format("{}, {}{}, {}, {}", fmt::join(d, " "), f.optimizer,
+                              f.optimizer_impl.empty() ? "" : " (" + f.optimizer_impl + ")",
+                              f.precision, f.target);
+  if (f.torch_version != "2") s += fmt::format(", torch {}", f.torch_version);
+  if (f.loss_precision != "fp32" && (f.precision == "bf16" || f.precision == "fp16")) {
+    s += fmt::format(", loss in {}", f.precision);
+  }
+  if (f.attention != "auto") s += fmt::format(", attention {}", f.attention);
+  if (f.accum > 1) s += fmt::format(", accum {}", f.accum);
+  if (f.data_parallel > 1) s += fmt::format(", {} ranks, zero {}", f.data_parallel, f.zero);
+  if (!f.trainable.empty()) s += fmt::format(", trainable {}", fmt::join(f.trainable, ","));
+  if (!f.freeze.empty()) s += fmt::format(", frozen {}", fmt::join(f.freeze, ","));
+  return s;
+}
+
+nlohmann::json EstimateJson(const Estimate& e, size_t largest) {
+  nlohmann::json j;
+  j["peak_bytes"] = e.peak.peak_bytes;
+  j["target"] = e.plan.target.name;
+  j["torch_version"] = std::string(TorchVersionName(e.plan.target.torch_version));
+  if (e.plan.loss != LossKind::kNone && !e.plan.outputs.empty()) {
+    // The type the loss computes in (the logits' unless upcast).
+    j["loss_dtype"] = std::string(DTypeName(e.plan.loss_dtype == DType::kUndefined
+                                                ? e.plan.tensors[e.plan.outputs[0]].dtype
+                                                : e.plan.loss_dtype));
+  }
+  j["optimizer"] = e.plan.optimizer.name;
+  j["optimizer_impl"] = std::string(OptimizerImplName(e.plan.optimizer.impl));
+  j["micro_batches"] = e.plan.micro_batches;
+  j["parameters"] = {{"tensors", e.parameters.parameters},
+                     {"count", e.parameters.parameter_elements},
+                     {"bytes", e.parameters.parameter_bytes}};
+  j["trainable_parameters"] = {{"tensors", e.parameters.trainable},
+                               {"count", e.parameters.trainable_elements},
+                               {"bytes", e.parameters.trainable_bytes}};
+  // Micro-batches 2..K are identical in memory: the simulation runs 1 and one of them.
+  j["micro_batches_simulated"] = SimulatedMicroBatches(e.plan);
+  j["step_flops"] = e.step_flops_all;  // all micro-batches
+  j["recompute_flops"] = e.recompute_flops_all;
+  j["overhead_pct"] = e.overhead_pct();
+  nlohmann::json ck = nlohmann::json::array();
+  for (const CheckpointRegion& r : e.plan.regions) ck.push_back(r.scope);
+  j["checkpoint"] = ck;
+  if (e.peak.peak_step >= 0) {
+    const Step& s = e.trace.steps[e.peak.peak_step];
+    j["peak_op"] = {{"phase", std::string(PhaseName(s.phase))},
+                    {"name", s.name},
+                    {"type", s.op_type},
+                    {"scope", s.scope}};
+  }
+  nlohmann::json breakdown = nlohmann::json::object();
+  for (size_t c = 0; c < kCategoryCount; ++c) {
+    breakdown[std::string(CategoryName(static_cast<Category>(c)))] = e.peak.by_category[c];
+  }
+  j["breakdown"] = breakdown;
+  nlohmann::json live = nlohmann::json::array();
+  for (size_t i = 0; i < e.peak.live_at_peak.size() && i < largest; ++i) {
+    const Buffer& b = e.trace.buffers[e.peak.live_at_peak[i]];
+    live.push_back({{"name", b.name},
+                    {"bytes", b.bytes},
+                    {"category", std::string(CategoryName(b.category))},
+                    {"dtype", std::string(DTypeName(b.dtype))},
+                    {"shape", b.shape},
+                    {"scope", b.scope},
+                    {"why", b.why}});
+  }
+  j["largest_at_peak"] = live;
+  j["live_tensors_at_peak"] = e.peak.live_at_peak.size();
+  return j;
+}
+
+}  // namespace vramsim
