@@ -86,6 +86,8 @@ EstimateFlags Flags(const py::kwargs& kw) {
         f.attention = str();
       } else if (k == "accum") {
         f.accum = value.cast<int>();
+      } else if (k == "cpu_threads") {
+        f.cpu_threads = value.cast<int>();
       } else if (k == "dim_name") {
         f.dim_name = str();
       } else if (k == "checkpoint") {

@@ -51,6 +51,10 @@ void AddTrainingFlags(CLI::App* app, EstimateFlags* f) {
                   "Gradient accumulation: micro-batches per step (1 to " +
                       std::to_string(kMaxMicroBatches) + ")")
       ->capture_default_str();
+  app->add_option("--cpu-threads", f->cpu_threads,
+                  "torch-cpu: intra-op threads (torch.get_num_threads()); oneDNN's scratch is "
+                  "per thread")
+      ->capture_default_str();
   app->add_option("--dim-name", f->dim_name, "The symbolic dim that is the batch")
       ->capture_default_str();
   app->add_option("--checkpoint", f->checkpoint,

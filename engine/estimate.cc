@@ -92,6 +92,10 @@ Result<EstimateOptions> ParseEstimateFlags(const EstimateFlags& f) {
   auto attention = ParseAttentionImpl(f.attention);
   if (!attention) return attention.error();
   o.attention = *attention;
+  if (f.cpu_threads < 1 || f.cpu_threads > 4096) {
+    return Error{"--cpu-threads must be between 1 and 4096"};
+  }
+  o.target.cpu_threads = f.cpu_threads;
   auto version = ParseTorchVersion(f.torch_version);
   if (!version) return version.error();
   o.target.torch_version = *version;

@@ -32,6 +32,7 @@ struct EstimateFlags {
   std::string torch_version = "2";      // autocast's op lists (policies/precision.h)
   std::string loss_precision = "fp32";  // pure bf16/fp16: upcast the logits before the loss
   int accum = 1;
+  int cpu_threads = 1;  // torch-cpu: intra-op threads (oneDNN scratch per thread)
   std::string dim_name = "batch";
   std::string checkpoint;               // comma-separated scopes
   int data_parallel = 1;                // ranks (policies/sharding.h)

@@ -1,5 +1,6 @@
 #include "simulator/gradient_rules.h"
 
+#include <algorithm>
 #include <map>
 
 namespace vramsim {
@@ -69,6 +70,32 @@ struct Register {
 #define GRAD_RULE(...) static Register VRAMSIM_CONCAT(rule_, __LINE__)(__VA_ARGS__)
 
 // ---- convolution, linear algebra -------------------------------------------------------
+// oneDNN's jit convolutions take kernels up to 14 wide; a wider 2-D convolution (ViT's 16x16
+// and 32x32 patch embeddings) falls back to the gemm-based one, whose weight-gradient pass
+// keeps, per thread, four fp32 weight-sized buffers and the im2col of one image, plus 256
+// bytes (measured on torch 1.13 CPU: widths 12 and 14 keep the jit kernel, 15, 16 and 32 fall
+// back; vit_b_32 at 2 threads holds 76,701,952 B, at 1 thread 38,351,104 B, at every batch).
+// Measured for fp32 only: under bf16 the kernel differs, and nothing is assumed.
+std::optional<ExtraSpec> GemmConvWeightScratch(const RuleContext& c) {
+  const Tensor* x = c.in(0);
+  const Tensor* w = c.in(1);
+  const Tensor* y = c.out(0);
+  if (!x || !w || !y || c.op.type != "Conv" || w->shape.size() != 4 || y->shape.size() != 4 ||
+      w->shape[3] < 15) {
+    return std::nullopt;
+  }
+  int64_t group = 1;
+  if (const Attribute* g = c.op.attr("group"); g && g->kind == Attribute::Kind::kInt) group = g->i;
+  if (group != 1) return std::nullopt;
+  // fp32 elements: 4 x weight + im2col (C_in x kh x kw rows, out_h x out_w columns), per thread.
+  const int64_t weight = w->shape[0] * w->shape[1] * w->shape[2] * w->shape[3];
+  const int64_t im2col = w->shape[1] * w->shape[2] * w->shape[3] * y->shape[2] * y->shape[3];
+  const int64_t per_thread = 4 * weight + im2col;
+  const int64_t threads = std::max(c.cpu_threads, 1);
+  if (per_thread <= 0 || per_thread > (int64_t{1} << 40) / threads) return std::nullopt;
+  return ExtraSpec{"gemm convolution scratch", DType::kFloat32, {threads * per_thread + 64}, true};
+}
+
 // convolution: input needs weight, weight needs input.
 GRAD_RULE({"Conv", "ConvTranspose"}, [](const RuleContext& c) -> Result<OpRule> {
   OpRule r = Compute({In(0, {1}), In(1, {0})}, {0, 1, 2});
@@ -80,6 +107,7 @@ GRAD_RULE({"Conv", "ConvTranspose"}, [](const RuleContext& c) -> Result<OpRule> 
     r.forward_workspace = {{IoRef{false, 0, false}, IoRef{false, 1, false}},
                            {IoRef{true, 0, false}}};
     r.backward_copies = {IoRef{true, 0, false}, IoRef{false, 0, false}, IoRef{false, 1, true}};
+    if (auto w = GemmConvWeightScratch(c)) r.backward_workspace.push_back(*w);
   }
   return r;
 });
@@ -122,6 +150,10 @@ GRAD_RULE({"Sub"}, [](const RuleContext&) -> Result<OpRule> {
 // mul: self needs other, other needs self.
 GRAD_RULE({"Mul"}, [](const RuleContext&) -> Result<OpRule> {
   return Compute({In(1, {0}), In(0, {1})}, {0, 1});
+});
+// prelu (_prelu_kernel): self needs self and weight; weight needs self.
+GRAD_RULE({"PRelu"}, [](const RuleContext&) -> Result<OpRule> {
+  return Compute({In(0, {0, 1}), In(1, {0})}, {0, 1});
 });
 // div: self needs other; other needs self and other.
 GRAD_RULE({"Div"}, [](const RuleContext&) -> Result<OpRule> {

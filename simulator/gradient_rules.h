@@ -38,6 +38,9 @@ struct ExtraSpec {
   std::string name;  // suffix, e.g. "mask"
   DType dtype = DType::kFloat32;
   std::vector<int64_t> shape;
+  // Held only while the op's input 0 stays fp32 (scratch measured for the fp32 kernel only;
+  // under a half-precision policy the kernel differs and nothing is assumed).
+  bool fp32_input_only = false;
 };
 
 // One stage of a backward that runs in stages: recurrent ops walk their time steps in reverse,
@@ -70,6 +73,9 @@ struct OpRule {
   // input counts only when it receives a gradient): oneDNN's reorders of the output gradient
   // and of the input it differentiates.
   std::vector<IoRef> backward_copies;
+  // Scratch of a given size the backward holds while it runs (oneDNN's gemm-based convolution
+  // buffers), beside backward_copies.
+  std::vector<ExtraSpec> backward_workspace;
   // A backward in stages, in this order (empty: one stage holding backward_copies while every
   // input gradient is made, then the output gradients and saved tensors go). Input gradients
   // no stage names are made after the last stage; saved tensors no stage frees go at the end.
@@ -92,6 +98,9 @@ struct RuleContext {
   Device device;
   // For each input appended after the ONNX op's own (parameter_inputs): the slot it feeds.
   std::vector<int> folded_into = {};
+  // CPU threads the target runs ops with (TargetSpec::cpu_threads): oneDNN's per-thread
+  // scratch scales with it.
+  int cpu_threads = 1;
 
   const Tensor* in(size_t i) const {
     return i < op.inputs.size() && op.inputs[i] != kNoTensor ? &graph.tensors[op.inputs[i]]

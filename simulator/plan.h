@@ -27,6 +27,9 @@ struct PlanTensor {
   bool requires_grad = false;
   bool is_extra = false;            // made by an op beside its outputs (mask, indices, stats)
   PlanTensorId dtype_follows = -1;  // takes this tensor's dtype when precision changes
+  // A backward workspace that exists only while its op's input 0 is fp32 (ExtraSpec); the
+  // input it was made for.
+  PlanTensorId only_if_fp32 = -1;
 };
 
 // A stage of a staged backward (OpRule::backward_stages), with its workspace as plan tensors.
@@ -86,6 +89,7 @@ struct TargetSpec {
   Device device = Device::kCuda;
   uint64_t round_bytes = 512;
   TorchVersion torch_version = TorchVersion::k2;
+  int cpu_threads = 1;  // torch-cpu: intra-op threads (torch.get_num_threads())
 };
 
 // A checkpointed region (torch.utils.checkpoint, use_reentrant=False): its forward keeps only

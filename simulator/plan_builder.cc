@@ -74,8 +74,10 @@ class Builder {
     if (!g_.outputs.empty()) plan_.loss_dtype = g_.tensors[g_.outputs[0]].dtype;
     InitTensors();
     ApplyExporterPatterns();
+    if (auto s = ApplyAttention(); !s) return s.error();
     if (auto s = ApplyRules(); !s) return Error{s.message()};
     DecideForward();
+    KeepAttentionStatisticsFp32(plan_);
     return std::move(plan_);
   }
 
@@ -109,6 +111,10 @@ class Builder {
       p.name = op.name;
       p.type = op.type;
       p.scope = op.module;
+      if (auto m = op.attrs.find("mode");
+          m != op.attrs.end() && m->second.kind == Attribute::Kind::kString) {
+        p.mode = m->second.s;
+      }
       p.inputs = op.inputs;
       p.outputs = op.outputs;
       ops_.push_back(std::move(p));
@@ -149,6 +155,27 @@ class Builder {
     }
   }
 
+  // Attention run by a fused SDPA kernel (simulator/attention.h): like an exporter pattern, the
+  // root MatMul becomes the fused op; its output has the kernel's [B, Lq, H, Dv] layout.
+  Result<bool> ApplyAttention() {
+    auto fused = PlanAttention(g_, o_.attention, o_.target.device, removed_);
+    if (!fused) return fused.error();
+    for (AttentionFusion& f : *fused) {
+      for (OpId o : f.absorbed) {
+        removed_[o] = true;
+        for (TensorId t : g_.ops[o].outputs) {
+          if (t != kNoTensor) plan_.tensors[t].metadata = true;
+        }
+      }
+      ops_[f.root].type = kAttentionOpType;
+      ops_[f.root].inputs = f.inputs;
+      fused_attrs_[f.root] = std::move(f.attrs);
+      if (!f.output_strides.empty())
+        plan_.tensors[g_.ops[f.root].outputs[0]].strides = f.output_strides;
+    }
+    return true;
+  }
+
   Status ApplyRules() {
     rules_.resize(ops_.size());
     for (size_t i = 0; i < ops_.size(); ++i) {
@@ -178,6 +205,7 @@ class Builder {
       view.inputs = op.inputs;
       if (auto f = fused_attrs_.find(i); f != fused_attrs_.end()) view.attrs = f->second;
       RuleContext ctx{g_, view, o_.target.device};
+      ctx.cpu_threads = o_.target.cpu_threads;
       auto r = (*rule)(ctx);
       if (!r) return Error{Label(src) + ": " + r.error().message};
       rules_[i] = r.value();
@@ -293,6 +321,11 @@ class Builder {
       if (op.type == "MatMul") MatMulCopies(op);
       if (op.type == "Einsum") EinsumCopies(op, *src_[i]);
       ContiguousCopies(op, r);
+      for (const ExtraSpec& w : r.backward_workspace) {
+        PlanTensorId t = NewTensor(op.name + ":" + w.name, w.dtype, w.shape);
+        if (w.fp32_input_only && !op.inputs.empty()) plan_.tensors[t].only_if_fp32 = op.inputs[0];
+        op.backward_workspace.push_back(t);
+      }
       for (size_t e = 0; e < r.extras.size(); ++e) {
         const ExtraSpec& x = r.extras[e];
         PlanTensorId made = NewTensor(op.name + ":" + x.name, x.dtype, x.shape);
@@ -360,6 +393,7 @@ class Builder {
     if (folded_into.empty()) return {};
     view.inputs = op.inputs;
     RuleContext ctx{g_, view, o_.target.device, folded_into};
+    ctx.cpu_threads = o_.target.cpu_threads;
     auto r = rule(ctx);
     if (!r) return Error{Label(*src_[i]) + ": " + r.error().message};
     rules_[i] = r.value();

@@ -590,6 +590,11 @@ class Runtime {
       Step(Phase::kBackward, op.name, op.type + " backward", op.scope);
       std::vector<BufferId> workspace;
       for (PlanTensorId w : op.backward_workspace) {
+        // The op's input as the policies left it (autocast retargets it to a cast).
+        if (plan_.tensors[w].only_if_fp32 >= 0 && !op.inputs.empty() && op.inputs[0] >= 0 &&
+            plan_.tensors[op.inputs[0]].dtype != DType::kFloat32) {
+          continue;
+        }
         workspace.push_back(AllocLike(plan_.tensors[w], op.name + ":backward workspace",
                                       Category::kTransient, op.scope, "backward workspace"));
       }

@@ -358,6 +358,64 @@ TEST(GradientRules, MulSavesEachOperandOnlyForTheOthersGradient) {
   EXPECT_OP(*plan, "mul_pp", {"P"}, {0, 1});
 }
 
+// A 2-D convolution wider than 14 on CPU runs oneDNN's gemm-based weight gradient, holding per
+// thread 4 fp32 weight-sized buffers and the im2col of one image (+256 bytes). Weight
+// [8,3,16,16] = 6144 elements; im2col: 3*16*16 = 768 rows x out 2x2 = 3072 elements. At 2
+// threads: 2 * (4*6144 + 3072) + 64 = 55360 fp32 elements = 221440 bytes. Kernels 14 wide keep
+// the jit kernel (no scratch), and CUDA has none.
+TEST(GradientRules, WideConvolutionOnCpuHoldsGemmScratchPerThread) {
+  auto model = [](ModelBuilder& m, int k) {
+    m.Input("x", kF32, {1, 3, 2 * k, 2 * k});
+    m.Initializer("W", kF32, {8, 3, k, k});
+    m.Node("Conv", {"x", "W"}, {"y"}, "patch").Ints("kernel_shape", {k, k}).Ints("strides", {k, k});
+    m.Output("y");
+  };
+  auto scratch = [](const TrainingPlan& p) {
+    uint64_t bytes = 0;
+    for (PlanTensorId w : OpNamed(p, "patch")->backward_workspace) bytes += p.tensors[w].bytes;
+    return bytes;
+  };
+  ModelBuilder wide, narrow, cuda;
+  model(wide, 16);
+  model(narrow, 14);
+  model(cuda, 16);
+  auto g = ImportModelProto(wide.proto());
+  ASSERT_TRUE(g.ok()) << g.error().message;
+  PlanOptions o;
+  o.target = TargetSpec{"torch-cpu", Device::kCpu, 1};
+  o.target.cpu_threads = 2;
+  o.loss = LossKind::kNone;
+  auto two = BuildPlan(*g, o);
+  o.target.cpu_threads = 1;
+  auto one = BuildPlan(*g, o);
+  ASSERT_TRUE(two.ok() && one.ok());
+  EXPECT_EQ(scratch(*two), 221440u);
+  EXPECT_EQ(scratch(*one), (4u * 6144 + 3072 + 64) * 4);
+  auto n = Plan(narrow);
+  auto c = Plan(cuda, Device::kCuda);
+  ASSERT_TRUE(n.ok() && c.ok());
+  EXPECT_EQ(scratch(*n), 0u);
+  EXPECT_EQ(scratch(*c), 0u);
+}
+
+// prelu's backward (_prelu_kernel_backward) reads self for both gradients and the weight for
+// self's: a PReLU on the data saves only x for its slope's gradient (weights are held
+// anyway); on an activation that needs a gradient it saves the activation and the slope.
+TEST(GradientRules, PReluSavesItsInputAndItsSlope) {
+  ModelBuilder m;
+  m.Input("x", kF32, {4, 8});
+  m.Initializer("slope", kF32, {8});
+  m.Initializer("W", kF32, {8, 8});
+  m.Node("PRelu", {"x", "slope"}, {"p1"}, "prelu_x");
+  m.Node("MatMul", {"p1", "W"}, {"h"}, "mm");
+  m.Node("PRelu", {"h", "slope"}, {"p2"}, "prelu_h");
+  m.Output("p2");
+  auto plan = Plan(m);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_OP(*plan, "prelu_x", {"x"}, {1});
+  EXPECT_OP(*plan, "prelu_h", {"h", "slope"}, {0, 1});
+}
+
 TEST(GradientRules, DivSavesTheDivisorAlwaysAndTheDividendOnlyForTheDivisorsGradient) {
   ModelBuilder m;
   m.Input("x", kF32, {4, 8});

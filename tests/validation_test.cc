@@ -38,6 +38,7 @@ void CheckCases(const std::string& file, double median_limit, double max_limit, 
     for (const auto& [k, v] : c["dims"].items()) dims[k] = v.get<int64_t>();
     EstimateFlags flags;
     flags.target = "torch-cpu";
+    flags.cpu_threads = 2;  // measure.py's NUM_THREADS: every case ran with 2 threads
     flags.optimizer = c["optimizer"].get<std::string>();
     flags.loss = c.value("loss", "cross-entropy");
     flags.precision = c.value("precision", "fp32");

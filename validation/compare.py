@@ -56,11 +56,17 @@ def command(binary, case):
     cmd = [binary, "estimate", os.path.join(REPO_ROOT, case["model"])]
     for k, v in case["dims"].items():
         cmd += ["--dim", f"{k}={v}"]
-    cmd += ["--optimizer", case["optimizer"], "--target", "torch-cpu", "--json"]
+    # measure.py's NUM_THREADS: every case ran with 2 threads (oneDNN's scratch is per thread)
+    cmd += ["--optimizer", case["optimizer"], "--target", "torch-cpu", "--cpu-threads", "2",
+            "--json"]
     if case.get("loss", "cross-entropy") != "cross-entropy":
         cmd += ["--loss", case["loss"]]
     if "precision" in case:
         cmd += ["--precision", case["precision"]]
+    if "loss_precision" in case:
+        cmd += ["--loss-precision", case["loss_precision"]]
+    # The release the case was measured with (autocast's lists differ between releases).
+    cmd += ["--torch-version", "1.13" if case.get("torch", "").startswith("1.13") else "2"]
     if "accum" in case:
         cmd += ["--accum", str(case["accum"])]
     if "checkpoint" in case:
