@@ -6,18 +6,25 @@
     print(r.peak_bytes)
 
 estimate, inspect, fit and max_batch call the C++ engine (vramsim.api, the native module
-_vramsim built into build/python by scripts/build.sh); vramsim.export writes a weightless
-training-mode ONNX export of an nn.Module without materializing its weights.
+_vramsim built into build/python by scripts/build.sh); vramsim.export(module, example_inputs,
+path, dynamic_dims=...) writes a weightless training-mode ONNX export of an nn.Module without
+materializing its weights (it needs torch; imported on first use).
 """
 
+import importlib
+
 _API = ("Error", "Estimate", "Result", "estimate", "inspect", "fit", "max_batch")
+_native_error = None
 
 try:
     from .api import Error, Estimate, Result, estimate, fit, inspect, max_batch  # noqa: F401
 except ImportError as _missing:  # the native module is not built: vramsim.export still works
     _native_error = _missing
 
-    def __getattr__(name):
-        if name in _API:
-            raise ImportError(str(_native_error)) from _native_error
-        raise AttributeError(name)
+
+def __getattr__(name):
+    if name == "export":  # torch is imported only by those who export
+        return importlib.import_module(".export", __name__)
+    if name in _API and _native_error is not None:
+        raise ImportError(str(_native_error)) from _native_error
+    raise AttributeError(f"module 'vramsim' has no attribute '{name}'")

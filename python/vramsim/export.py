@@ -81,6 +81,7 @@ import io
 import json
 import os
 import sys
+import types
 import warnings
 
 import onnx
@@ -693,3 +694,14 @@ def main(argv=None):
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+class _CallableModule(types.ModuleType):
+    """`vramsim.export(module, example_inputs, path, ...)` calls export() while
+    `from vramsim import export` and `python3 -m vramsim.export` still see this module."""
+
+    def __call__(self, *args, **kwargs):
+        return export(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
