@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdint>
 #include <map>
 #include <set>
 
@@ -25,7 +26,13 @@ uint64_t StorageBytes(const PlanTensor& t) {
 
 std::vector<int64_t> ContiguousStrides(const std::vector<int64_t>& shape) {
   std::vector<int64_t> s(shape.size(), 1);
-  for (size_t d = shape.size(); d-- > 1;) s[d - 1] = s[d] * std::max<int64_t>(shape[d], 1);
+  for (size_t d = shape.size(); d-- > 1;) {
+    // Saturates: an absurd shape (a rule's scratch of a hostile size) is refused by the byte
+    // count later, with a message, instead of wrapping here.
+    if (__builtin_mul_overflow(s[d], std::max<int64_t>(shape[d], 1), &s[d - 1])) {
+      s[d - 1] = INT64_MAX;
+    }
+  }
   return s;
 }
 
