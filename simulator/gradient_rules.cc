@@ -88,9 +88,15 @@ std::optional<ExtraSpec> GemmConvWeightScratch(const RuleContext& c) {
   if (const Attribute* g = c.op.attr("group"); g && g->kind == Attribute::Kind::kInt) group = g->i;
   if (group != 1) return std::nullopt;
   // fp32 elements: 4 x weight + im2col (C_in x kh x kw rows, out_h x out_w columns), per thread.
-  const int64_t weight = w->shape[0] * w->shape[1] * w->shape[2] * w->shape[3];
-  const int64_t im2col = w->shape[1] * w->shape[2] * w->shape[3] * y->shape[2] * y->shape[3];
-  const int64_t per_thread = 4 * weight + im2col;
+  // Checked: hostile shapes must not wrap (the importer bounds each tensor, not products).
+  int64_t weight = 0, rows = 0, im2col = 0, per_thread = 0;
+  if (__builtin_mul_overflow(w->shape[1] * w->shape[2], w->shape[3], &rows) ||
+      __builtin_mul_overflow(rows, w->shape[0], &weight) ||
+      __builtin_mul_overflow(rows, y->shape[2] * y->shape[3], &im2col) ||
+      __builtin_mul_overflow(weight, int64_t{4}, &per_thread) ||
+      __builtin_add_overflow(per_thread, im2col, &per_thread)) {
+    return std::nullopt;
+  }
   const int64_t threads = std::max(c.cpu_threads, 1);
   if (per_thread <= 0 || per_thread > (int64_t{1} << 40) / threads) return std::nullopt;
   return ExtraSpec{"gemm convolution scratch", DType::kFloat32, {threads * per_thread + 64}, true};
