@@ -4,7 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "engine/estimate.h"
+#include "cli/estimate.h"
 #include "fuzz/fuzz_common.h"
 #include "importer/importer.h"
 #include "importer/onnx_reader.h"
