@@ -166,30 +166,39 @@ FitOptions FitOpts(const std::string& gpu, uint64_t gpu_memory, bool expandable_
   return Take(MakeFitOptions(gpu, gpu_memory, expandable_segments));
 }
 
-std::string FitCall(const std::string& model, const std::string& gpu,
-                    const std::map<std::string, py::object>& dims, uint64_t gpu_memory,
-                    bool expandable_segments, const py::kwargs& kw) {
+// fit and max-batch: the same options, one device, a report rendered as the CLI's JSON.
+template <typename Run, typename ToJson>
+std::string DeviceCall(const std::string& model, const std::string& gpu,
+                       const std::map<std::string, py::object>& dims, uint64_t gpu_memory,
+                       bool expandable_segments, const py::kwargs& kw, Run run, ToJson to_json) {
   EstimateFlags flags = Flags(kw);
   auto d = Dims(dims);
   EstimateOptions options = Take(ParseEstimateFlags(flags));
   FitOptions fit = FitOpts(gpu, gpu_memory, expandable_segments);
   py::gil_scoped_release release;
-  auto r = Fit(model, d, options, fit);
+  auto r = run(model, d, options, fit);
   py::gil_scoped_acquire acquire;
-  return FitReportJson(Take(std::move(r)), fit).dump();
+  return to_json(Take(std::move(r)), fit).dump();
+}
+
+std::string FitCall(const std::string& model, const std::string& gpu,
+                    const std::map<std::string, py::object>& dims, uint64_t gpu_memory,
+                    bool expandable_segments, const py::kwargs& kw) {
+  return DeviceCall(
+      model, gpu, dims, gpu_memory, expandable_segments, kw,
+      [](const auto& m, const auto& d, const auto& o, const auto& f) { return Fit(m, d, o, f); },
+      [](const auto& r, const auto& f) { return FitReportJson(r, f); });
 }
 
 std::string MaxBatchCall(const std::string& model, const std::string& gpu,
                          const std::map<std::string, py::object>& dims, uint64_t gpu_memory,
                          bool expandable_segments, const py::kwargs& kw) {
-  EstimateFlags flags = Flags(kw);
-  auto d = Dims(dims);
-  EstimateOptions options = Take(ParseEstimateFlags(flags));
-  FitOptions fit = FitOpts(gpu, gpu_memory, expandable_segments);
-  py::gil_scoped_release release;
-  auto r = MaxBatch(model, d, options, fit);
-  py::gil_scoped_acquire acquire;
-  return MaxBatchJson(Take(std::move(r)), fit).dump();
+  return DeviceCall(
+      model, gpu, dims, gpu_memory, expandable_segments, kw,
+      [](const auto& m, const auto& d, const auto& o, const auto& f) {
+        return MaxBatch(m, d, o, f);
+      },
+      [](const auto& r, const auto& f) { return MaxBatchJson(r, f); });
 }
 
 }  // namespace
