@@ -13,8 +13,8 @@
 #include <set>
 
 #include "policies/recompute.h"
-#include "simulator/forward_held.h"
 #include "simulator/peak.h"
+#include "simulator/simulate.h"
 
 namespace vramsim {
 
@@ -194,7 +194,9 @@ Status MeasureBlocks(PlanProblem& p, uint64_t held) {
     if (!e->plan.regions.empty()) p.rng_state_bytes = e->plan.regions.front().rng_state_bytes;
   }
   // For the savings of segments (PredictCheckpoint).
-  p.forward_held = ForwardHeldBytes(p.baseline.plan, {}, p.rng_state_bytes, round);
+  auto base = ForwardHeldBytes(p.baseline.plan, {}, p.rng_state_bytes, round);
+  if (!base) return Error{"replaying the forward: " + base.error().message};
+  p.forward_held = *base;
   p.block_model = fmt::format("measured: {} blocks simulated one at a time", m.size());
   return {};
 }
@@ -227,12 +229,24 @@ bool DeriveBlocks(PlanProblem& p, uint64_t held, std::string* why) {
   }
   p.rng_state_bytes =
       sims[0].plan.regions.empty() ? 0 : sims[0].plan.regions.front().rng_state_bytes;
-  p.forward_held = ForwardHeldBytes(plan, {}, p.rng_state_bytes, round);
+  // The forward replays run Simulate's own runtime with tracing off.
+  auto replay = [&](const std::vector<std::vector<int>>& regions) -> std::optional<int64_t> {
+    auto h = ForwardHeldBytes(plan, regions, p.rng_state_bytes, round);
+    if (!h) {
+      *why = "replaying the forward: " + h.error().message;
+      return std::nullopt;
+    }
+    return static_cast<int64_t>(*h);
+  };
+  auto base = replay({});
+  if (!base) return false;
+  p.forward_held = static_cast<uint64_t>(*base);
   m.saved.assign(n, 0);
   m.forward_flops.assign(n, 0);
   for (size_t b = 0; b < n; ++b) {
-    uint64_t h = ForwardHeldBytes(plan, {p.block_ops[b]}, p.rng_state_bytes, round);
-    m.saved[b] = static_cast<int64_t>(p.forward_held) - static_cast<int64_t>(h);
+    auto h = replay({p.block_ops[b]});
+    if (!h) return false;
+    m.saved[b] = *base - *h;
     for (int i : p.block_ops[b]) m.forward_flops[b] += plan.ops[i].forward_flops;
   }
   for (size_t c = 0; c < checks.size(); ++c) {
@@ -245,9 +259,9 @@ bool DeriveBlocks(PlanProblem& p, uint64_t held, std::string* why) {
       flops += m.forward_flops[b];
     }
     const Estimate& e = sims[c];
-    int64_t predicted =
-        static_cast<int64_t>(p.forward_held) -
-        static_cast<int64_t>(ForwardHeldBytes(plan, regions, p.rng_state_bytes, round));
+    auto h = replay(regions);
+    if (!h) return false;
+    int64_t predicted = *base - *h;
     int64_t simulated = static_cast<int64_t>(held) -
                         static_cast<int64_t>(HeldAll(e.trace, StepHighs(e.trace, round)));
     if (predicted != simulated || flops != e.recompute_flops) {
@@ -364,9 +378,12 @@ int64_t SegmentSaved(const PlanProblem& p, size_t a, size_t b) {
   std::vector<int> ops;
   for (size_t i = a; i <= b; ++i)
     ops.insert(ops.end(), p.block_ops[i].begin(), p.block_ops[i].end());
-  uint64_t h = ForwardHeldBytes(p.baseline.plan, {ops}, p.rng_state_bytes,
-                                p.baseline.plan.target.round_bytes);
-  int64_t saved = static_cast<int64_t>(p.forward_held) - static_cast<int64_t>(h);
+  auto h = ForwardHeldBytes(p.baseline.plan, {ops}, p.rng_state_bytes,
+                            p.baseline.plan.target.round_bytes);
+  // The baseline's forward replayed without error, and a region only drops allocations (its
+  // RNG state aside), so this cannot fail; were it to, predict no savings (the strategies
+  // replay every plan they choose through the simulator anyway).
+  int64_t saved = h ? static_cast<int64_t>(p.forward_held) - static_cast<int64_t>(*h) : 0;
   if (p.cache) {
     std::lock_guard<std::mutex> lock(p.cache->mu);
     p.cache->segment_saved[{a, b}] = saved;

@@ -3,12 +3,13 @@
 // A PlanProblem is a model imported once with its training options: the baseline estimate, the
 // candidate blocks (FindBlockScopes) and the block-chain model (planner_blocks.h). The model is
 // derived from the one simulated baseline step: each block's savings from a replay of the
-// forward with the block checkpointed (simulator/forward_held.h), checked against two simulated
-// steps (every block checkpointed, every other one); when they disagree, each block is measured
-// by simulating it checkpointed on its own. Strategies share one interface; each returns the
-// scopes to checkpoint, and every plan is replayed through the simulator (RunEstimate with those
-// scopes): the peak, recompute FLOPs and overhead reported are the simulator's. Strategies that
-// choose among many candidate plans simulate them cheapest first while the model says they fit.
+// forward with the block checkpointed (simulator/simulate.h's ForwardHeldBytes), checked against
+// two simulated steps (every block checkpointed, every other one); when they disagree, each block
+// is measured by simulating it checkpointed on its own. Strategies share one interface; each
+// returns the scopes to checkpoint, and every plan is replayed through the simulator (RunEstimate
+// with those scopes): the peak, recompute FLOPs and overhead reported are the simulator's.
+// Strategies that choose among many candidate plans simulate them cheapest first while the model
+// says they fit.
 #pragma once
 
 #include <map>

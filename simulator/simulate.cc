@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <map>
 
+#include "simulator/peak.h"
+
 namespace vramsim {
 namespace {
 
@@ -15,7 +17,43 @@ constexpr uint64_t kMaxStepBytes = uint64_t{1} << 62;
 class Runtime {
  public:
   Runtime(const TrainingPlan& plan, const SimulateOptions& options)
-      : plan_(plan), options_(options) {}
+      : plan_(plan), options_(options), regions_(&plan.regions) {
+    region_of_.reserve(plan.ops.size());
+    for (const PlanOp& op : plan.ops) region_of_.push_back(op.region);
+  }
+
+  // The planner's question (ForwardHeldBytes): the first micro-batch's forward with `regions`
+  // checkpointed in place of plan.regions, with tracing off (no names, steps or events).
+  Runtime(const TrainingPlan& plan, const std::vector<std::vector<int>>& regions,
+          uint64_t rng_state_bytes, const SimulateOptions& options)
+      : plan_(plan), options_(options), tracing_(false) {
+    own_regions_.resize(regions.size());
+    region_of_.assign(plan.ops.size(), -1);
+    for (size_t r = 0; r < regions.size(); ++r) {
+      own_regions_[r].ops = regions[r];
+      own_regions_[r].rng_state_bytes = rng_state_bytes;
+      for (int i : regions[r]) region_of_[i] = static_cast<int>(r);
+    }
+    regions_ = &own_regions_;
+  }
+
+  // Bytes (each storage rounded up to round_bytes) the forward allocated that are still
+  // allocated when it ends.
+  Result<uint64_t> ForwardHeld(uint64_t round_bytes) {
+    Setup();
+    const size_t first = bytes_.size();
+    Forward();
+    EndForward();
+    uint64_t held = 0;
+    for (size_t b = first; b < bytes_.size() && !overflow_; ++b) {
+      if (refs_[b] <= 0) continue;
+      uint64_t r = RoundUp(bytes_[b], round_bytes);
+      if (r > kMaxStepBytes - held) overflow_ = true;
+      held += r;
+    }
+    if (overflow_) return OverflowError();
+    return held;
+  }
 
   Result<Trace> Run() {
     Setup();
@@ -40,17 +78,23 @@ class Runtime {
     }
     Optimizer();
     End();
-    if (overflow_) {
-      return Error{
-          "the step's tensors add up to more than 2^62 bytes (4 EiB): the byte counts would "
-          "overflow; use smaller dims"};
-    }
+    if (overflow_) return OverflowError();
     return std::move(trace_);
   }
 
  private:
+  static Error OverflowError() {
+    return Error{
+        "the step's tensors add up to more than 2^62 bytes (4 EiB): the byte counts would "
+        "overflow; use smaller dims"};
+  }
+
+  int RegionOf(const PlanOp& op) const { return region_of_[&op - plan_.ops.data()]; }
+  const std::vector<CheckpointRegion>& Regions() const { return *regions_; }
+
   // ---- storage -------------------------------------------------------------------------
   void Step(Phase phase, std::string name, std::string type, std::string scope) {
+    if (!tracing_) return;
     trace_.steps.push_back({phase, std::move(name), std::move(type), std::move(scope), 0});
   }
   StepId Now() const { return static_cast<StepId>(trace_.steps.size()) - 1; }
@@ -62,8 +106,12 @@ class Runtime {
       bytes = 0;  // the step is refused at the end; keep the sums in range meanwhile
     }
     allocated_ += bytes;
-    trace_.buffers.push_back({name, bytes, cat, dtype, shape, scope, std::move(why)});
     refs_.push_back(1);
+    if (!tracing_) {
+      bytes_.push_back(bytes);
+      return static_cast<BufferId>(bytes_.size()) - 1;
+    }
+    trace_.buffers.push_back({name, bytes, cat, dtype, shape, scope, std::move(why)});
     BufferId id = static_cast<BufferId>(trace_.buffers.size()) - 1;
     trace_.events.push_back({Event::Kind::kAlloc, id, Now()});
     return id;
@@ -104,7 +152,7 @@ class Runtime {
   void Ref(BufferId b) { ++refs_[b]; }
   void Unref(BufferId b) {
     if (b < 0) return;
-    if (--refs_[b] == 0) trace_.events.push_back({Event::Kind::kFree, b, Now()});
+    if (--refs_[b] == 0 && tracing_) trace_.events.push_back({Event::Kind::kFree, b, Now()});
   }
 
   DType LossDType() const {
@@ -128,6 +176,11 @@ class Runtime {
     }
     PlanTensorId root = Root(t);
     bool saved = saved_root_[root];
+    if (!tracing_) {
+      storage_[t] = Alloc(std::string(), TensorBytes(x), Category::kTransient, x.dtype, {}, scope,
+                          std::string());
+      return;
+    }
     std::string why = saved ? "saved for the backward of " + saver_[root]
                             : "read by " + producer + "'s consumers";
     storage_[t] = AllocLike(x, x.name, saved ? Category::kSavedActivations : Category::kTransient,
@@ -146,36 +199,32 @@ class Runtime {
     storage_.assign(n, -1);
     holds_.assign(n, 0);
     saved_root_.assign(n, false);
-    saver_.assign(n, "");
+    if (tracing_) saver_.assign(n, "");
     grad_.assign(n, -1);
     for (const PlanOp& op : plan_.ops) {
-      std::vector<PlanTensorId> seen;
-      for (PlanTensorId t : op.inputs) {
-        if (t < 0 || std::find(seen.begin(), seen.end(), t) != seen.end()) continue;
-        seen.push_back(t);
-        ++holds_[t];
-      }
+      for (PlanTensorId t : DistinctInputs(op)) ++holds_[t];
       for (PlanTensorId t : op.frame_releases) ++holds_[t];  // a module call's arguments
-      if (op.region >= 0) continue;  // a checkpointed op keeps nothing in the forward
+      if (RegionOf(op) >= 0) continue;  // a checkpointed op keeps nothing in the forward
       for (PlanTensorId t : op.saved) {
         ++holds_[t];
         PlanTensorId root = Root(t);
-        if (!saved_root_[root]) saver_[root] = op.name;
+        if (tracing_ && !saved_root_[root]) saver_[root] = op.name;
         saved_root_[root] = true;
       }
     }
     // A checkpointed region keeps its inputs until its backward has run.
-    region_inputs_.assign(plan_.regions.size(), {});
-    for (size_t r = 0; r < plan_.regions.size(); ++r) {
-      std::vector<bool> inside(n, false);
-      for (int i : plan_.regions[r].ops) {
+    region_inputs_.assign(Regions().size(), {});
+    std::vector<int> inside(n, -1);  // the region whose op makes the tensor
+    for (size_t r = 0; r < Regions().size(); ++r) {
+      const int mark = static_cast<int>(r);
+      for (int i : Regions()[r].ops) {
         for (PlanTensorId t : plan_.ops[i].outputs) {
-          if (t >= 0) inside[t] = true;
+          if (t >= 0) inside[t] = mark;
         }
       }
-      for (int i : plan_.regions[r].ops) {
+      for (int i : Regions()[r].ops) {
         for (PlanTensorId t : plan_.ops[i].inputs) {
-          if (t < 0 || inside[t] || plan_.tensors[t].metadata || IsPersistent(t)) continue;
+          if (t < 0 || inside[t] == mark || plan_.tensors[t].metadata || IsPersistent(t)) continue;
           if (std::find(region_inputs_[r].begin(), region_inputs_[r].end(), t) !=
               region_inputs_[r].end()) {
             continue;
@@ -240,6 +289,7 @@ class Runtime {
     for (const auto& [name, bytes] : plan_.extra_buffers) {
       Alloc(name, bytes, Category::kBuffers, DType::kFloat32, {}, "", "training-loop buffer");
     }
+    if (!tracing_) return;  // the forward replays never reach the optimizer
     const OptimizerSpec& opt = plan_.optimizer;
     for (PlanTensorId p : trained_) {
       const PlanTensor& t = plan_.tensors[p];
@@ -262,7 +312,7 @@ class Runtime {
 
   // ---- checkpoint recomputation ----------------------------------------------------------
   void Recompute(int r) {
-    const CheckpointRegion& region = plan_.regions[r];
+    const CheckpointRegion& region = Regions()[r];
     Step(Phase::kBackward, "recompute " + region.scope, "checkpoint recompute", region.scope);
     DropRecomputed();
     std::map<PlanTensorId, bool> saved;
@@ -359,7 +409,7 @@ class Runtime {
     }
   }
   void ReleaseSavedTensor(const PlanOp& op, PlanTensorId t) {
-    if (op.region < 0) {
+    if (RegionOf(op) < 0) {
       Release(t);
       return;
     }
@@ -380,20 +430,20 @@ class Runtime {
   }
 
   void Forward() {
-    rng_.assign(plan_.regions.size(), -1);
-    recomputed_.assign(plan_.regions.size(), false);
-    finished_.assign(plan_.regions.size(), false);
+    rng_.assign(Regions().size(), -1);
+    recomputed_.assign(Regions().size(), false);
+    finished_.assign(Regions().size(), false);
     for (const PlanOp& op : plan_.ops) {
       if (!MakesTensors(op)) {
         // Shape arithmetic reads only metadata, but it still counted as a reader.
         ReleaseInputs(op);
         continue;
       }
-      Step(Phase::kForward, op.name, op.type, op.scope);
-      if (op.region >= 0 && rng_[op.region] < 0 && plan_.regions[op.region].rng_state_bytes) {
-        rng_[op.region] = Alloc("rng state of " + plan_.regions[op.region].scope,
-                                plan_.regions[op.region].rng_state_bytes, Category::kTransient,
-                                DType::kUInt8, {}, op.scope, "checkpoint's preserved RNG state");
+      if (tracing_) Step(Phase::kForward, op.name, op.type, op.scope);
+      if (int r = RegionOf(op); r >= 0 && rng_[r] < 0 && Regions()[r].rng_state_bytes) {
+        rng_[r] = Alloc("rng state of " + Regions()[r].scope, Regions()[r].rng_state_bytes,
+                        Category::kTransient, DType::kUInt8, {}, op.scope,
+                        "checkpoint's preserved RNG state");
       }
       for (PlanTensorId t : op.copies) {
         storage_[t] =
@@ -451,13 +501,18 @@ class Runtime {
     held_outputs_ = std::move(held);
   }
 
-  void ReleaseInputs(const PlanOp& op) {
-    std::vector<PlanTensorId> seen;
+  // The op's inputs, each once (an op may read a tensor twice: x * x); a scratch vector reused
+  // from op to op, valid until the next call.
+  const std::vector<PlanTensorId>& DistinctInputs(const PlanOp& op) {
+    seen_.clear();
     for (PlanTensorId t : op.inputs) {
-      if (t < 0 || std::find(seen.begin(), seen.end(), t) != seen.end()) continue;
-      seen.push_back(t);
-      Release(t);
+      if (t >= 0 && std::find(seen_.begin(), seen_.end(), t) == seen_.end()) seen_.push_back(t);
     }
+    return seen_;
+  }
+
+  void ReleaseInputs(const PlanOp& op) {
+    for (PlanTensorId t : DistinctInputs(op)) Release(t);
     for (PlanTensorId t : op.frame_releases) Release(t);  // the module call returns
   }
 
@@ -586,7 +641,7 @@ class Runtime {
         skipped.push_back(&op);
         continue;
       }
-      if (op.region >= 0 && !recomputed_[op.region]) Recompute(op.region);
+      if (int r = RegionOf(op); r >= 0 && !recomputed_[r]) Recompute(r);
       Step(Phase::kBackward, op.name, op.type + " backward", op.scope);
       std::vector<BufferId> workspace;
       for (PlanTensorId w : op.backward_workspace) {
@@ -663,14 +718,14 @@ class Runtime {
       for (BufferId b : workspace) Unref(b);
       free_output_grads();
       ReleaseSaved(op, released);
-      if (op.region >= 0 && &op == &plan_.ops[FirstBackwardOp(op.region)]) FinishRegion(op.region);
+      if (int r = RegionOf(op); r >= 0 && &op == &plan_.ops[FirstBackwardOp(r)]) FinishRegion(r);
     }
     Step(Phase::kBackward, "backward done", "release graph", "");
     for (const PlanOp* op : skipped) {
-      if (op->region < 0) ReleaseSaved(*op);
+      if (RegionOf(*op) < 0) ReleaseSaved(*op);
     }
     DropRecomputed();
-    for (size_t r = 0; r < plan_.regions.size(); ++r) FinishRegion(static_cast<int>(r));
+    for (size_t r = 0; r < Regions().size(); ++r) FinishRegion(static_cast<int>(r));
     for (PlanTensorId t : plan_.outputs) {
       if (grad_[t] >= 0) {
         Unref(grad_[t]);
@@ -683,13 +738,13 @@ class Runtime {
   // order): autograd frees the checkpoint's inputs and RNG state when that node has run.
   // Views of parameters (weight transposes) save nothing and may run later.
   int FirstBackwardOp(int r) const {
-    for (int i : plan_.regions[r].ops) {
+    for (int i : Regions()[r].ops) {
       if (plan_.ops[i].needs_backward && !plan_.ops[i].saved.empty()) return i;
     }
-    for (int i : plan_.regions[r].ops) {
+    for (int i : Regions()[r].ops) {
       if (plan_.ops[i].needs_backward) return i;
     }
-    return plan_.regions[r].ops.front();
+    return Regions()[r].ops.front();
   }
 
   void Optimizer() {
@@ -729,7 +784,13 @@ class Runtime {
 
   const TrainingPlan& plan_;
   const SimulateOptions& options_;
-  uint64_t allocated_ = 0;  // every allocation of the step, summed
+  const std::vector<CheckpointRegion>* regions_ = nullptr;
+  std::vector<CheckpointRegion> own_regions_;  // ForwardHeld's regions
+  std::vector<int> region_of_;                 // op index -> region, or -1
+  bool tracing_ = true;
+  std::vector<PlanTensorId> seen_;  // DistinctInputs' scratch
+  std::vector<uint64_t> bytes_;     // with tracing off, each buffer's bytes (in place of trace_)
+  uint64_t allocated_ = 0;          // every allocation of the step, summed
   bool overflow_ = false;
   Trace trace_;
   std::vector<int32_t> refs_;
@@ -759,6 +820,19 @@ int SimulatedMicroBatches(const TrainingPlan& plan, const SimulateOptions& optio
 
 Result<Trace> Simulate(const TrainingPlan& plan, const SimulateOptions& options) {
   return Runtime(plan, options).Run();
+}
+
+Result<uint64_t> ForwardHeldBytes(const TrainingPlan& plan,
+                                  const std::vector<std::vector<int>>& regions,
+                                  uint64_t rng_state_bytes, uint64_t round_bytes) {
+  for (const std::vector<int>& r : regions) {
+    for (int i : r) {
+      if (i < 0 || static_cast<size_t>(i) >= plan.ops.size())
+        return Error{"a checkpoint region names op " + std::to_string(i) + ", not in the plan"};
+    }
+  }
+  SimulateOptions options;
+  return Runtime(plan, regions, rng_state_bytes, options).ForwardHeld(round_bytes);
 }
 
 }  // namespace vramsim

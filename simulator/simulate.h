@@ -5,6 +5,9 @@
 // backward has run; storage shared by views is freed with its last view.
 #pragma once
 
+#include <cstdint>
+#include <vector>
+
 #include "importer/status.h"
 #include "simulator/plan.h"
 #include "simulator/trace.h"
@@ -24,5 +27,19 @@ int SimulatedMicroBatches(const TrainingPlan& plan, const SimulateOptions& optio
 
 // Refuses a step whose allocations add up to more than 2^62 bytes (the sums would overflow).
 Result<Trace> Simulate(const TrainingPlan& plan, const SimulateOptions& options = {});
+
+// What the forward leaves allocated when it ends, for hypothetical checkpoint regions, without
+// simulating the step: Simulate's own runtime runs the first micro-batch's forward (setup,
+// forward, end of forward) with tracing off and `regions` (each a list of indices into
+// plan.ops) checkpointed in place of plan.regions: ops inside a region save nothing, each
+// region keeps its inputs and one RNG state of rng_state_bytes. The result is the bytes (each
+// storage rounded up to round_bytes, as the peak counts them) of the storages the forward
+// allocated that are still allocated when it ends; parameters, buffers, the batch and
+// optimizer state are the same for every region set and not counted, so the difference
+// between two region sets is the difference in live bytes the simulator shows at the loss.
+// The checkpoint planner derives each block's savings from it.
+Result<uint64_t> ForwardHeldBytes(const TrainingPlan& plan,
+                                  const std::vector<std::vector<int>>& regions,
+                                  uint64_t rng_state_bytes, uint64_t round_bytes);
 
 }  // namespace vramsim

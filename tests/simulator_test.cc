@@ -862,6 +862,44 @@ TEST(SimulatorEvents, PureBf16ConvolutionKeepsAnFp32WeightGradientBuffer) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// ForwardHeldBytes: the planner's forward replays, on the MLP (loss none, round 1).
+
+TEST(SimulatorForwardHeld, CheckpointingTheWholeMlpFreesTheHiddenActivation) {
+  ModelBuilder m;
+  Mlp(m);
+  auto e = RunStep(m, "sgd", "", "torch-cpu", "none");
+  ASSERT_TRUE(e.ok()) << e.error().message;
+  const TrainingPlan& plan = e->plan;
+  auto index = [&](const std::string& name) {
+    return static_cast<int>(OpNamed(plan, name) - plan.ops.data());
+  };
+  ASSERT_NE(OpNamed(plan, "gemm1"), nullptr);
+  ASSERT_NE(OpNamed(plan, "gemm2"), nullptr);
+  // No regions: h (= r, the in-place Relu's output, 256 bytes) is saved by the Relu and by
+  // gemm2 (for W2's gradient); y (160) is held by the script. x is data, not counted.
+  auto base = ForwardHeldBytes(plan, {}, 1000, 1);
+  ASSERT_TRUE(base.ok()) << base.error().message;
+  EXPECT_EQ(*base, 256u + 160u);
+  // All three ops in one region: nothing is saved, the region's only input x is data, so h is
+  // freed after gemm2; y stays, and the region keeps its RNG state (1000 bytes here).
+  auto all = ForwardHeldBytes(plan, {{index("gemm1"), index("relu"), index("gemm2")}}, 1000, 1);
+  ASSERT_TRUE(all.ok()) << all.error().message;
+  EXPECT_EQ(*all, 160u + 1000u);
+  // Relu and gemm2 alone: h is the region's input and stays; they save nothing else.
+  auto tail = ForwardHeldBytes(plan, {{index("relu"), index("gemm2")}}, 0, 1);
+  ASSERT_TRUE(tail.ok()) << tail.error().message;
+  EXPECT_EQ(*tail, 256u + 160u);
+  // Each storage is rounded as the peak counts it: 256 and 160 to 512 each.
+  auto rounded = ForwardHeldBytes(plan, {}, 0, 512);
+  ASSERT_TRUE(rounded.ok());
+  EXPECT_EQ(*rounded, 1024u);
+  // An op index outside the plan is refused, not read.
+  auto bad = ForwardHeldBytes(plan, {{static_cast<int>(plan.ops.size())}}, 0, 1);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("not in the plan"), std::string::npos);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Checkpointing (use_reentrant=False), on x -> h = x + B -> [blk: t = W^T; y = h @ t].
 
 namespace {
