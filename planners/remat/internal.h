@@ -1,0 +1,64 @@
+// Shared pieces of the rematerialization planner (planners/planner_remat.h is the public API):
+// the clock helpers every phase uses against the one deadline, and the functions that turn a
+// stage schedule into a replayed solution and compare solutions. Not for use outside
+// planners/remat/.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "planners/planner_remat.h"
+
+namespace vramsim {
+namespace remat_internal {
+
+using Clock = std::chrono::steady_clock;
+
+inline double SecondsLeft(Clock::time_point end) {
+  return std::chrono::duration<double>(end - Clock::now()).count();
+}
+
+inline Clock::time_point After(Clock::time_point from, double seconds) {
+  return from + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+}
+
+inline double MsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+// "#index (name)" for messages.
+std::string NodeLabel(const RematGraph& g, int i);
+
+inline bool Kept(const RematSchedule& s, int t, int i) {
+  return t < static_cast<int>(s.S.size()) && i < t && s.S[t][i];
+}
+
+// Replays a stage schedule into a solution; the error if it is not a valid schedule.
+Result<RematSolution> FromStages(const RematGraph& g, RematSchedule stages, uint64_t budget,
+                                 std::string method);
+
+// Whether a is better than b: fits first, then the cost, then the peak.
+bool Better(const RematSolution& a, const RematSolution& b);
+
+// Drops what is kept without use (kept into stage t, read by nothing computed in it and not
+// kept into t+1) and recomputes only what is needed, until nothing changes. The MILP may keep
+// an output it never uses (keeping is free in its objective) and free it early by computing a
+// reader of cost 0; replayed without that computation the output would stay alive for the
+// whole stage. Dropping both never needs more memory and never costs more.
+RematSchedule Tidy(const RematGraph& g, RematSchedule s);
+
+// The better of a schedule as given and tidied (both replayed).
+Result<RematSolution> FromStagesTidied(const RematGraph& g, RematSchedule s, uint64_t budget,
+                                       const std::string& method);
+
+// The greedy in Checkmate's stage space (greedy.cc), from the baseline or from `from`.
+Result<RematSolution> GreedyKept(const RematGraph& g, uint64_t budget, double time_limit_s,
+                                 const RematSchedule* from = nullptr);
+
+// Nothing kept between stages: each stage recomputes what its node needs.
+RematSchedule NothingKept(const RematGraph& g);
+
+}  // namespace remat_internal
+}  // namespace vramsim

@@ -1,0 +1,125 @@
+// SolveRemat: the planner under one deadline: the infeasibility proof, the heuristic starts,
+// then the exact phase with the time left; the cheapest replayed schedule and its bound.
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "planners/remat/exact.h"
+
+namespace vramsim {
+
+using namespace remat_internal;
+
+Result<RematSolution> SolveRemat(const RematGraph& g, uint64_t budget,
+                                 const RematOptions& options) {
+  auto t0 = Clock::now();
+  // One deadline for every phase, less a reserve for the caller's replay and output.
+  double reserve = std::min(kRematReserveSeconds, 0.05 * options.time_limit_s);
+  Clock::time_point end = After(t0, options.time_limit_s - reserve);
+  if (auto why = InfeasibilityProof(g, budget)) return Error{*why};
+  std::optional<RematSolution> best;
+  double bound = BaselineCost(g);
+  std::string bound_source = "baseline";
+  std::vector<std::string> notes;
+  auto raise_bound = [&](double b, const char* source) {
+    if (b > bound) {
+      bound = b;
+      bound_source = source;
+    }
+  };
+  auto consider = [&](Result<RematSolution> r) {
+    if (!r) {
+      notes.push_back(r.error().message);
+      return;
+    }
+    if (!best || Better(*r, *best)) best = std::move(r.value());
+  };
+  // Heuristic starts, in a tenth of the time: the greedy from the baseline (keeping everything)
+  // and, when that does not fit, from keeping nothing; DTR.
+  std::optional<RematSolution> start;
+  auto offer_start = [&](const Result<RematSolution>& r) {
+    if (r && r->fits && !r->stages.R.empty() && (!start || r->cost < start->cost))
+      start = r.value();
+  };
+  Clock::time_point heuristics_end = After(Clock::now(), 0.1 * SecondsLeft(end));
+  auto greedy = GreedyKept(g, budget, std::max(0.0, 0.5 * SecondsLeft(heuristics_end)));
+  bool greedy_fits = greedy && greedy->fits;
+  offer_start(greedy);
+  consider(std::move(greedy));
+  if (!greedy_fits) {
+    RematSchedule nothing = NothingKept(g);
+    auto from_nothing = GreedyKept(g, budget, std::max(0.0, SecondsLeft(heuristics_end)), &nothing);
+    offer_start(from_nothing);
+    consider(std::move(from_nothing));
+  }
+  auto dtr = SolveRematDtr(g, budget, std::max(0.01, SecondsLeft(heuristics_end)));
+  offer_start(dtr);
+  consider(std::move(dtr));
+  // The exact phase, with whatever time is left.
+  bool optimal = false;
+  double milp_cost = 0;
+  size_t nonzeros = options.max_milp_nonzeros ? CountNonzeros(g) : 0;
+  if (options.max_milp_nonzeros && nonzeros > options.max_milp_nonzeros) {
+    notes.push_back("milp: the model would have " + std::to_string(nonzeros) +
+                    " nonzeros, over the cap of " + std::to_string(options.max_milp_nonzeros));
+  } else if (SecondsLeft(end) < 0.5) {
+    notes.push_back("no time left for the LP relaxation and the MILP");
+  } else {
+    int n = static_cast<int>(g.nodes.size());
+    Lp lp = BuildCheckmate(g, budget);
+    ExactRun ex = RunExact(g, budget, lp, start ? &*start : nullptr, end, options.log, true);
+    if (ex.lp_solved) {
+      raise_bound(ex.lp_objective / lp.cost_scale, "lp");
+      if (auto r = RoundRelaxation(g, lp, budget, ex.lp_x.data(), Clock::now()))
+        consider(std::move(*r));
+      if (ex.rounded_start) {
+        auto r = FromStagesTidied(g, *ex.rounded_start, budget, "lp-rounding");
+        if (r) r->note = "rounding repaired by the greedy";
+        consider(std::move(r));
+      }
+    } else if (ex.lp_infeasible) {
+      notes.push_back(
+          "the LP relaxation is infeasible: no schedule in Checkmate's stage space "
+          "fits the budget");
+    } else {
+      notes.push_back("the LP relaxation was not solved within the time limit");
+    }
+    if (ex.milp_returned) raise_bound(ex.milp_bound / lp.cost_scale, "milp");
+    if (!ex.milp_x.empty()) {
+      auto sol = FromStagesTidied(g, StagesFromColumns(lp, n, ex.milp_x.data()), budget, "milp");
+      if (sol && sol->fits) {
+        optimal = ex.milp_optimal;
+        milp_cost = sol->cost;
+        sol->note =
+            std::string(optimal ? "MILP proven optimal" : "MILP stopped at the time limit") +
+            ", started from " + StartName(ex.milp_start) + " schedule";
+      }
+      consider(std::move(sol));
+    } else if (ex.lp_solved) {
+      notes.push_back(ex.milp_infeasible ? "milp: no schedule in Checkmate's stage space fits"
+                      : ex.killed ? "milp: CBC was stopped at the deadline without a schedule"
+                                  : "milp: no schedule found in the time limit");
+    }
+  }
+  if (!best) {
+    std::string all;
+    for (const auto& s : notes) {
+      if (!all.empty()) all.append("; ");
+      all.append(s);
+    }
+    return Error{all};
+  }
+  // Proven optimal when the MILP proved its schedule optimal and nothing is costlier than it.
+  best->optimal = optimal && best->fits && best->cost <= milp_cost * (1 + 1e-9) + 1e-12;
+  best->lower_bound = best->optimal ? best->cost : std::min(bound, best->cost);
+  best->bound_source = best->optimal ? "milp" : bound_source;
+  for (const auto& s : notes) {
+    if (!best->note.empty()) best->note.append("; ");
+    best->note.append(s);
+  }
+  best->solve_ms = MsSince(t0);
+  return std::move(best.value());
+}
+
+}  // namespace vramsim
