@@ -1,20 +1,23 @@
-// The Python front end's native part (`vramsim._vramsim`): the same calls the CLI makes, taking
-// the CLI's options as keywords and returning the CLI's --json objects as JSON text, which
-// python/vramsim/api.py turns into result objects. Errors raise vramsim.Error with the message
-// the CLI prints. Nothing here knows more than the CLI does: flags are validated by the same
-// parsers, so a bad option gets the same message.
+// The Python front end's native part (`vramsim._vramsim`): the same library calls the CLI makes
+// (engine/), taking the CLI's options as keywords and returning the CLI's --json objects as JSON
+// text, which python/vramsim/api.py turns into result objects. Errors raise vramsim.Error with
+// the message the CLI prints. Nothing here knows more than the CLI does: options are validated
+// by the same engine functions, so a bad option gets the same message. Nothing under cli/ is
+// used: that is the command line's flag handling and printing.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
-#include "cli/estimate.h"
-#include "cli/fit_cmd.h"
-#include "cli/inspect.h"
+#include "engine/estimate.h"
+#include "engine/fit.h"
+#include "engine/inspect.h"
+#include "engine/plan.h"
 #include "importer/importer.h"
 #include "reports/report.h"
 
@@ -201,6 +204,51 @@ std::string MaxBatchCall(const std::string& model, const std::string& gpu,
       [](const auto& r, const auto& f) { return MaxBatchJson(r, f); });
 }
 
+// plan: the budget as text ("6GiB", or bytes: python/vramsim/api.py turns budget_bytes into it)
+// or a fraction of the peak without checkpointing.
+std::string PlanCall(const std::string& model, const std::map<std::string, py::object>& dims,
+                     const std::string& budget, std::optional<double> budget_fraction,
+                     const std::string& strategy, double time_limit_s, const py::kwargs& kw) {
+  EstimateFlags flags = Flags(kw);
+  auto d = Dims(dims);
+  PlanOptions options;
+  options.budget = budget;
+  options.budget_fraction = budget_fraction;
+  options.strategy = strategy;
+  options.time_limit_s = time_limit_s;
+  py::gil_scoped_release release;  // the planners can run for up to time_limit_s
+  auto r = Plan(model, d, flags, options);
+  py::gil_scoped_acquire acquire;
+  return PlanJson(Take(std::move(r))).dump();
+}
+
+// strategies, kept for its HTML page.
+struct StrategiesResult {
+  std::shared_ptr<StrategiesReport> report;
+  std::string json;
+};
+
+StrategiesResult StrategiesCall(const std::string& model, const std::vector<std::string>& budgets,
+                                const std::map<std::string, py::object>& dims,
+                                const std::string& strategy, double time_limit_s,
+                                const py::kwargs& kw) {
+  EstimateFlags flags = Flags(kw);
+  auto d = Dims(dims);
+  StrategiesOptions options;
+  options.budgets = budgets;
+  options.strategy = strategy;
+  options.time_limit_s = time_limit_s;
+  StrategiesResult out;
+  {
+    py::gil_scoped_release release;
+    auto r = Strategies(model, d, flags, options);
+    py::gil_scoped_acquire acquire;
+    out.report = std::make_shared<StrategiesReport>(Take(std::move(r)));
+  }
+  out.json = StrategiesJson(*out.report).dump();
+  return out;
+}
+
 }  // namespace
 }  // namespace vramsim
 
@@ -228,4 +276,15 @@ PYBIND11_MODULE(_vramsim, m) {
   m.def("max_batch", &MaxBatchCall, py::arg("model"), py::arg("gpu"),
         py::arg("dims") = std::map<std::string, py::object>{}, py::arg("gpu_memory") = 0,
         py::arg("expandable_segments") = false);
+  m.def("plan", &PlanCall, py::arg("model"), py::arg("dims") = std::map<std::string, py::object>{},
+        py::arg("budget") = "", py::arg("budget_fraction") = std::nullopt, py::arg("strategy") = "",
+        py::arg("time_limit_s") = 60.0);
+  py::class_<StrategiesResult>(m, "StrategiesResult")
+      .def_readonly("json", &StrategiesResult::json)
+      .def("write_html", [](const StrategiesResult& r, const std::string& path) {
+        Check(WriteStrategiesReportHtml(*r.report, path));
+      });
+  m.def("strategies", &StrategiesCall, py::arg("model"), py::arg("budgets"),
+        py::arg("dims") = std::map<std::string, py::object>{}, py::arg("strategy") = "",
+        py::arg("time_limit_s") = 60.0);
 }

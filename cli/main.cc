@@ -7,7 +7,7 @@
 
 #include "cli/estimate.h"
 #include "cli/fit_cmd.h"
-#include "cli/inspect.h"
+#include "engine/inspect.h"
 #include "importer/importer.h"
 #include "reports/report.h"
 

@@ -1,4 +1,5 @@
-// `vramsim plan` and `vramsim strategies`: choosing what to checkpoint under a memory budget.
+// `vramsim plan` and `vramsim strategies`: their flags (CLI11), which call engine/plan.h and
+// print its reports.
 //
 //   vramsim plan MODEL.onnx --budget 6GiB [training flags] [--strategy NAME] [--json]
 //   vramsim plan GRAPH.json --budget-fraction 0.8 [--time-limit S] [--json]
@@ -6,20 +7,14 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
-#include <cstdint>
-#include <string>
 
-#include "importer/status.h"
+#include "engine/plan.h"
 
 namespace vramsim {
 
 // Adds both subcommands to the app. The chosen one runs from its callback once the command line
 // is parsed; a non-zero exit status (1: nothing fits, 2: bad input) ends the process there.
 void RegisterPlanCommands(CLI::App& app);
-
-// "6GiB", "512MiB", "1.5GB", "1000000": bytes (KiB/MiB/GiB/TiB are powers of 1024, KB/MB/GB/TB
-// of 1000; units are case-insensitive).
-Result<uint64_t> ParseByteSize(const std::string& text, const std::string& flag);
 
 }  // namespace vramsim
 

@@ -1,4 +1,4 @@
-#include "cli/inspect.h"
+#include "engine/inspect.h"
 
 #include <fmt/format.h>
 
@@ -6,7 +6,7 @@
 #include <map>
 #include <numeric>
 
-#include "cli/estimate.h"
+#include "engine/estimate.h"
 
 namespace vramsim {
 namespace {
