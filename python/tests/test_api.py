@@ -125,3 +125,93 @@ def test_reports_are_written(tmp_path):
     assert any(e.get("ph") == "C" for e in events)  # the live-bytes counters
     with pytest.raises(vramsim.Error):
         r.write_html(tmp_path / "no" / "such" / "dir" / "r.html")
+
+
+def without_timings(value):
+    """The JSON without its wall-clock fields (*_ms), which differ from run to run."""
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items() if not k.endswith("_ms")}
+    if isinstance(value, list):
+        return [without_timings(v) for v in value]
+    return value
+
+
+def cli_json_rc(*args):
+    rc, out, err = cli(*args, "--json")
+    assert rc in (0, 1), err
+    return rc, json.loads(out)
+
+
+GPT_DIMS = {"batch": 16, "seq": 256}
+GPT_FLAGS = ["--dim", "batch=16", "--dim", "seq=256"]
+
+
+@pytest.mark.parametrize("flags,kwargs", [
+    (["--budget-fraction", "0.65"], {"budget_fraction": 0.65}),
+    (["--budget", "40MiB", "--optimizer", "adamw", "--precision", "amp-bf16"],
+     {"budget": "40MiB", "optimizer": "adamw", "precision": "amp-bf16"}),
+    (["--budget", "50000000", "--strategy", "dp", "--accum", "2"],
+     {"budget_bytes": 50000000, "strategy": "dp", "accum": 2}),
+])
+def test_plan_matches_the_cli_on_gpt(flags, kwargs):
+    rc, expected = cli_json_rc("plan", GPT, *GPT_FLAGS, *flags)
+    got = vramsim.plan(GPT, dims=GPT_DIMS, **kwargs)
+    assert without_timings(got.to_dict()) == without_timings(expected)
+    assert got.fits == (rc == 0)
+    assert got.checkpoint == expected["checkpoint"]
+
+
+def test_plan_matches_the_cli_on_resnet_fitting_or_not():
+    for fraction in (0.8, 0.5):  # resnet18 cannot go below ~0.73 of its peak
+        rc, expected = cli_json_rc("plan", RESNET, "--dim", "batch=16", "--optimizer", "sgd",
+                                   "--budget-fraction", str(fraction))
+        got = vramsim.plan(RESNET, dims={"batch": 16}, optimizer="sgd", budget_fraction=fraction)
+        assert without_timings(got.to_dict()) == without_timings(expected)
+        assert got.fits == (rc == 0) == (fraction == 0.8)
+
+
+def test_strategies_match_the_cli(tmp_path):
+    peak = vramsim.plan(GPT, dims=GPT_DIMS, budget_fraction=1).baseline_peak_bytes
+    budgets = [peak * 8 // 10, peak // 2]
+    expected = cli_json("strategies", GPT, *GPT_FLAGS, "--budgets",
+                        ",".join(str(b) for b in budgets))
+    got = vramsim.strategies(GPT, budgets, dims=GPT_DIMS)
+    assert without_timings(got.to_dict()) == without_timings(expected)
+    assert len(got.rows) == len(expected["rows"]) > len(budgets)
+
+    expected = cli_json("strategies", RESNET, "--dim", "batch=16", "--budgets", "64MiB,1GiB",
+                        "--strategy", "milp", "--time-limit", "20")
+    got = vramsim.strategies(RESNET, "64MiB,1GiB", dims={"batch": 16}, strategy="milp",
+                             time_limit_s=20)
+    assert without_timings(got.to_dict()) == without_timings(expected)
+    html = tmp_path / "s.html"
+    got.write_html(html)
+    assert "<html" in html.read_text()[:500].lower()
+
+
+@pytest.mark.parametrize("flags,call", [
+    (["plan", GPT, *GPT_FLAGS],
+     lambda: vramsim.plan(GPT, dims=GPT_DIMS)),
+    (["plan", GPT, *GPT_FLAGS, "--budget", "6 GiBs"],
+     lambda: vramsim.plan(GPT, dims=GPT_DIMS, budget="6 GiBs")),
+    (["plan", GPT, *GPT_FLAGS, "--budget-fraction", "0.5", "--checkpoint", "h.0"],
+     lambda: vramsim.plan(GPT, dims=GPT_DIMS, budget_fraction=0.5, checkpoint=["h.0"])),
+    (["plan", GPT, *GPT_FLAGS, "--budget-fraction", "0.5", "--time-limit", "0"],
+     lambda: vramsim.plan(GPT, dims=GPT_DIMS, budget_fraction=0.5, time_limit_s=0)),
+    (["plan", GPT, *GPT_FLAGS, "--budget-fraction", "0.5", "--strategy", "nosuch"],
+     lambda: vramsim.plan(GPT, dims=GPT_DIMS, budget_fraction=0.5, strategy="nosuch")),
+    (["strategies", GPT, *GPT_FLAGS, "--budgets", "4GiB,,6GiB"],
+     lambda: vramsim.strategies(GPT, ["4GiB", "", "6GiB"], dims=GPT_DIMS)),
+])
+def test_plan_errors_raise_with_the_clis_message(flags, call):
+    message = cli_error(*flags)
+    with pytest.raises(vramsim.Error) as e:
+        call()
+    assert str(e.value) == message
+
+
+def test_plan_budget_keywords():
+    with pytest.raises(vramsim.Error, match="not both"):
+        vramsim.plan(GPT, dims=GPT_DIMS, budget_bytes=1 << 30, budget="1GiB")
+    with pytest.raises(vramsim.Error, match="budget_bytes must be an integer"):
+        vramsim.plan(GPT, dims=GPT_DIMS, budget_bytes="1GiB")

@@ -5,19 +5,21 @@
                          precision="amp-bf16")
     print(r.peak_bytes)
 
-estimate, inspect, fit and max_batch call the C++ engine (vramsim.api, the native module
-_vramsim built into build/python by scripts/build.sh); vramsim.export(module, example_inputs,
-path, dynamic_dims=...) writes a weightless training-mode ONNX export of an nn.Module without
-materializing its weights (it needs torch; imported on first use).
+estimate, inspect, fit, max_batch, plan and strategies call the C++ engine (vramsim.api, the
+native module _vramsim built into build/python by scripts/build.sh); vramsim.export(module,
+example_inputs, path, dynamic_dims=...) writes a weightless training-mode ONNX export of an
+nn.Module without materializing its weights (it needs torch; imported on first use).
 """
 
 import importlib
 
-_API = ("Error", "Estimate", "Result", "estimate", "inspect", "fit", "max_batch")
+_API = ("Error", "Estimate", "Result", "Strategies", "estimate", "inspect", "fit", "max_batch",
+        "plan", "strategies")
 _native_error = None
 
 try:
-    from .api import Error, Estimate, Result, estimate, fit, inspect, max_batch  # noqa: F401
+    from .api import (Error, Estimate, Result, Strategies, estimate, fit,  # noqa: F401
+                      inspect, max_batch, plan, strategies)
 except ImportError as _missing:  # the native module is not built: vramsim.export still works
     _native_error = _missing
 

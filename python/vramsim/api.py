@@ -7,6 +7,11 @@
     r.to_dict()                  # the CLI's --json object
     r.write_html("report.html")  # the CLI's --html page; r.write_trace("step.json")
 
+    p = vramsim.plan("examples/gpt.onnx", dims={"batch": 16, "seq": 256}, budget="6GiB")
+    p.checkpoint, p.fits          # `vramsim plan ... --json` (budget_bytes=N, budget_fraction=F)
+    s = vramsim.strategies("examples/gpt.onnx", ["4GiB", 6 << 30], dims={"batch": 16, "seq": 256})
+    s.rows                        # `vramsim strategies ... --json`; s.write_html("s.html")
+
 Keywords are the CLI's training flags with underscores (optimizer, optimizer_impl, target,
 loss, precision, torch_version, loss_precision, attention, accum, cpu_threads, dim_name,
 checkpoint (a list or a comma string), data_parallel, zero, trainable, freeze,
@@ -56,6 +61,18 @@ class Result:
     def __repr__(self):
         shown = {k: v for k, v in self._data.items() if not isinstance(v, (dict, list))}
         return f"{type(self).__name__}({shown})"
+
+
+class Strategies(Result):
+    """Every checkpointing strategy at every budget (`vramsim strategies`)."""
+
+    def __init__(self, native):
+        super().__init__(json.loads(native.json))
+        self._native = native
+
+    def write_html(self, path):
+        """The table and chart as an HTML page (the CLI's --html)."""
+        _call(self._native.write_html, str(path))
 
 
 class Estimate(Result):
@@ -116,3 +133,46 @@ def max_batch(model, gpu, dims=None, gpu_memory=0, expandable_segments=False, **
     """The largest batch that fits on this GPU (`vramsim max-batch --json`)."""
     return Result(json.loads(_call(_vramsim.max_batch, str(model), gpu, _dims(dims),
                                    gpu_memory, expandable_segments, **options)))
+
+
+def _size(value, name):
+    """A budget as the CLI's size text: an int of bytes, or text such as "6GiB"."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise Error(f"{name} must be an integer number of bytes or a size such as '6GiB', "
+                    f"not {type(value).__name__}")
+    return str(value)
+
+
+def _number(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Error(f"{name} must be a number, not {type(value).__name__}")
+    return float(value)
+
+
+def plan(model, dims=None, *, budget_bytes=None, budget=None, budget_fraction=None, strategy="",
+         time_limit_s=60.0, **options):
+    """What to checkpoint so that the step fits a budget (`vramsim plan --json`): one of
+    budget_bytes (an int), budget (a size, "6GiB") or budget_fraction (of the peak without
+    checkpointing). strategy runs only that one; time_limit_s is the MILP's limit (for a
+    remat-graph JSON, the whole call's). A plan that does not fit is returned with fits False."""
+    if budget_bytes is not None and budget is not None:
+        raise Error("give budget_bytes or budget, not both")
+    if budget_bytes is not None:
+        if isinstance(budget_bytes, bool) or not isinstance(budget_bytes, int):
+            raise Error(f"budget_bytes must be an integer, not {type(budget_bytes).__name__}")
+        budget = budget_bytes
+    text = "" if budget is None else _size(budget, "budget")
+    fraction = None if budget_fraction is None else _number(budget_fraction, "budget_fraction")
+    return Result(json.loads(_call(_vramsim.plan, str(model), _dims(dims), text, fraction,
+                                   strategy or "", _number(time_limit_s, "time_limit_s"),
+                                   **options)))
+
+
+def strategies(model, budgets, dims=None, *, strategy="", time_limit_s=60.0, **options):
+    """Every checkpointing strategy's peak, overhead and solve time at each budget (`vramsim
+    strategies --json`); budgets: ints of bytes or sizes ("4GiB"), or one comma string."""
+    if isinstance(budgets, (str, int)):
+        budgets = budgets.split(",") if isinstance(budgets, str) else [budgets]
+    sizes = [_size(b, "budgets") for b in budgets]
+    return Strategies(_call(_vramsim.strategies, str(model), sizes, _dims(dims), strategy or "",
+                            _number(time_limit_s, "time_limit_s"), **options))
