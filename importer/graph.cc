@@ -27,22 +27,22 @@ uint64_t Tensor::element_count() const {
 }
 
 void BuildDataflow(Graph& graph) {
-  graph.dataflow = Dataflow(graph.ops.size() + graph.tensors.size());
+  auto df = std::make_shared<Dataflow>(graph.ops.size() + graph.tensors.size());
   for (size_t i = 0; i < graph.ops.size(); ++i) {
-    graph.dataflow[i] = Vertex{true, static_cast<int32_t>(i)};
+    (*df)[i] = Vertex{true, static_cast<int32_t>(i)};
   }
   for (size_t t = 0; t < graph.tensors.size(); ++t) {
-    graph.dataflow[graph.tensor_vertex(static_cast<TensorId>(t))] =
-        Vertex{false, static_cast<int32_t>(t)};
+    (*df)[graph.tensor_vertex(static_cast<TensorId>(t))] = Vertex{false, static_cast<int32_t>(t)};
   }
   for (size_t i = 0; i < graph.ops.size(); ++i) {
     for (TensorId in : graph.ops[i].inputs) {
-      if (in != kNoTensor) boost::add_edge(graph.tensor_vertex(in), i, graph.dataflow);
+      if (in != kNoTensor) boost::add_edge(graph.tensor_vertex(in), i, *df);
     }
     for (TensorId out : graph.ops[i].outputs) {
-      if (out != kNoTensor) boost::add_edge(i, graph.tensor_vertex(out), graph.dataflow);
+      if (out != kNoTensor) boost::add_edge(i, graph.tensor_vertex(out), *df);
     }
   }
+  graph.dataflow = std::move(df);
 }
 
 void SplitScope(const std::string& node_name, std::string* scope, std::string* module) {

@@ -7,6 +7,7 @@
 #include <boost/graph/adjacency_list.hpp>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,7 +40,9 @@ struct ConstValue {
   std::vector<std::string> strings;  // kString
 
   size_t size() const {
-    return dtype == DType::kString ? strings.size() : IsFloating(dtype) ? floats.size() : ints.size();
+    return dtype == DType::kString ? strings.size()
+           : IsFloating(dtype)     ? floats.size()
+                                   : ints.size();
   }
   double at(size_t i) const { return IsFloating(dtype) ? floats[i] : static_cast<double>(ints[i]); }
 };
@@ -114,7 +117,10 @@ struct Graph {
   std::vector<TensorId> inputs;   // data inputs, in file order
   std::vector<TensorId> outputs;  // graph outputs, in file order
   std::map<std::string, int64_t> dims;  // symbolic dims as bound
-  Dataflow dataflow;                    // vertex v < ops.size() is op v; else tensor v - ops.size()
+  // Vertex v < ops.size() is op v; else tensor v - ops.size(). Shared and immutable once
+  // built: Boost 1.74's adjacency_list has no move constructor (its swap copies), so a Graph
+  // holding one by value copied every vertex and edge list whenever it was returned.
+  std::shared_ptr<const Dataflow> dataflow;
 
   size_t op_vertex(OpId op) const { return static_cast<size_t>(op); }
   size_t tensor_vertex(TensorId t) const { return ops.size() + static_cast<size_t>(t); }

@@ -102,6 +102,16 @@ class Importer {
     onnx::GraphProto& g = *model_.mutable_graph();
     graph_.name = g.name();
     graph_.opset = opset_;
+    // Reserved up front: growing these one tensor at a time was a tenth of a large import.
+    size_t tensors =
+        static_cast<size_t>(g.initializer_size()) + static_cast<size_t>(g.input_size());
+    for (const auto& n : g.node()) tensors += static_cast<size_t>(n.output_size());
+    graph_.tensors.reserve(tensors);
+    graph_.ops.reserve(static_cast<size_t>(g.node_size()));
+    types_.reserve(tensors);
+    protos_.reserve(tensors);
+    runtime_.reserve(tensors);
+    by_name_.reserve(tensors);
     if (auto s = AddInitializers(g); !s) return Error{s.message()};
     if (auto s = AddInputs(g); !s) return Error{s.message()};
     if (auto s = AddNodes(g); !s) return Error{s.message()};
@@ -414,7 +424,7 @@ class Importer {
   // order when it is already topological (as ONNX requires), a deterministic one otherwise.
   Status Order() {
     BuildDataflow(graph_);
-    const Dataflow& df = graph_.dataflow;
+    const Dataflow& df = *graph_.dataflow;
     size_t nv = boost::num_vertices(df);
     std::vector<size_t> pending(nv);
     for (size_t v = 0; v < nv; ++v) pending[v] = boost::in_degree(v, df);
@@ -506,6 +516,76 @@ class Importer {
                        [&](TensorId t) { return t != kNoTensor && runtime_[t]; });
   }
 
+  // Why inputs do not broadcast, in the user's terms: the two sizes that disagree, the bound
+  // dimension behind one of them and the model tensor (a buffer such as a causal mask of
+  // length 256) behind the other, which limits that dimension. Empty when no two inputs
+  // disagree on an axis.
+  std::string ExplainShapeConflict(const Op& op) const {
+    std::vector<TensorId> ins;
+    for (TensorId t : op.inputs) {
+      if (t != kNoTensor && !graph_.tensors[t].is_sequence) ins.push_back(t);
+    }
+    for (size_t i = 0; i < ins.size(); ++i) {
+      for (size_t j = i + 1; j < ins.size(); ++j) {
+        const auto& a = graph_.tensors[ins[i]].shape;
+        const auto& b = graph_.tensors[ins[j]].shape;
+        for (size_t k = 1; k <= std::min(a.size(), b.size()); ++k) {
+          int64_t x = a[a.size() - k], y = b[b.size() - k];
+          if (x == y || x == 1 || y == 1) continue;
+          std::string text = "; inputs '" + Printable(graph_.tensors[ins[i]].name) + "' " +
+                             ShapeString(a) + " and '" + Printable(graph_.tensors[ins[j]].name) +
+                             "' " + ShapeString(b) + " differ on axis -" + std::to_string(k) +
+                             " (" + std::to_string(x) + " vs " + std::to_string(y) + ")";
+          // The side whose size is a bound dimension, and the model tensor behind the other.
+          for (int side = 0; side < 2; ++side) {
+            int64_t bound = side == 0 ? x : y, fixed = side == 0 ? y : x;
+            TensorId from = side == 0 ? ins[j] : ins[i];
+            std::string names;
+            for (const auto& [name, value] : options_.dims) {
+              if (value == bound) names += (names.empty() ? "" : "/") + name;
+            }
+            if (names.empty()) continue;
+            TensorId source = ModelTensorWithSize(from, fixed);
+            if (source == kNoTensor) {
+              return text + ": is '" + names + "' (bound to " + std::to_string(bound) +
+                     ") limited to " + std::to_string(fixed) + " by the model?";
+            }
+            const Tensor& src = graph_.tensors[source];
+            return text + ": the " + std::to_string(fixed) + " comes from '" + Printable(src.name) +
+                   "' " + ShapeString(src.shape) +
+                   ", a tensor stored in the model, which limits '" + names + "' (bound to " +
+                   std::to_string(bound) + ") to at most " + std::to_string(fixed);
+          }
+          return text;
+        }
+      }
+    }
+    return "";
+  }
+
+  // A parameter, buffer or constant with a dimension of `size` upstream of `t` (a few ops
+  // back), or kNoTensor.
+  TensorId ModelTensorWithSize(TensorId t, int64_t size) const {
+    std::vector<TensorId> frontier{t};
+    std::set<TensorId> seen{t};
+    for (int depth = 0; depth < 8 && !frontier.empty(); ++depth) {
+      std::vector<TensorId> next;
+      for (TensorId f : frontier) {
+        const Tensor& x = graph_.tensors[f];
+        // Roles are assigned after inference: an initializer or a Constant's output.
+        bool model = (x.producer < 0 && initializer_.count(f)) ||
+                     (x.producer >= 0 && graph_.ops[x.producer].type == "Constant");
+        if (model && std::find(x.shape.begin(), x.shape.end(), size) != x.shape.end()) return f;
+        if (x.producer < 0) continue;
+        for (TensorId in : graph_.ops[x.producer].inputs) {
+          if (in != kNoTensor && seen.insert(in).second) next.push_back(in);
+        }
+      }
+      frontier = std::move(next);
+    }
+    return kNoTensor;
+  }
+
   Status InferOutputs(OpId op_id) {
     onnx::NodeProto& node = *model_.mutable_graph()->mutable_node(op_id);
     const Op& op = graph_.ops[op_id];
@@ -592,7 +672,7 @@ class Importer {
     } catch (const std::exception& e) {
       std::string msg = e.what();
       if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
-      return Error{where + ": shape inference failed: " + msg};
+      return Error{where + ": shape inference failed: " + msg + ExplainShapeConflict(op)};
     }
     for (size_t k = 0; k < op.outputs.size(); ++k) {
       TensorId out = op.outputs[k];

@@ -560,7 +560,7 @@ TEST(ImporterGraph, DataflowOfATwoNodeChain) {
   m.Output("y");
   auto g = Import(m);
   ASSERT_TRUE(g.ok()) << g.error().message;
-  const Dataflow& df = g->dataflow;
+  const Dataflow& df = *g->dataflow;
   // 2 ops + 3 tensors (x, t, y).
   ASSERT_EQ(g->ops.size(), 2u);
   ASSERT_EQ(g->tensors.size(), 3u);
