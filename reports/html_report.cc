@@ -253,7 +253,10 @@ std::string ScopeTable(const Trace& trace, const report_internal::Timeline& t) {
 }
 
 std::string Legend(const Trace& trace, const report_internal::Timeline& t) {
-  std::string out = "<div class=\"legend\">\n";
+  // The figures are those at the peak, not the step's maxima per category: say so.
+  std::string out =
+      fmt::format("<div class=\"legend\"><span class=\"muted\">at the peak ({}):</span>\n",
+                  FormatBytes(t.peak.peak_bytes));
   for (Category c : kStackOrder) {
     uint64_t b = t.peak.by_category[static_cast<size_t>(c)];
     out += fmt::format(

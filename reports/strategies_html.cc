@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <map>
 #include <string>
 
@@ -101,7 +102,41 @@ std::string Scatter(const std::vector<StrategyRow>& rows,
       "text-anchor=\"middle\">peak memory</text>\n",
       L, L + iw, T + ih, T + ih, L, L, T, T + ih, L + iw / 2, H - 8, -(T + ih / 2));
 
-  // One line per strategy through its points, in budget order, then the points.
+  // The budgets, dashed: a point above its budget's line does not fit it.
+  std::vector<uint64_t> budgets;
+  for (const StrategyRow& r : rows) budgets.push_back(r.budget_bytes);
+  std::sort(budgets.begin(), budgets.end());
+  budgets.erase(std::unique(budgets.begin(), budgets.end()), budgets.end());
+  for (uint64_t b : budgets) {
+    svg += fmt::format(
+        "<g class=\"budget\"><line x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\" "
+        "stroke=\"#888\" stroke-dasharray=\"6 4\"/><text x=\"{}\" y=\"{:.1f}\" dy=\"-4\" "
+        "text-anchor=\"end\" class=\"xlab\">budget {}</text></g>\n",
+        L, L + iw, Y(static_cast<double>(b)), Y(static_cast<double>(b)), L + iw - 4,
+        Y(static_cast<double>(b)), FormatBytes(b));
+  }
+
+  // Strategies with equal results land on one spot: each marker there is shifted sideways
+  // (and its title names the others) so none hides another.
+  std::map<std::pair<long, long>, std::vector<const StrategyRow*>> spots;
+  for (const StrategyRow& r : rows) {
+    spots[{std::lround(X(Pct(r))), std::lround(Y(static_cast<double>(r.peak_bytes)))}].push_back(
+        &r);
+  }
+  std::map<const StrategyRow*, double> shift;
+  std::map<const StrategyRow*, std::string> also;
+  for (const auto& [spot, at] : spots) {
+    for (size_t k = 0; k < at.size(); ++k) {
+      shift[at[k]] = (static_cast<double>(k) - static_cast<double>(at.size() - 1) / 2) * 10.0;
+      for (const StrategyRow* o : at) {
+        if (o != at[k]) also[at[k]] += (also[at[k]].empty() ? "" : ", ") + o->strategy;
+      }
+    }
+  }
+
+  // One line per strategy through its points, in budget order, then the points; lines differ
+  // in dashes too, so coinciding ones stay apart.
+  static constexpr const char* kDashes[] = {"", "8 3", "2 3", "10 3 2 3", "4 4", "1 2"};
   std::map<std::string, std::vector<const StrategyRow*>> series;
   for (const StrategyRow& r : rows) series[r.strategy].push_back(&r);
   for (auto& [name, points] : series) {
@@ -111,20 +146,23 @@ std::string Scatter(const std::vector<StrategyRow>& rows,
     if (points.size() < 2) continue;
     std::string d;
     for (const StrategyRow* r : points) {
-      d += fmt::format("{}{:.1f},{:.1f}", d.empty() ? "M" : "L", X(Pct(*r)),
+      d += fmt::format("{}{:.1f},{:.1f}", d.empty() ? "M" : "L", X(Pct(*r)) + shift[r],
                        Y(static_cast<double>(r->peak_bytes)));
     }
-    svg += fmt::format("<path class=\"series\" stroke=\"{}\" d=\"{}\"/>\n", colour.at(name), d);
+    size_t index = static_cast<size_t>(std::distance(series.begin(), series.find(name)));
+    svg += fmt::format("<path class=\"series\" stroke=\"{}\" stroke-dasharray=\"{}\" d=\"{}\"/>\n",
+                       colour.at(name), kDashes[index % std::size(kDashes)], d);
   }
   for (const StrategyRow& r : rows) {
     const char* c = colour.at(r.strategy);
     svg += fmt::format(
         "<circle class=\"pt\" data-strategy=\"{}\" cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"6\" "
-        "stroke=\"{}\" fill=\"{}\"><title>{}: budget {}, peak {}, overhead {:.2f}%{}</title>"
+        "stroke=\"{}\" fill=\"{}\"><title>{}: budget {}, peak {}, overhead {:.2f}%{}{}</title>"
         "</circle>\n",
-        HtmlEscape(r.strategy), X(Pct(r)), Y(static_cast<double>(r.peak_bytes)), c,
+        HtmlEscape(r.strategy), X(Pct(r)) + shift[&r], Y(static_cast<double>(r.peak_bytes)), c,
         r.fits ? c : "#fff", HtmlEscape(r.strategy), FormatBytes(r.budget_bytes),
-        FormatBytes(r.peak_bytes), r.overhead_pct, r.fits ? "" : " (does not fit)");
+        FormatBytes(r.peak_bytes), r.overhead_pct, r.fits ? "" : " (does not fit)",
+        also[&r].empty() ? std::string() : HtmlEscape("; same result as " + also[&r]));
   }
   return svg + "</svg>\n";
 }
@@ -156,7 +194,8 @@ Status WriteStrategiesHtml(const std::string& model, const std::vector<StrategyR
   page += "<section class=\"card\">\n<h2>Peak against recompute overhead</h2>\n";
   page +=
       "<p class=\"note\">One colour per strategy, one point per budget; a hollow point's plan "
-      "does not fit its budget. Lower and further left is better.</p>\n";
+      "does not fit its budget (dashed lines: the budgets). Points of strategies with equal "
+      "results sit side by side. Lower and further left is better.</p>\n";
   page += Scatter(rows, colour);
   page += "<div class=\"legend\">\n";
   for (const std::string& s : order) {

@@ -14,6 +14,21 @@ namespace {
 // (the peak, the allocator's reserved memory, headroom as int64) then stays in range.
 constexpr uint64_t kMaxStepBytes = uint64_t{1} << 62;
 
+// What an op's extra output (named "<op>:<what>" by the plan builder) is, for reports: a
+// max-pool's indices are not the op's activation, and "made by MaxPool" did not say so.
+std::string ExtraWhy(const std::string& tensor, const PlanOp& op, bool saved) {
+  std::string what = tensor.size() > op.name.size() + 1 && tensor.rfind(op.name + ":", 0) == 0
+                         ? tensor.substr(op.name.size() + 1)
+                         : tensor;
+  static const std::map<std::string, std::string> kKnown = {
+      {"indices", "argmax indices"},  {"mask", "dropout mask"},
+      {"save_mean", "batch mean"},    {"save_invstd", "batch inverse std"},
+      {"mean", "normalization mean"}, {"rstd", "normalization inverse std"}};
+  if (auto it = kKnown.find(what); it != kKnown.end()) what = it->second;
+  return saved ? what + " " + op.type + " " + op.name + " keeps for its backward"
+               : what + " made by " + op.type + " " + op.name;
+}
+
 class Runtime {
  public:
   Runtime(const TrainingPlan& plan, const SimulateOptions& options)
@@ -454,9 +469,10 @@ class Runtime {
         ++holds_[t];
       }
       for (PlanTensorId t : op.extras) {
-        storage_[t] = AllocLike(plan_.tensors[t], plan_.tensors[t].name,
-                                saved_root_[t] ? Category::kSavedActivations : Category::kTransient,
-                                op.scope, "made by " + op.name);
+        storage_[t] = AllocLike(
+            plan_.tensors[t], plan_.tensors[t].name,
+            saved_root_[t] ? Category::kSavedActivations : Category::kTransient, op.scope,
+            tracing_ ? ExtraWhy(plan_.tensors[t].name, op, saved_root_[t]) : std::string());
         ++holds_[t];
       }
       for (PlanTensorId t : op.outputs) {
