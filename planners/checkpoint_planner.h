@@ -45,6 +45,9 @@ struct PlanProblem {
   std::vector<std::vector<int>> block_ops;  // each block's ops in baseline.plan, forward order
   uint64_t rng_state_bytes = 0;             // kept per checkpointed region
   uint64_t forward_held = 0;  // ForwardHeldBytes of the baseline: activations held at the loss
+  // Parameters, gradients and optimizer state at the optimizer step (rounded as the peak is):
+  // checkpointing leaves them as they are, so no plan's peak is below this.
+  uint64_t model_state_bytes = 0;
   // The block model's savings were derived and agreed with the simulated checks: strategies
   // screen candidate plans with it. False when they were measured one block at a time.
   bool model_checked = false;

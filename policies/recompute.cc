@@ -1,9 +1,63 @@
 #include "policies/recompute.h"
 
 #include <algorithm>
+#include <optional>
 #include <set>
+#include <string_view>
+#include <utility>
 
 namespace vramsim {
+
+namespace {
+
+// A non-negative decimal without sign or leading zeros (so "h.01" is no index), or nullopt.
+std::optional<int64_t> Index(std::string_view digits) {
+  if (digits.empty() || digits.size() > 9 || (digits.size() > 1 && digits[0] == '0'))
+    return std::nullopt;
+  int64_t v = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + (c - '0');
+  }
+  return v;
+}
+
+// "h.12" -> ("h.", 12).
+std::optional<std::pair<std::string, int64_t>> SplitIndex(const std::string& scope) {
+  size_t dot = scope.rfind('.');
+  if (dot == std::string::npos || dot == 0 || scope.find('+') != std::string::npos)
+    return std::nullopt;
+  auto i = Index(std::string_view(scope).substr(dot + 1));
+  if (!i) return std::nullopt;
+  return std::make_pair(scope.substr(0, dot + 1), *i);
+}
+
+struct ScopeRange {
+  std::string prefix;  // empty: not a range
+  int64_t first = 0, last = 0;
+};
+
+// Limits what one "h.0-N" may expand to: a model has far fewer blocks.
+constexpr int64_t kMaxRangeScopes = 100000;
+
+Result<ScopeRange> IndexRange(const std::string& s) {
+  size_t dot = s.rfind('.');
+  if (dot == std::string::npos || dot == 0 || s.find('+') != std::string::npos) return ScopeRange{};
+  std::string_view tail = std::string_view(s).substr(dot + 1);
+  size_t dash = tail.find('-');
+  if (dash == std::string_view::npos) return ScopeRange{};
+  auto first = Index(tail.substr(0, dash)), last = Index(tail.substr(dash + 1));
+  if (!first || !last) return ScopeRange{};
+  if (*last < *first)
+    return Error{"--checkpoint range '" + s + "' ends before it starts (write " +
+                 s.substr(0, dot + 1) + std::to_string(*last) + "-" + std::to_string(*first) + ")"};
+  if (*last - *first >= kMaxRangeScopes)
+    return Error{"--checkpoint range '" + s + "' names over " + std::to_string(kMaxRangeScopes) +
+                 " scopes"};
+  return ScopeRange{s.substr(0, dot + 1), *first, *last};
+}
+
+}  // namespace
 
 Result<std::vector<std::string>> ParseScopes(const std::string& list) {
   std::vector<std::string> out;
@@ -14,8 +68,40 @@ Result<std::vector<std::string>> ParseScopes(const std::string& list) {
     std::string s = list.substr(pos, comma - pos);
     if (s.empty() || s.front() == '+' || s.back() == '+' || s.find("++") != std::string::npos)
       return Error{"--checkpoint has an empty scope in '" + list + "'"};
-    out.push_back(s);
+    auto range = IndexRange(s);
+    if (!range) return range.error();
+    if (range->prefix.empty()) {
+      out.push_back(s);
+    } else {
+      for (int64_t i = range->first; i <= range->last; ++i)
+        out.push_back(range->prefix + std::to_string(i));
+    }
     pos = comma + 1;
+  }
+  return out;
+}
+
+std::string CompactScopes(const std::vector<std::string>& scopes) {
+  std::string out;
+  auto add = [&](const std::string& s) { out += (out.empty() ? "" : ",") + s; };
+  for (size_t i = 0; i < scopes.size();) {
+    auto split = SplitIndex(scopes[i]);
+    size_t j = i + 1;
+    if (split) {
+      while (j < scopes.size()) {
+        auto next = SplitIndex(scopes[j]);
+        if (!next || next->first != split->first ||
+            next->second != split->second + static_cast<int64_t>(j - i))
+          break;
+        ++j;
+      }
+    }
+    if (j - i >= 3) {
+      add(scopes[i] + "-" + std::to_string(split->second + static_cast<int64_t>(j - i - 1)));
+    } else {
+      for (size_t k = i; k < j; ++k) add(scopes[k]);
+    }
+    i = j;
   }
   return out;
 }

@@ -20,8 +20,13 @@ struct RecomputeOptions {
   uint64_t rng_state_bytes = 0;
 };
 
-// Splits "a,b,c" and validates each scope is non-empty.
+// Splits "a,b,c" and validates each scope is non-empty. "h.0-31" (a prefix, a dot and an
+// ascending range of indices) stands for h.0, h.1, ..., h.31; "h.0-3+h.4" is not a range.
 Result<std::vector<std::string>> ParseScopes(const std::string& list);
+
+// The inverse for printing: runs of consecutive indices under one prefix as "h.0-31"
+// (at least three), everything else as it is, comma-separated, in the given order.
+std::string CompactScopes(const std::vector<std::string>& scopes);
 
 class RecomputePolicy : public Policy {
  public:

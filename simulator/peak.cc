@@ -50,4 +50,19 @@ PeakReport FindPeak(const Trace& trace, uint64_t round_bytes) {
   return report;
 }
 
+uint64_t ModelStatesAtOptimizerStart(const Trace& trace, uint64_t round_bytes) {
+  uint64_t live = 0;
+  for (const Event& e : trace.events) {
+    if (trace.steps[e.step].phase == Phase::kOptimizer) break;
+    const Buffer& b = trace.buffers[e.buffer];
+    if (b.category != Category::kParameters && b.category != Category::kGradients &&
+        b.category != Category::kOptimizerState) {
+      continue;
+    }
+    uint64_t bytes = RoundUp(b.bytes, round_bytes);
+    live = e.kind == Event::Kind::kAlloc ? live + bytes : live - bytes;
+  }
+  return live;
+}
+
 }  // namespace vramsim

@@ -19,4 +19,8 @@ PeakReport FindPeak(const Trace& trace, uint64_t round_bytes = 1);
 
 uint64_t RoundUp(uint64_t bytes, uint64_t multiple);
 
+// Parameters, gradients and optimizer state alive when the (first) optimizer step starts,
+// each rounded up to round_bytes: no batch size, accumulation or checkpointing goes below it.
+uint64_t ModelStatesAtOptimizerStart(const Trace& trace, uint64_t round_bytes = 1);
+
 }  // namespace vramsim
