@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-30}
-targets=(fuzz_import fuzz_shapes fuzz_simulate fuzz_remat_json)
+targets=(fuzz_import fuzz_shapes fuzz_simulate fuzz_remat_json fuzz_snapshot)
 cxx=${CXX_FUZZ:-clang++-14}
 libfuzzer=/usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a
 if ! command -v "$cxx" >/dev/null || ! compgen -G "$libfuzzer" >/dev/null; then
@@ -21,6 +21,9 @@ start=$(date +%s)
 cmake --build build-fuzz --target fuzz_all
 echo "fuzz: build-fuzz built in $(($(date +%s) - start)) s"
 python3 fuzz/make_corpus.py --out build-fuzz/corpus
+# fuzz_snapshot's seeds: the snapshots written as PyTorch writes them.
+mkdir -p build-fuzz/corpus/fuzz_snapshot
+cp tests/data/snapshot/*.pickle build-fuzz/corpus/fuzz_snapshot/
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
@@ -30,6 +33,7 @@ run() {  # run TARGET: one fuzzing session, its log in build-fuzz/logs/TARGET.lo
   local t=$1 dict max_len
   case $t in
     fuzz_remat_json) dict=fuzz/json.dict max_len=65536 ;;
+    fuzz_snapshot) dict= max_len=65536 ;;
     *) dict=fuzz/onnx.dict max_len=1048585 ;;
   esac
   work=build-fuzz/corpus-work/$t
@@ -38,7 +42,7 @@ run() {  # run TARGET: one fuzzing session, its log in build-fuzz/logs/TARGET.lo
   mkdir -p "$work" "$artifacts" "$(dirname "$log")"
   # New inputs go to the work corpus (kept between runs); the seeds are read from corpus/.
   timeout $((seconds + 120)) "build-fuzz/fuzz/$t" -max_total_time="$seconds" -max_len="$max_len" \
-    -rss_limit_mb=2048 -timeout=10 -dict="$dict" -print_final_stats=1 \
+    -rss_limit_mb=2048 -timeout=10 ${dict:+"-dict=$dict"} -print_final_stats=1 \
     -artifact_prefix="$artifacts/" "$work" "build-fuzz/corpus/$t" >"$log" 2>&1
 }
 if [[ ${FUZZ_PARALLEL:-0} == 1 ]]; then
