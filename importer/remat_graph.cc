@@ -284,7 +284,11 @@ Result<RematGraph> ParseRematGraph(const std::string& text, const std::string& w
     s = pos[s];
     t = pos[t];
   }
-  return MakeRematGraph(std::move(ordered), edges, graph_name);
+  auto made = MakeRematGraph(std::move(ordered), edges, graph_name);
+  if (!made) return made;
+  made->ids.resize(n);
+  for (int i = 0; i < n; ++i) made->ids[i] = keys[order[i]];
+  return made;
 }
 
 Result<RematGraph> LoadRematGraph(const std::string& path) {

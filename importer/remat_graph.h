@@ -32,6 +32,9 @@ struct RematGraph {
   std::vector<std::vector<int>> deps;   // inputs of each node, ascending
   std::vector<std::vector<int>> users;  // consumers of each node, ascending
   uint64_t static_bytes = 0;            // sum of param_bytes, resident throughout
+  // Each node's id in the file as JSON text (12, "conv1"), in the order of `nodes`, so that a
+  // schedule can name nodes as the file does; empty for graphs built by MakeRematGraph.
+  std::vector<std::string> ids;
   size_t edge_count() const;
 };
 

@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -96,6 +97,10 @@ struct RematOptions {
   bool log = false;  // CBC/CLP output on stdout
   // Skip the MILP when its constraint matrix would have more nonzeros than this (0: never).
   size_t max_milp_nonzeros = 0;
+  // Skip the LP relaxation and the MILP when their model would have more nonzeros than this
+  // (0: never): building it takes ~100 bytes a nonzero across both processes, and CLP does not
+  // solve one this large in a minute on one core. 12M keeps n2000 under 2 GiB; n250 has 2.6M.
+  size_t max_model_nonzeros = 12000000;
 };
 
 // The DTR-style heuristic: the baseline order, each output freed after its last use; when an
@@ -103,6 +108,21 @@ struct RematOptions {
 // with the smallest cost / (bytes * staleness); an evicted output is recomputed on demand.
 // It gives up after time_limit_s seconds (0: never).
 Result<RematSolution> SolveRematDtr(const RematGraph& g, uint64_t budget, double time_limit_s = 0);
+
+// The scalable heuristic: list scheduling in the baseline order under the budget. Each node's
+// stage remakes the missing outputs it needs, recursively, in index order (inputs pinned until
+// their last use in the stage, remade outputs dropped after it unless a later node reads them);
+// when an allocation would exceed the budget, the unpinned alive output with the least
+// remaking cost (itself and its missing inputs, recursively) / (bytes * distance to its next
+// reader) is evicted; the inputs of an evicted output stay alive while it is needed, so that
+// remaking it does not cascade. A pass is O(n * (n + edges)) time at most and O(n + edges)
+// memory; up to max_passes passes (0: all, 12) with other weights follow, each started within
+// the first fifth of time_limit_s (0: no limit) and stopped at it, and the cheapest replayed
+// schedule that fits is
+// returned (method "evict", explicit only: stages empty). A pass fails when every alive output
+// is pinned and there is still no room (it does not search other stage orders).
+Result<RematSolution> SolveRematEvict(const RematGraph& g, uint64_t budget, double time_limit_s = 0,
+                                      int max_passes = 0);
 
 // Checkmate's LP relaxation, S rounded at thresholds 0.5..0.99, R by ClosureFromKept; the
 // cheapest schedule that fits. lower_bound is the LP's objective when solved to optimality.
@@ -127,6 +147,12 @@ std::optional<std::string> InfeasibilityProof(const RematGraph& g, uint64_t budg
 // cheapest replayed schedule that fits, or the best one found when none fits (fits false), or
 // the error: InfeasibilityProof's when the budget is below what any schedule needs.
 Result<RematSolution> SolveRemat(const RematGraph& g, uint64_t budget, const RematOptions& options);
+
+// The schedule as JSON, for plan --json and validation/remat_check.py: {"format":
+// "vramsim-remat-schedule/1", "graph", "nodes", "static_bytes", "peak_bytes", "cost",
+// "computations", "steps": [["compute", ID], ["free", ID], ...]} with each node named by its id
+// in the graph file (graph.ids; the index in the baseline order when the graph has none).
+nlohmann::json RematScheduleJson(const RematGraph& g, const RematSolution& sol);
 
 // Every S (n <= 8): the least cost in Checkmate's stage space, for tests.
 Result<RematSolution> SolveRematBruteForce(const RematGraph& g, uint64_t budget);

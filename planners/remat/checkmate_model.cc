@@ -27,7 +27,7 @@ size_t CountNonzeros(const RematGraph& g) {
   return nz;
 }
 
-Lp BuildCheckmate(const RematGraph& g, uint64_t budget) {
+Lp BuildCheckmate(const RematGraph& g, uint64_t budget, Clock::time_point end) {
   int n = static_cast<int>(g.nodes.size());
   Lp lp;
   double mem_scale = 1000.0 / static_cast<double>(std::max<uint64_t>(budget, 1));
@@ -52,6 +52,11 @@ Lp BuildCheckmate(const RematGraph& g, uint64_t budget) {
       1000.0 * static_cast<double>(effective) / static_cast<double>(std::max<uint64_t>(budget, 1));
   const double inf = std::numeric_limits<double>::max();
   for (int t = 0; t < n; ++t) {
+    // A large model takes seconds to build on a busy machine: the deadline holds here too.
+    if (Clock::now() >= end) {
+      lp.complete = false;
+      return lp;
+    }
     // Inputs are computed in the stage or kept into it.
     for (int j = 0; j <= t; ++j) {
       for (int i : g.deps[j]) {

@@ -25,6 +25,7 @@ struct Lp {
   std::vector<double> trip_val;
   std::vector<int> r_off, s_off;  // R(t,i) = r_off[t] + i; S(t,i) = s_off[t] + i
   double cost_scale = 1;
+  bool complete = true;  // false: BuildCheckmate stopped at its deadline (the model is partial)
 
   int AddCol(double lb, double ub, double c, bool is_int) {
     collb.push_back(lb);
@@ -66,7 +67,9 @@ struct Lp {
 // Nonzeros of the MILP without building it (for the size cap).
 size_t CountNonzeros(const RematGraph& g);
 
-Lp BuildCheckmate(const RematGraph& g, uint64_t budget);
+// The model; stops (complete false) when `end` passes while it is built, checked every stage.
+Lp BuildCheckmate(const RematGraph& g, uint64_t budget,
+                  Clock::time_point end = Clock::time_point::max());
 
 // S rounded at `threshold` (x: a solution of the model's columns).
 std::vector<std::vector<uint8_t>> KeptFromColumns(const Lp& lp, int n, const double* x,

@@ -182,7 +182,8 @@ const char* StartName(int kind) {
 Result<RematSolution> SolveRematLpRounding(const RematGraph& g, uint64_t budget,
                                            const RematOptions& options) {
   auto t0 = Clock::now();
-  Lp lp = BuildCheckmate(g, budget);
+  Lp lp = BuildCheckmate(g, budget, After(t0, options.time_limit_s));
+  if (!lp.complete) return Error{"lp-rounding: the model was not built within the time limit"};
   ExactRun ex = RunExact(g, budget, lp, nullptr, After(t0, options.time_limit_s), options.log,
                          /*milp=*/false);
   if (ex.lp_infeasible) return Error{"lp-rounding: the LP relaxation is infeasible at this budget"};
@@ -204,7 +205,8 @@ Result<RematSolution> SolveRematMilp(const RematGraph& g, uint64_t budget,
   if (options.max_milp_nonzeros && CountNonzeros(g) > options.max_milp_nonzeros)
     return Error{"milp: the model would have " + std::to_string(CountNonzeros(g)) +
                  " nonzeros, over the cap of " + std::to_string(options.max_milp_nonzeros)};
-  Lp lp = BuildCheckmate(g, budget);
+  Lp lp = BuildCheckmate(g, budget, After(t0, options.time_limit_s));
+  if (!lp.complete) return Error{"milp: the model was not built within the time limit"};
   ExactRun ex =
       RunExact(g, budget, lp, start, After(t0, options.time_limit_s), options.log, /*milp=*/true);
   if (ex.milp_x.empty()) {

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "planners/planner_remat.h"
@@ -59,6 +60,10 @@ Result<RematSolution> GreedyKept(const RematGraph& g, uint64_t budget, double ti
 
 // Nothing kept between stages: each stage recomputes what its node needs.
 RematSchedule NothingKept(const RematGraph& g);
+
+// The stage form of an explicit schedule that runs the nodes for the first time in index order
+// (SolveRematEvict's), for a MILP start; nothing when it does not.
+std::optional<RematSchedule> EvictStages(const RematGraph& g, const RematSolution& sol);
 
 }  // namespace remat_internal
 }  // namespace vramsim

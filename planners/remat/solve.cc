@@ -35,41 +35,73 @@ Result<RematSolution> SolveRemat(const RematGraph& g, uint64_t budget,
     }
     if (!best || Better(*r, *best)) best = std::move(r.value());
   };
+  // First the scalable heuristic, so that a schedule exists within a second or two whatever
+  // the graph's size: its first pass may take half the time, the others start only within a
+  // tenth of it.
+  auto evict = SolveRematEvict(g, budget, 0.5 * SecondsLeft(end));
+  std::optional<RematSolution> evict_sol;
+  if (evict) evict_sol = *evict;
+  consider(std::move(evict));
+  // The stage-space phases (greedy, DTR's projection, the LP and the MILP) hold n x n matrices
+  // and a model of O(n^2 * degree) nonzeros: past the cap they would not finish in the time or
+  // fit in memory, and the bound stays the baseline's.
+  size_t nonzeros = CountNonzeros(g);
+  bool stage_space = !options.max_model_nonzeros || nonzeros <= options.max_model_nonzeros;
+  if (!stage_space)
+    notes.push_back("the Checkmate model would have " + std::to_string(nonzeros) +
+                    " nonzeros, over the cap of " + std::to_string(options.max_model_nonzeros) +
+                    ": no LP bound, no MILP");
   // Heuristic starts, in a tenth of the time: the greedy from the baseline (keeping everything)
-  // and, when that does not fit, from keeping nothing; DTR.
+  // and, when that does not fit, from keeping nothing; DTR; the eviction heuristic's schedule in
+  // stage form.
   std::optional<RematSolution> start;
   auto offer_start = [&](const Result<RematSolution>& r) {
     if (r && r->fits && !r->stages.R.empty() && (!start || r->cost < start->cost))
       start = r.value();
   };
-  Clock::time_point heuristics_end = After(Clock::now(), 0.1 * SecondsLeft(end));
-  auto greedy = GreedyKept(g, budget, std::max(0.0, 0.5 * SecondsLeft(heuristics_end)));
-  bool greedy_fits = greedy && greedy->fits;
-  offer_start(greedy);
-  consider(std::move(greedy));
-  if (!greedy_fits) {
-    RematSchedule nothing = NothingKept(g);
-    auto from_nothing = GreedyKept(g, budget, std::max(0.0, SecondsLeft(heuristics_end)), &nothing);
-    offer_start(from_nothing);
-    consider(std::move(from_nothing));
+  if (stage_space) {
+    if (evict_sol && evict_sol->fits) {
+      if (auto stages = EvictStages(g, *evict_sol)) {
+        auto projected = FromStagesTidied(g, std::move(*stages), budget, "evict");
+        offer_start(projected);
+        consider(std::move(projected));
+      }
+    }
+    Clock::time_point heuristics_end = After(Clock::now(), 0.1 * SecondsLeft(end));
+    auto greedy = GreedyKept(g, budget, std::max(0.0, 0.5 * SecondsLeft(heuristics_end)));
+    bool greedy_fits = greedy && greedy->fits;
+    offer_start(greedy);
+    consider(std::move(greedy));
+    if (!greedy_fits) {
+      RematSchedule nothing = NothingKept(g);
+      auto from_nothing =
+          GreedyKept(g, budget, std::max(0.0, SecondsLeft(heuristics_end)), &nothing);
+      offer_start(from_nothing);
+      consider(std::move(from_nothing));
+    }
+    auto dtr = SolveRematDtr(g, budget, std::max(0.01, SecondsLeft(heuristics_end)));
+    offer_start(dtr);
+    consider(std::move(dtr));
   }
-  auto dtr = SolveRematDtr(g, budget, std::max(0.01, SecondsLeft(heuristics_end)));
-  offer_start(dtr);
-  consider(std::move(dtr));
   // The exact phase, with whatever time is left.
   bool optimal = false;
   double milp_cost = 0;
-  size_t nonzeros = options.max_milp_nonzeros ? CountNonzeros(g) : 0;
-  if (options.max_milp_nonzeros && nonzeros > options.max_milp_nonzeros) {
+  if (!stage_space) {
+    // noted above
+  } else if (options.max_milp_nonzeros && nonzeros > options.max_milp_nonzeros) {
     notes.push_back("milp: the model would have " + std::to_string(nonzeros) +
                     " nonzeros, over the cap of " + std::to_string(options.max_milp_nonzeros));
   } else if (SecondsLeft(end) < 0.5) {
     notes.push_back("no time left for the LP relaxation and the MILP");
   } else {
     int n = static_cast<int>(g.nodes.size());
-    Lp lp = BuildCheckmate(g, budget);
-    ExactRun ex = RunExact(g, budget, lp, start ? &*start : nullptr, end, options.log, true);
-    if (ex.lp_solved) {
+    Lp lp = BuildCheckmate(g, budget, end);
+    ExactRun ex;
+    if (lp.complete)
+      ex = RunExact(g, budget, lp, start ? &*start : nullptr, end, options.log, true);
+    if (!lp.complete) {
+      notes.push_back("the Checkmate model was not built within the time limit");
+    } else if (ex.lp_solved) {
       raise_bound(ex.lp_objective / lp.cost_scale, "lp");
       if (auto r = RoundRelaxation(g, lp, budget, ex.lp_x.data(), Clock::now()))
         consider(std::move(*r));
