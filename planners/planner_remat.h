@@ -97,10 +97,11 @@ struct RematOptions {
   bool log = false;  // CBC/CLP output on stdout
   // Skip the MILP when its constraint matrix would have more nonzeros than this (0: never).
   size_t max_milp_nonzeros = 0;
-  // Skip the LP relaxation and the MILP when their model would have more nonzeros than this
-  // (0: never): building it takes ~100 bytes a nonzero across both processes, and CLP does not
-  // solve one this large in a minute on one core. 12M keeps n2000 under 2 GiB; n250 has 2.6M.
-  size_t max_model_nonzeros = 12000000;
+  // Skip the LP relaxation and the MILP (and the stage-space heuristics) when their model would
+  // have more nonzeros than this (0: never): it takes 250-350 bytes a nonzero across both
+  // processes (n250: 1.7M, 0.6 GB; n500: 10M, 2.5 GB) and CLP did not solve n250's in a minute
+  // on a busy 2-core machine. The shared graphs have at most 1.9M (ResNet50).
+  size_t max_model_nonzeros = 4000000;
 };
 
 // The DTR-style heuristic: the baseline order, each output freed after its last use; when an
