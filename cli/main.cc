@@ -8,6 +8,7 @@
 #include "cli/estimate.h"
 #include "cli/fit_cmd.h"
 #include "engine/inspect.h"
+#include "engine/snapshot.h"
 #include "importer/importer.h"
 #include "reports/report.h"
 
@@ -52,12 +53,47 @@ int main(int argc, char** argv) {
   estimate->add_option("--top", top, "How many of the largest tensors alive at the peak to list")
       ->capture_default_str()
       ->check(CLI::Range(size_t{0}, size_t{1} << 20));
+  std::string snapshot_path;
+  vramsim::SnapshotOptions snapshot;
+  estimate->add_option("--snapshot", snapshot_path,
+                       "Write the step as a PyTorch memory snapshot (torch.cuda.memory."
+                       "_dump_snapshot() pickle, for pytorch.org/memory_viz)");
+  estimate->add_option("--snapshot-gpu", snapshot.gpu,
+                       "Device profile whose cuBLAS workspaces the snapshot includes");
+
+  // vramsim compare: a real run's snapshot against the prediction for the same step.
+  std::string compare_snapshot;
+  vramsim::EstimateFlags compare_flags;
+  vramsim::CompareOptions compare_options;
+  auto* compare = app.add_subcommand(
+      "compare", "Hold a PyTorch memory snapshot of a real step against the prediction");
+  compare->add_option("snapshot", compare_snapshot, "torch.cuda.memory._dump_snapshot() pickle")
+      ->required();
+  compare->add_option("model", model_path, "ONNX file")->required();
+  compare->add_option("--dim", dim_specs, "Bind a symbolic dimension, NAME=VALUE (repeatable)");
+  vramsim::AddTrainingFlags(compare, &compare_flags);
+  compare->add_option("--gpu", compare_options.snapshot.gpu,
+                      "Device profile whose cuBLAS workspaces the prediction includes");
+  compare
+      ->add_option("--threshold", compare_options.divergence_fraction,
+                   "The timelines part where they differ by this share of the larger peak")
+      ->capture_default_str();
+  compare->add_flag(
+      "--no-warmup", [&](int64_t) { compare_options.snapshot.warmup_step = false; },
+      "The snapshot recorded the first step (default: the second, after a warm-up)");
+  compare->add_flag("--json", json, "Print one JSON object");
 
   // Subcommands defined in their own files register here and run below when chosen.
   void RegisterPlanStrategiesCommands(CLI::App&);  // cli/plan_cmd.cc: plan, strategies;
   RegisterPlanStrategiesCommands(app);             // each runs from its callback when chosen
   vramsim::AddFitCommands(&app);  // fit, max-batch: each runs from its callback (cli/fit_cmd.cc)
 
+  // Bare `vramsim`: the usage on stdout, then the one-line error (exit 2: nothing ran).
+  if (argc <= 1) {
+    std::fputs(app.help().c_str(), stdout);
+    std::fflush(stdout);
+    return Fail("a subcommand is required (usage above; vramsim SUBCOMMAND --help for its flags)");
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -104,10 +140,28 @@ int main(int argc, char** argv) {
       if (auto s = vramsim::WriteHtmlReport(report, html_path); !s) return Fail(s.message());
       std::cerr << "vramsim: report written to " << html_path << "\n";
     }
+    if (!snapshot_path.empty()) {
+      auto s = vramsim::WriteEstimateSnapshot(*e, snapshot_path, snapshot);
+      if (!s) return Fail(s.error().message);
+      std::cerr << "vramsim: memory snapshot written to " << snapshot_path << "\n";
+    }
     if (json) {
       std::cout << vramsim::EstimateJson(*e, top).dump(1) << "\n";
     } else {
       std::cout << vramsim::EstimateText(*e, top);
+    }
+    return 0;
+  }
+  if (compare->parsed()) {
+    auto eo = vramsim::ParseEstimateFlags(compare_flags);
+    if (!eo) return Fail(eo.error().message);
+    auto c = vramsim::CompareSnapshotWithModel(compare_snapshot, model_path, options.dims, *eo,
+                                               compare_options);
+    if (!c) return Fail(c.error().message);
+    if (json) {
+      std::cout << vramsim::SnapshotComparisonJson(*c).dump(1) << "\n";
+    } else {
+      std::cout << vramsim::RenderSnapshotComparison(*c);
     }
     return 0;
   }

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -171,7 +172,15 @@ TEST(Cli, DimGivenTwice) {
 
 TEST(Cli, UnknownFlag) { ExpectCliError({"inspect", kResnet, "--dim", "batch=1", "--bogus"}); }
 
-TEST(Cli, NoSubcommand) { ExpectCliError({}); }
+TEST(Cli, NoSubcommand) {
+  // One error line, and the usage a new user needs on stdout.
+  ExpectCliError({}, "a subcommand is required");
+  CliRun r = RunCli({});
+  for (const char* sub :
+       {"inspect", "estimate", "fit", "max-batch", "plan", "strategies", "compare"}) {
+    EXPECT_NE(r.out.find(sub), std::string::npos) << sub << " missing from: " << r.out;
+  }
+}
 
 TEST(Cli, UnknownSubcommand) { ExpectCliError({"frobnicate", kResnet}); }
 
@@ -402,6 +411,80 @@ TEST(Cli, HostileRematGraphs) {
   for (const char* text : bad) {
     ExpectCliError({"plan", dir.Write("g.json", text), "--budget", "1GiB"}, "g.json");
   }
+}
+
+}  // namespace
+
+namespace {
+
+TEST(CliSnapshot, APredictionComparedWithItselfShowsNoDifference) {
+  TempDir dir;
+  std::string pickle = dir.File("gpt.pickle");
+  CliRun w = RunCli(
+      {"estimate", kGpt, "--dim", "batch=2", "--dim", "seq=32", "--json", "--snapshot", pickle});
+  ASSERT_EQ(w.status, 0) << w.err;
+  nlohmann::json e = nlohmann::json::parse(w.out);
+  CliRun c = RunCli({"compare", pickle, kGpt, "--dim", "batch=2", "--dim", "seq=32", "--json"});
+  ASSERT_EQ(c.status, 0) << c.err;
+  nlohmann::json j = nlohmann::json::parse(c.out);
+  EXPECT_EQ(j["real"]["peak_allocated_bytes"], j["predicted"]["peak_allocated_bytes"]);
+  EXPECT_EQ(j["real"]["peak_reserved_bytes"], j["predicted"]["peak_reserved_bytes"]);
+  // The snapshot's peak of requests rounded to 512 B is estimate's peak.
+  EXPECT_EQ(j["real"]["peak_allocated_bytes"], e["peak_bytes"]);
+  EXPECT_TRUE(j["divergence"].is_null());
+  EXPECT_TRUE(j["first_size_mismatch"].is_null());
+  EXPECT_EQ(j["at_peak"]["real_unmatched"], 0);
+  // A different step (a longer sequence) is told apart.
+  CliRun d = RunCli({"compare", pickle, kGpt, "--dim", "batch=2", "--dim", "seq=64", "--json"});
+  ASSERT_EQ(d.status, 0) << d.err;
+  EXPECT_FALSE(nlohmann::json::parse(d.out)["divergence"].is_null());
+}
+
+TEST(CliSnapshot, BadSnapshotsAndTargetsAreOneLine) {
+  TempDir dir;
+  ExpectCliError({"compare", dir.Write("x.pickle", "not a pickle"), kGpt, "--dim", "batch=2",
+                  "--dim", "seq=8"},
+                 "x.pickle");
+  ExpectCliError({"compare", dir.File("absent.pickle"), kGpt, "--dim", "batch=2", "--dim", "seq=8"},
+                 "absent.pickle");
+  ExpectCliError({"estimate", kGpt, "--dim", "batch=2", "--dim", "seq=8", "--target", "torch-cpu",
+                  "--snapshot", dir.File("cpu.pickle")},
+                 "torch-cuda");
+}
+
+TEST(CliEstimateJson, ModulesAtThePeakAddUpToIt) {
+  CliRun r = RunCli({"estimate", kGpt, "--dim", "batch=2", "--dim", "seq=32", "--json"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  uint64_t sum = 0, tensors = 0;
+  std::set<std::string> names;
+  for (const auto& m : j["by_module_at_peak"]) {
+    uint64_t cats = 0;
+    for (const auto& [k, v] : m["by_category"].items()) cats += v.get<uint64_t>();
+    EXPECT_EQ(cats, m["bytes"].get<uint64_t>()) << m.dump();
+    sum += m["bytes"].get<uint64_t>();
+    tensors += m["tensors"].get<uint64_t>();
+    names.insert(m["module"].get<std::string>());
+  }
+  EXPECT_EQ(sum, j["peak_bytes"].get<uint64_t>());
+  EXPECT_EQ(tensors, j["live_tensors_at_peak"].get<uint64_t>());
+  // The first block's MLP weight and its Adam moments count under h.0.mlp.c_fc.
+  EXPECT_TRUE(names.count("h.0.mlp.c_fc"));
+}
+
+TEST(CliPeakWording, ThePhaseIsSaidOnce) {
+  CliRun r = RunCli({"estimate", kGpt, "--dim", "batch=2", "--dim", "seq=32"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  size_t at = r.out.find("\nat: ");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  std::string line = r.out.substr(at + 1, r.out.find('\n', at + 1) - at - 1);
+  auto count = [&](const std::string& word) {
+    size_t n = 0;
+    for (size_t p = line.find(word); p != std::string::npos; p = line.find(word, p + 1)) ++n;
+    return n;
+  };
+  EXPECT_LE(count("backward"), 1u) << line;
+  EXPECT_LE(count("optimizer"), 1u) << line;
 }
 
 }  // namespace
