@@ -96,8 +96,7 @@ std::string EstimateText(const Estimate& e, size_t largest) {
   }
   if (e.peak.peak_step >= 0) {
     const Step& s = e.trace.steps[e.peak.peak_step];
-    out += fmt::format("at: {} of {} ({}){}\n", PhaseName(s.phase), s.name, s.op_type,
-                       s.scope.empty() ? "" : ", module " + s.scope);
+    out += "at: " + DescribeStep(s) + "\n";
   }
   out += "made of:\n";
   for (size_t c = 0; c < kCategoryCount; ++c) {

@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
+#include <map>
 #include <memory>
 #include <stdexcept>
 
@@ -16,6 +18,7 @@
 #include "policies/sharding.h"
 #include "simulator/flops.h"
 #include "simulator/module_frames.h"
+#include "simulator/peak.h"
 #include "simulator/plan_builder.h"
 #include "simulator/simulate.h"
 
@@ -306,10 +309,10 @@ nlohmann::json EstimateJson(const Estimate& e, size_t largest) {
   j["optimizer_impl"] = std::string(OptimizerImplName(e.plan.optimizer.impl));
   j["micro_batches"] = e.plan.micro_batches;
   j["parameters"] = {{"tensors", e.parameters.parameters},
-                     {"count", e.parameters.parameter_elements},
+                     {"elements", e.parameters.parameter_elements},
                      {"bytes", e.parameters.parameter_bytes}};
   j["trainable_parameters"] = {{"tensors", e.parameters.trainable},
-                               {"count", e.parameters.trainable_elements},
+                               {"elements", e.parameters.trainable_elements},
                                {"bytes", e.parameters.trainable_bytes}};
   // Micro-batches 2..K are identical in memory: the simulation runs 1 and one of them.
   j["micro_batches_simulated"] = SimulatedMicroBatches(e.plan);
@@ -344,6 +347,35 @@ nlohmann::json EstimateJson(const Estimate& e, size_t largest) {
   }
   j["largest_at_peak"] = live;
   j["live_tensors_at_peak"] = e.peak.live_at_peak.size();
+  // What the HTML page's module table shows, for scripts: every module's bytes at the peak by
+  // category, rounded as the peak is (so they add up to peak_bytes), largest first.
+  struct Module {
+    std::array<uint64_t, kCategoryCount> bytes{};
+    uint64_t total = 0, tensors = 0;
+  };
+  std::map<std::string, Module> modules;
+  const uint64_t round = std::max<uint64_t>(e.plan.target.round_bytes, 1);
+  for (BufferId id : e.peak.live_at_peak) {
+    const Buffer& b = e.trace.buffers[id];
+    Module& m = modules[BufferModule(b)];
+    uint64_t bytes = RoundUp(b.bytes, round);
+    m.bytes[static_cast<size_t>(b.category)] += bytes;
+    m.total += bytes;
+    ++m.tensors;
+  }
+  std::vector<std::pair<std::string, Module>> rows(modules.begin(), modules.end());
+  std::stable_sort(rows.begin(), rows.end(),
+                   [](const auto& a, const auto& b) { return a.second.total > b.second.total; });
+  nlohmann::json by_module = nlohmann::json::array();
+  for (const auto& [name, m] : rows) {
+    nlohmann::json cats = nlohmann::json::object();
+    for (size_t c = 0; c < kCategoryCount; ++c) {
+      if (m.bytes[c]) cats[std::string(CategoryName(static_cast<Category>(c)))] = m.bytes[c];
+    }
+    by_module.push_back(
+        {{"module", name}, {"bytes", m.total}, {"tensors", m.tensors}, {"by_category", cats}});
+  }
+  j["by_module_at_peak"] = by_module;
   return j;
 }
 

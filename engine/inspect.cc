@@ -23,7 +23,10 @@ struct RoleTotals {
   uint64_t count = 0;  // tensors
   uint64_t elements = 0;
   uint64_t bytes = 0;
-  std::map<std::string, std::pair<uint64_t, uint64_t>> by_dtype;  // elements, bytes
+  struct DTypeTotals {
+    uint64_t tensors = 0, elements = 0, bytes = 0;
+  };
+  std::map<std::string, DTypeTotals> by_dtype;
 };
 
 std::map<TensorRole, RoleTotals> Totals(const Graph& g) {
@@ -34,8 +37,9 @@ std::map<TensorRole, RoleTotals> Totals(const Graph& g) {
     r.elements += t.element_count();
     r.bytes += t.bytes;
     auto& d = r.by_dtype[std::string(DTypeName(t.dtype))];
-    d.first += t.element_count();
-    d.second += t.bytes;
+    ++d.tensors;
+    d.elements += t.element_count();
+    d.bytes += t.bytes;
   }
   return out;
 }
@@ -69,10 +73,11 @@ nlohmann::json InspectJson(const Graph& g) {
   for (TensorRole role : {TensorRole::kParameter, TensorRole::kBuffer, TensorRole::kConstant}) {
     const RoleTotals& r = totals[role];
     nlohmann::json by_dtype = nlohmann::json::object();
-    for (const auto& [dt, eb] : r.by_dtype)
-      by_dtype[dt] = {{"count", eb.first}, {"bytes", eb.second}};
+    // "elements", not "count": a count read as tensors by users (it never was).
+    for (const auto& [dt, d] : r.by_dtype)
+      by_dtype[dt] = {{"tensors", d.tensors}, {"elements", d.elements}, {"bytes", d.bytes}};
     j[std::string(RoleName(role)) + "s"] = {
-        {"tensors", r.count}, {"count", r.elements}, {"bytes", r.bytes}, {"by_dtype", by_dtype}};
+        {"tensors", r.count}, {"elements", r.elements}, {"bytes", r.bytes}, {"by_dtype", by_dtype}};
   }
   nlohmann::json inputs = nlohmann::json::array(), outputs = nlohmann::json::array(),
                  tensors = nlohmann::json::array();
@@ -98,8 +103,8 @@ std::string InspectText(const Graph& g, size_t largest) {
   for (TensorRole role : {TensorRole::kParameter, TensorRole::kBuffer, TensorRole::kConstant}) {
     const RoleTotals& r = totals[role];
     std::vector<std::string> parts;
-    for (const auto& [dt, eb] : r.by_dtype) {
-      parts.push_back(fmt::format("{} {} ({})", dt, eb.first, FormatBytes(eb.second)));
+    for (const auto& [dt, d] : r.by_dtype) {
+      parts.push_back(fmt::format("{} {} elements ({})", dt, d.elements, FormatBytes(d.bytes)));
     }
     out += fmt::format("{:<11} {} tensors, {} elements, {}{}{}\n",
                        std::string(RoleName(role)) + "s:", r.count, r.elements,
@@ -131,10 +136,10 @@ std::string InspectText(const Graph& g, size_t largest) {
 
 nlohmann::json TrainableJson(const TrainableCount& c) {
   return {{"tensors", c.trainable},
-          {"count", c.trainable_elements},
+          {"elements", c.trainable_elements},
           {"bytes", c.trainable_bytes},
           {"frozen_tensors", c.parameters - c.trainable},
-          {"frozen_count", c.parameter_elements - c.trainable_elements},
+          {"frozen_elements", c.parameter_elements - c.trainable_elements},
           {"frozen_bytes", c.parameter_bytes - c.trainable_bytes}};
 }
 

@@ -295,10 +295,8 @@ Status WriteHtmlReport(const ReportInput& in, const std::string& path) {
   std::string where = "no allocation in this step";
   if (peak.peak_step >= 0) {
     const Step& s = trace.steps[static_cast<size_t>(peak.peak_step)];
-    where = fmt::format("at step {} of {}: <code>{}</code> <span class=\"muted\">({}, {})</span>",
-                        peak.peak_step, trace.steps.size(),
-                        HtmlEscape(s.name.empty() ? s.op_type : s.name), HtmlEscape(s.op_type),
-                        PhaseName(s.phase));
+    where = fmt::format("at step {} of {}: {}", peak.peak_step, trace.steps.size(),
+                        HtmlEscape(DescribeStep(s)));
   }
 
   std::string page;

@@ -156,25 +156,7 @@ std::string ShapeString(const std::vector<int64_t>& shape) {
   return fmt::format("[{}]", fmt::join(shape, ", "));
 }
 
-std::string ScopeGroup(const Buffer& buffer) {
-  if (!buffer.scope.empty()) return buffer.scope;
-  switch (buffer.category) {
-    case Category::kParameters:
-    case Category::kBuffers:
-    case Category::kGradients:
-    case Category::kOptimizerState: {
-      std::string_view name = buffer.name;
-      if (size_t of = name.rfind(" of "); of != std::string_view::npos) name = name.substr(of + 4);
-      if (size_t dot = name.rfind('.'); dot != std::string_view::npos && dot > 0) {
-        return std::string(name.substr(0, dot));
-      }
-      break;
-    }
-    default:
-      break;
-  }
-  return "(none)";
-}
+std::string ScopeGroup(const Buffer& buffer) { return BufferModule(buffer); }
 
 Status WriteTextFile(const std::string& path, std::string_view content, std::string_view what) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

@@ -28,6 +28,17 @@ std::string_view CategoryName(Category c);
 enum class Phase : uint8_t { kSetup, kForward, kLoss, kBackward, kOptimizer, kEnd };
 std::string_view PhaseName(Phase p);
 
+struct Step;
+struct Buffer;
+// The module a buffer counts under in per-module breakdowns: the scope of the op that made
+// it; for parameters, buffers, gradients and optimizer state the module their name names
+// ("h.0.attn" for "adam state 0 of h.0.attn.c_attn.weight"); else "(none)".
+std::string BufferModule(const Buffer& buffer);
+// A step in words, naming its phase once: "forward of /h.0/attn/Softmax (Softmax), module
+// h.0.attn", "backward of /conv1/Conv (Conv)", "the loss's backward (cross_entropy)", "the
+// optimizer step (adam)".
+std::string DescribeStep(const Step& s);
+
 using BufferId = int32_t;
 using StepId = int32_t;
 

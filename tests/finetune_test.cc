@@ -141,7 +141,7 @@ TEST(Finetune, FrozenWeightsGetNoGradientAndNoOptimizerState) {
   EXPECT_EQ(e->parameters.trainable_bytes, 680u);
   nlohmann::json j = EstimateJson(*e);
   EXPECT_EQ(j["trainable_parameters"]["bytes"], 680);
-  EXPECT_EQ(j["trainable_parameters"]["count"], 170);
+  EXPECT_EQ(j["trainable_parameters"]["elements"], 170);
   EXPECT_EQ(j["parameters"]["bytes"], 1256);
   // --trainable W2,b2 says the same thing.
   ModelBuilder m2;
@@ -482,7 +482,7 @@ TEST(FinetuneCli, LoraExampleEstimatesAndInspects) {
   nlohmann::json j = nlohmann::json::parse(r.out);
   // 4 layers x (c_attn: A [8,256] + B [768,8]; c_proj: A [8,256] + B [256,8]) = 4 x 12288
   // = 49152 elements, 196608 bytes, 16 tensors; of 69 parameter tensors.
-  EXPECT_EQ(j["trainable_parameters"]["count"], 49152);
+  EXPECT_EQ(j["trainable_parameters"]["elements"], 49152);
   EXPECT_EQ(j["trainable_parameters"]["bytes"], 196608);
   EXPECT_EQ(j["trainable_parameters"]["tensors"], 16);
   EXPECT_EQ(j["parameters"]["tensors"], 69);

@@ -14,6 +14,7 @@
 #include "policies/recompute.h"
 #include "reports/report.h"
 #include "simulator/peak.h"
+#include "simulator/trace.h"
 
 namespace vramsim {
 namespace {
@@ -147,6 +148,27 @@ TEST(PlannerFloor, ModelStatesAreParametersGradientsAndAdamMoments) {
   }
   EXPECT_EQ(p->model_state_bytes, expected);
   EXPECT_LT(p->model_state_bytes, p->baseline.peak.peak_bytes);
+}
+
+TEST(PeakWording, EachStepNamesItsPhaseOnce) {
+  auto step = [](Phase p, std::string name, std::string type, std::string scope) {
+    Step s;
+    s.phase = p;
+    s.name = std::move(name);
+    s.op_type = std::move(type);
+    s.scope = std::move(scope);
+    return s;
+  };
+  EXPECT_EQ(DescribeStep(step(Phase::kBackward, "loss backward", "loss backward", "")),
+            "the loss's backward (its gradient)");
+  EXPECT_EQ(DescribeStep(step(Phase::kOptimizer, "optimizer step", "adam", "")),
+            "the optimizer step (adam)");
+  EXPECT_EQ(DescribeStep(step(Phase::kBackward, "/conv1/Conv", "Conv backward", "conv1")),
+            "backward of /conv1/Conv (Conv), module conv1");
+  EXPECT_EQ(DescribeStep(step(Phase::kForward, "/h.0/attn/Softmax", "Softmax", "h.0.attn")),
+            "forward of /h.0/attn/Softmax (Softmax), module h.0.attn");
+  EXPECT_EQ(DescribeStep(step(Phase::kBackward, "recompute h.3", "checkpoint recompute", "h.3")),
+            "backward, recomputing checkpointed h.3");
 }
 
 }  // namespace

@@ -185,11 +185,11 @@ def test_tiny_llama_estimate(tmp_path):
                            "--json"))
     # vramsim takes every floating initializer for a trainable parameter, the rotary
     # inv_freq buffer (head_dim / 2 = 8 floats) included; --freeze gives the true set
-    assert j["parameters"]["count"] == n_params + 8
+    assert j["parameters"]["elements"] == n_params + 8
     assert j["peak_bytes"] > 4 * 4 * n_params  # params + grads + 2 Adam moments at least
     j = json.loads(vramsim("estimate", str(out), "--dim", "batch=2", "--dim", "seq=16",
                            "--freeze", "model.rotary_emb.inv_freq", "--json"))
-    assert j["trainable_parameters"]["count"] == n_params
+    assert j["trainable_parameters"]["elements"] == n_params
     side = json.load(open(tmp_path / "tiny.params.json"))
     assert side["float_buffers"] == ["model.rotary_emb.inv_freq"]
 
@@ -263,7 +263,7 @@ def check_big(tmp_path, factory, n_params, n_layers):
     assert len(proto.graph.initializer) == 2 + 9 * n_layers + 1 + 1
     j = json.loads(vramsim("estimate", str(out), "--dim", "batch=1", "--dim", "seq=4096",
                            "--precision", "bf16", "--json"))
-    assert j["parameters"]["count"] == n_params + 64  # + inv_freq, see test_tiny_llama_estimate
+    assert j["parameters"]["elements"] == n_params + 64  # + inv_freq, see test_tiny_llama_estimate
     return j
 
 
