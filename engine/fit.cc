@@ -12,6 +12,7 @@
 
 #include "importer/onnx_reader.h"
 #include "policies/accumulation.h"
+#include "policies/recompute.h"
 #include "policies/sharding.h"
 
 namespace vramsim {
@@ -205,9 +206,7 @@ std::string FitChange::Args() const {
   std::string s;
   if (!precision.empty()) s += "--precision " + precision;
   if (!checkpoint.empty()) {
-    std::string list;
-    for (const std::string& c : checkpoint) list += (list.empty() ? "" : ",") + c;
-    s += fmt::format("{}--checkpoint {}", s.empty() ? "" : " ", list);  // as in Signed
+    s += fmt::format("{}--checkpoint {}", s.empty() ? "" : " ", CompactScopes(checkpoint));
   }
   if (accum > 0) s += fmt::format("{}--accum {}", s.empty() ? "" : " ", accum);
   return s;
@@ -635,6 +634,17 @@ std::string FitReportText(const FitReport& r, const FitOptions& fit) {
                          ? ""
                          : fmt::format(", recompute {:.1f}% of the step", c.result.recompute_pct));
   }
+  // Pure half precision is not amp: say what it changes beyond the activations.
+  for (const FitChange& c : r.fitting) {
+    if (c.precision == "bf16" || c.precision == "fp16") {
+      s += fmt::format(
+          "note: --precision {0} is pure {0}: parameters, gradients and the optimizer state "
+          "(Adam's two moments) are {0} too, which can hurt convergence; amp keeps fp32 "
+          "weights and moments\n",
+          c.precision);
+      break;
+    }
+  }
   return s;
 }
 
@@ -674,10 +684,21 @@ std::string MaxBatchText(const MaxBatchReport& r, const FitOptions& fit) {
         "  (up to {} without PyTorch freeing its cached segments on a failed cudaMalloc)\n",
         r.max_batch_without_cache_flush);
   }
-  if (r.at_max) {
-    s += fmt::format("  at {}: reserved {}, headroom {}{}\n", r.max_batch,
-                     FormatBytes(r.at_max->allocator.max_reserved), Signed(r.at_max->headroom),
-                     r.at_max->needs_cache_flush ? " (fits only with cache flushes)" : "");
+  if (r.at_max && r.at_max->needs_cache_flush) {
+    // Reserved over the usable memory and still "fits": say why, or it reads as a bug.
+    s += fmt::format(
+        "  at {}: reserved {} is {} over the {} usable, yet the step runs: when cudaMalloc "
+        "fails, PyTorch frees its cached unused segments and retries, and the tensors alive at "
+        "once (allocated peak {}) stay within the usable memory; such steps are slower (the "
+        "frees synchronize the device)\n",
+        r.max_batch, FormatBytes(r.at_max->allocator.max_reserved),
+        FormatBytes(r.at_max->allocator.max_reserved > r.at_max->budget.usable
+                        ? r.at_max->allocator.max_reserved - r.at_max->budget.usable
+                        : 0),
+        FormatBytes(r.at_max->budget.usable), FormatBytes(r.at_max->allocator.max_allocated));
+  } else if (r.at_max) {
+    s += fmt::format("  at {}: reserved {}, headroom {}\n", r.max_batch,
+                     FormatBytes(r.at_max->allocator.max_reserved), Signed(r.at_max->headroom));
   }
   if (r.above_max) {
     s += fmt::format("  at {}: reserved {}: does not fit\n", r.max_batch + r.step,

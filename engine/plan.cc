@@ -14,6 +14,7 @@
 #include "importer/importer.h"
 #include "importer/remat_graph.h"
 #include "policies/accumulation.h"
+#include "policies/recompute.h"
 
 namespace vramsim {
 
@@ -193,9 +194,7 @@ nlohmann::json ResultJson(const PlanResult& r, int micro_batches) {
 
 std::string ScopeList(const std::vector<std::string>& scopes) {
   if (scopes.empty()) return "(none)";
-  std::string s;
-  for (const auto& x : scopes) s += (s.empty() ? "" : ",") + x;
-  return s;
+  return CompactScopes(scopes);  // "h.0-31": a list --checkpoint accepts back
 }
 
 Result<PlanReport> PlanOnnx(const std::string& model, const std::map<std::string, int64_t>& dims,
@@ -219,6 +218,7 @@ Result<PlanReport> PlanOnnx(const std::string& model, const std::map<std::string
   p.results = std::move(results.value());
   p.micro_batches = loaded->options.micro_batches;
   p.blocks = problem->blocks.scopes;
+  p.model_state_bytes = problem->model_state_bytes;
   p.block_model = problem->block_model;
   p.block_model_checked = problem->model_checked;
   p.setup_simulations = problem->setup_simulations;
@@ -238,6 +238,8 @@ nlohmann::json OnnxJson(const OnnxPlan& p) {
   j["setup_simulations"] = p.setup_simulations;
   j["simulations_total"] = p.simulations_total;
   j["baseline_peak_bytes"] = p.baseline_peak_bytes;
+  j["model_state_bytes"] = p.model_state_bytes;
+  j["model_states_exceed_budget"] = p.ModelStatesExceedBudget();
   j["blocks"] = p.blocks;
   nlohmann::json all = nlohmann::json::array();
   for (const PlanResult& x : p.results) all.push_back(ResultJson(x, p.micro_batches));
@@ -247,7 +249,15 @@ nlohmann::json OnnxJson(const OnnxPlan& p) {
 
 std::string OnnxText(const OnnxPlan& p) {
   const PlanResult& r = p.chosen();
-  std::string s = fmt::format(
+  // When nothing fits, the plan shown is only the lowest peak found: no plan was picked.
+  std::string s = r.fits ? "" : "no plan fits; the lowest peak found:\n";
+  if (p.ModelStatesExceedBudget()) {
+    s += fmt::format(
+        "the model states alone (parameters, gradients, optimizer state: {}) exceed the budget "
+        "of {}: no checkpointing can fit it; change the precision, optimizer or sharding\n",
+        FormatBytes(p.model_state_bytes), FormatBytes(p.budget_bytes));
+  }
+  s += fmt::format(
       "plan ({}): checkpoint {}\n"
       "peak: {} simulated, budget {}: {} (no checkpointing: {})\n"
       "recompute: {:.2f} GFLOP, {:.2f}% of the step{}\n"
@@ -382,6 +392,10 @@ std::string PlanText(const PlanReport& report) {
 std::string PlanNoFitMessage(const PlanReport& report) {
   if (report.fits()) return "";
   if (const auto* o = std::get_if<OnnxPlan>(&report.plan)) {
+    if (o->ModelStatesExceedBudget()) {
+      return fmt::format("no checkpoint plan fits the budget of {}: the model states alone are {}",
+                         FormatBytes(o->budget_bytes), FormatBytes(o->model_state_bytes));
+    }
     return fmt::format("no checkpoint plan fits the budget of {}; the best found ({}) peaks at {}",
                        FormatBytes(o->budget_bytes), o->chosen().strategy,
                        FormatBytes(o->chosen().peak_bytes));

@@ -67,7 +67,10 @@ struct OnnxPlan {
   uint64_t budget_bytes = 0;
   uint64_t baseline_peak_bytes = 0;  // no checkpointing
   std::vector<std::string> blocks;   // the candidate regions
-  std::string block_model;           // how their savings were modelled
+  // Parameters, gradients and optimizer state at the optimizer step: no plan goes below.
+  uint64_t model_state_bytes = 0;
+  bool ModelStatesExceedBudget() const { return model_state_bytes > budget_bytes; }
+  std::string block_model;  // how their savings were modelled
   bool block_model_checked = false;
   int setup_simulations = 0;
   int simulations_total = 0;
