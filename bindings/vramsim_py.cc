@@ -18,6 +18,7 @@
 #include "engine/fit.h"
 #include "engine/inspect.h"
 #include "engine/plan.h"
+#include "engine/snapshot.h"
 #include "importer/importer.h"
 #include "reports/report.h"
 
@@ -249,6 +250,29 @@ StrategiesResult StrategiesCall(const std::string& model, const std::vector<std:
   return out;
 }
 
+struct CompareResult {
+  std::string json, text;
+};
+
+CompareResult CompareCall(const std::string& snapshot, const std::string& model,
+                          const std::map<std::string, py::object>& dims_in, double threshold,
+                          const std::string& gpu, bool warmup_step, const py::kwargs& kw) {
+  EstimateFlags flags = Flags(kw);
+  auto dims = Dims(dims_in);
+  EstimateOptions options = Take(ParseEstimateFlags(flags));
+  CompareOptions o;
+  o.divergence_fraction = threshold;
+  o.snapshot.gpu = gpu;
+  o.snapshot.warmup_step = warmup_step;
+  std::optional<Result<SnapshotComparison>> c;
+  {
+    py::gil_scoped_release release;
+    c.emplace(CompareSnapshotWithModel(snapshot, model, dims, options, o));
+  }
+  SnapshotComparison comparison = Take(std::move(*c));
+  return {SnapshotComparisonJson(comparison).dump(), RenderSnapshotComparison(comparison)};
+}
+
 }  // namespace
 }  // namespace vramsim
 
@@ -261,9 +285,25 @@ PYBIND11_MODULE(_vramsim, m) {
       .def_readonly("summary", &EstimateResult::summary)
       .def("write_html", [](const EstimateResult& r,
                             const std::string& path) { Check(WriteHtmlReport(r.Report(), path)); })
-      .def("write_trace", [](const EstimateResult& r, const std::string& path) {
-        Check(WriteChromeTrace(r.Report(), path));
-      });
+      .def("write_trace",
+           [](const EstimateResult& r, const std::string& path) {
+             Check(WriteChromeTrace(r.Report(), path));
+           })
+      .def(
+          "write_snapshot",
+          [](const EstimateResult& r, const std::string& path, const std::string& gpu) {
+            SnapshotOptions o;
+            o.gpu = gpu;
+            auto s = WriteEstimateSnapshot(*r.estimate, path, o);
+            if (!s) throw PyError(s.error().message);
+          },
+          py::arg("path"), py::arg("gpu") = "");
+  py::class_<CompareResult>(m, "CompareResult")
+      .def_readonly("json", &CompareResult::json)
+      .def_readonly("text", &CompareResult::text);
+  m.def("compare", &CompareCall, py::arg("snapshot"), py::arg("model"),
+        py::arg("dims") = std::map<std::string, py::object>{}, py::arg("threshold") = 0.05,
+        py::arg("gpu") = "", py::arg("warmup_step") = true);
   m.def("estimate", &RunEstimateCall, py::arg("model"),
         py::arg("dims") = std::map<std::string, py::object>{}, py::arg("top") = 12);
   m.def("inspect", &Inspect, py::arg("model"),

@@ -77,6 +77,7 @@ Result<PlanReport> PlanRematGraph(const std::string& path, const PlanOptions& o,
   if (replay->peak_bytes != sol->peak_bytes ||
       std::abs(replay->cost - sol->cost) > 1e-6 * p.baseline_cost)
     return Error{"internal: the replay disagrees with the planner"};
+  p.schedule = RematScheduleJson(*g, *sol);  // needs the graph's ids: made while we have it
   p.solution = std::move(sol.value());
   p.replay = *replay;
   return PlanReport{std::move(p)};
@@ -126,6 +127,9 @@ nlohmann::json RematJson(const RematPlan& p) {
   j["time_limit_s"] = p.time_limit_s;
   j["replay_checked"] = true;
   j["note"] = sol.note;
+  // The computations and frees in order, by the graph file's node ids:
+  // validation/remat_check.py replays them from the graph alone.
+  j["schedule"] = p.schedule;
   return j;
 }
 

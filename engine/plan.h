@@ -93,6 +93,7 @@ struct RematPlan {
   // Otherwise the schedule and its independent replay (the numbers reported).
   RematSolution solution;
   ReplayStats replay;
+  nlohmann::json schedule;  // RematScheduleJson: the sequence of computations and frees
 };
 
 struct PlanReport {

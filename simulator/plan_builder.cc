@@ -113,6 +113,8 @@ class Builder {
       if (t.role == TensorRole::kDataInput) plan_.batch.push_back(static_cast<PlanTensorId>(i));
     }
     plan_.outputs = g_.outputs;
+    ops_.reserve(g_.ops.size());  // a PlanOp is 14 vectors: moving them all on each growth
+    src_.reserve(g_.ops.size());
     for (const Op& op : g_.ops) {
       PlanOp p;
       p.name = op.name;
@@ -365,6 +367,7 @@ class Builder {
       }
       BackwardStages(op, r);
     }
+    plan_.ops.reserve(ops_.size());
     for (size_t i = 0; i < ops_.size(); ++i) {
       if (!removed_[i]) plan_.ops.push_back(std::move(ops_[i]));
     }

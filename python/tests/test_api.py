@@ -215,3 +215,25 @@ def test_plan_budget_keywords():
         vramsim.plan(GPT, dims=GPT_DIMS, budget_bytes=1 << 30, budget="1GiB")
     with pytest.raises(vramsim.Error, match="budget_bytes must be an integer"):
         vramsim.plan(GPT, dims=GPT_DIMS, budget_bytes="1GiB")
+
+
+def test_snapshot_and_compare_match_the_cli(tmp_path):
+    dims = {"batch": 2, "seq": 32}
+    mine, theirs = tmp_path / "py.pickle", tmp_path / "cli.pickle"
+    vramsim.estimate(GPT, dims=dims).write_snapshot(mine)
+    rc, _, err = cli("estimate", GPT, "--dim", "batch=2", "--dim", "seq=32",
+                     "--snapshot", str(theirs))
+    assert rc == 0, err
+    assert mine.read_bytes() == theirs.read_bytes()  # the same file, byte for byte
+    c = vramsim.compare(mine, GPT, dims=dims)
+    assert c.to_dict() == cli_json("compare", str(mine), GPT, "--dim", "batch=2",
+                                   "--dim", "seq=32")
+    assert c.divergence is None and c.real["peak_allocated_bytes"] > 0
+    assert c.real["peak_allocated_bytes"] == c.predicted["peak_allocated_bytes"]
+    assert "peak allocated" in c.text
+    longer = vramsim.compare(mine, GPT, dims={"batch": 2, "seq": 64})
+    assert longer.divergence is not None
+    with pytest.raises(vramsim.Error, match="torch-cuda"):
+        vramsim.estimate(GPT, dims=dims, target="torch-cpu").write_snapshot(tmp_path / "x")
+    with pytest.raises(vramsim.Error, match="absent.pickle"):
+        vramsim.compare(tmp_path / "absent.pickle", GPT, dims=dims)

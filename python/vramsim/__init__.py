@@ -18,8 +18,8 @@ _API = ("Error", "Estimate", "Result", "Strategies", "estimate", "inspect", "fit
 _native_error = None
 
 try:
-    from .api import (Error, Estimate, Result, Strategies, estimate, fit,  # noqa: F401
-                      inspect, max_batch, plan, strategies)
+    from .api import (Comparison, Error, Estimate, Result, Strategies,  # noqa: F401
+                      compare, estimate, fit, inspect, max_batch, plan, strategies)
 except ImportError as _missing:  # the native module is not built: vramsim.export still works
     _native_error = _missing
 

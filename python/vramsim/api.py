@@ -94,6 +94,19 @@ class Estimate(Result):
         """The step as Chrome trace / Perfetto JSON (the CLI's --trace)."""
         _call(self._native.write_trace, str(path))
 
+    def write_snapshot(self, path, gpu=""):
+        """The step as a PyTorch memory snapshot pickle (the CLI's --snapshot; gpu: a device
+        profile whose cuBLAS workspaces it includes, as --snapshot-gpu)."""
+        _call(self._native.write_snapshot, str(path), gpu)
+
+
+class Comparison(Result):
+    """A real run's memory snapshot held against the prediction (`vramsim compare --json`)."""
+
+    def __init__(self, native):
+        super().__init__(json.loads(native.json))
+        self.text = native.text  # what the CLI prints without --json
+
 
 def _call(fn, *args, **kwargs):
     try:
@@ -114,6 +127,13 @@ def estimate(model, dims=None, top=12, **options):
     """The peak of one training step and what it is made of (`vramsim estimate --json`; top:
     how many of the largest tensors alive at the peak to list, as --top)."""
     return Estimate(_call(_vramsim.estimate, str(model), _dims(dims), top, **options))
+
+
+def compare(snapshot, model, dims=None, threshold=0.05, gpu="", warmup_step=True, **options):
+    """A PyTorch memory snapshot of a real step (torch.cuda.memory._dump_snapshot()) against
+    vramsim's prediction for the same model and step (`vramsim compare --json`)."""
+    return Comparison(_call(_vramsim.compare, str(snapshot), str(model), _dims(dims), threshold,
+                            gpu, warmup_step, **options))
 
 
 def inspect(model, dims=None, trainable=(), freeze=(), allow_constant_weights=False):
