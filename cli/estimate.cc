@@ -58,7 +58,8 @@ void AddTrainingFlags(CLI::App* app, EstimateFlags* f) {
   app->add_option("--dim-name", f->dim_name, "The symbolic dim that is the batch")
       ->capture_default_str();
   app->add_option("--checkpoint", f->checkpoint,
-                  "Checkpoint these module scopes (SCOPE[,SCOPE]...: layer1, h.0, /layer1/)");
+                  "Checkpoint these module scopes (SCOPE[,SCOPE]...: layer1, h.0, h.0-31 for "
+                  "h.0..h.31, /layer1/)");
   app->add_option("--data-parallel", f->data_parallel,
                   "Data-parallel ranks: report one rank's memory (DDP, or ZeRO with --zero)")
       ->capture_default_str();
