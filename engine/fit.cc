@@ -14,24 +14,10 @@
 #include "policies/accumulation.h"
 #include "policies/recompute.h"
 #include "policies/sharding.h"
+#include "simulator/peak.h"
 
 namespace vramsim {
 namespace {
-
-// Parameters, gradients and optimizer state alive when the optimizer step starts.
-uint64_t ModelStateBytes(const Trace& t) {
-  uint64_t live = 0;
-  for (const Event& e : t.events) {
-    if (t.steps[e.step].phase == Phase::kOptimizer) break;
-    const Buffer& b = t.buffers[e.buffer];
-    if (b.category != Category::kParameters && b.category != Category::kGradients &&
-        b.category != Category::kOptimizerState) {
-      continue;
-    }
-    live = e.kind == Event::Kind::kAlloc ? live + b.bytes : live - b.bytes;
-  }
-  return live;
-}
 
 // fmt rather than "-" + string: GCC 12 at -O3 sees a bogus overlap there (-Wrestrict).
 std::string Signed(int64_t bytes) {
@@ -93,7 +79,7 @@ Result<FitEvaluation> EvaluateEstimate(Result<Estimate> e,
   }
   r.recompute_pct = e->overhead_pct();
   r.blocks = RepeatedBlocks(e->plan);
-  r.model_state_bytes = ModelStateBytes(e->trace);
+  r.model_state_bytes = ModelStatesAtOptimizerStart(e->trace);
   return r;
 }
 

@@ -373,6 +373,26 @@ Status CheckOutputs(const Op& op, const std::vector<const Tensor*>& in,
   return {};
 }
 
+size_t Utf8SequenceLength(std::string_view text, size_t i) {
+  if (i >= text.size()) return 0;
+  auto c = static_cast<unsigned char>(text[i]);
+  if (c < 0x80) return 1;
+  size_t len = c >= 0xc2 && c <= 0xdf   ? 2
+               : c >= 0xe0 && c <= 0xef ? 3
+               : c >= 0xf0 && c <= 0xf4 ? 4
+                                        : 0;
+  if (len == 0 || i + len > text.size()) return 0;
+  for (size_t k = 1; k < len; ++k) {
+    if ((static_cast<unsigned char>(text[i + k]) & 0xc0) != 0x80) return 0;
+  }
+  auto c1 = static_cast<unsigned char>(text[i + 1]);
+  if ((c == 0xe0 && c1 < 0xa0) || (c == 0xed && c1 >= 0xa0) || (c == 0xf0 && c1 < 0x90) ||
+      (c == 0xf4 && c1 >= 0x90)) {
+    return 0;  // overlong, surrogate or above U+10FFFF
+  }
+  return len;
+}
+
 std::string Printable(const std::string& text, size_t max_bytes) {
   std::string out;
   auto hex = [&out](unsigned char c) {
@@ -394,22 +414,8 @@ std::string Printable(const std::string& text, size_t max_bytes) {
       continue;
     }
     // A well-formed UTF-8 sequence (names may be non-ASCII) passes; anything else is escaped.
-    size_t len = c >= 0xc2 && c <= 0xdf   ? 2
-                 : c >= 0xe0 && c <= 0xef ? 3
-                 : c >= 0xf0 && c <= 0xf4 ? 4
-                                          : 0;
-    bool ok = len > 0 && i + len <= text.size();
-    for (size_t k = 1; ok && k < len; ++k) {
-      ok = (static_cast<unsigned char>(text[i + k]) & 0xc0) == 0x80;
-    }
-    if (ok && len == 3) {
-      auto c1 = static_cast<unsigned char>(text[i + 1]);
-      ok = !(c == 0xe0 && c1 < 0xa0) && !(c == 0xed && c1 >= 0xa0);  // overlong, surrogates
-    }
-    if (ok && len == 4) {
-      auto c1 = static_cast<unsigned char>(text[i + 1]);
-      ok = !(c == 0xf0 && c1 < 0x90) && !(c == 0xf4 && c1 >= 0x90);
-    }
+    size_t len = Utf8SequenceLength(text, i);
+    bool ok = c >= 0x80 && len > 0;  // control characters are escaped
     if (ok) {
       out.append(text, i, len);
       i += len;

@@ -7,6 +7,7 @@
 #include <onnx/defs/schema.h>
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "importer/graph.h"
@@ -34,5 +35,10 @@ Status CheckOutputs(const Op& op, const std::vector<const Tensor*>& inputs,
 // A name or message from a file, made printable and bounded: control bytes and invalid UTF-8
 // become \xNN escapes, and anything past `max_bytes` is cut with "...".
 std::string Printable(const std::string& text, size_t max_bytes = 1024);
+
+// The length of the well-formed UTF-8 sequence starting at text[i] (1 to 4), or 0 when there
+// is none (a stray continuation byte, a truncated, overlong or surrogate sequence, or one
+// above U+10FFFF).
+size_t Utf8SequenceLength(std::string_view text, size_t i);
 
 }  // namespace vramsim
