@@ -212,7 +212,7 @@ std::string PlanCall(const std::string& model, const std::map<std::string, py::o
                      const std::string& strategy, double time_limit_s, const py::kwargs& kw) {
   EstimateFlags flags = Flags(kw);
   auto d = Dims(dims);
-  PlanOptions options;
+  PlanSearchOptions options;
   options.budget = budget;
   options.budget_fraction = budget_fraction;
   options.strategy = strategy;

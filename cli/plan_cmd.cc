@@ -33,7 +33,7 @@ struct Flags {
   std::vector<std::string> dims;
   EstimateFlags training;
   std::string budgets, html;
-  PlanOptions plan;
+  PlanSearchOptions plan;
   double budget_fraction = 0;  // plan.budget_fraction when given
   bool json = false;
 };

@@ -23,7 +23,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // --budget SIZE or --budget-fraction F (of `baseline`, the no-recompute peak), exactly one.
-Result<uint64_t> ResolveBudget(const PlanOptions& o, uint64_t baseline) {
+Result<uint64_t> ResolveBudget(const PlanSearchOptions& o, uint64_t baseline) {
   if (!o.budget.empty() && o.budget_fraction)
     return Error{"give --budget or --budget-fraction, not both"};
   if (!o.budget.empty()) return ParseByteSize(o.budget, "--budget");
@@ -43,7 +43,7 @@ double Fraction(uint64_t part, uint64_t whole) {
 // ---------------------------------------------------------------------------------------------
 // plan GRAPH.json
 
-Result<PlanReport> PlanRematGraph(const std::string& path, const PlanOptions& o,
+Result<PlanReport> PlanRematGraph(const std::string& path, const PlanSearchOptions& o,
                                   Clock::time_point start) {
   auto g = LoadRematGraph(path);
   if (!g) return g.error();
@@ -202,7 +202,7 @@ std::string ScopeList(const std::vector<std::string>& scopes) {
 }
 
 Result<PlanReport> PlanOnnx(const std::string& model, const std::map<std::string, int64_t>& dims,
-                            const EstimateFlags& training, const PlanOptions& o) {
+                            const EstimateFlags& training, const PlanSearchOptions& o) {
   if (auto s = CheckOnnxPlanBudget(o); !s) return Error{s.message()};
   auto loaded = LoadModel(model, dims, training);
   if (!loaded) return loaded.error();
@@ -322,7 +322,7 @@ Result<uint64_t> ParseByteSize(const std::string& text, const std::string& flag)
 }
 
 // NaN fails these comparisons, so it is refused too.
-Status CheckPlanOptions(const PlanOptions& o) {
+Status CheckPlanOptions(const PlanSearchOptions& o) {
   if (o.budget_fraction && !(*o.budget_fraction > 0 && *o.budget_fraction <= kMaxBudgetFraction)) {
     return Error{fmt::format("--budget-fraction must be {}, got {}", kBudgetFractionRange,
                              *o.budget_fraction)};
@@ -334,7 +334,7 @@ Status CheckPlanOptions(const PlanOptions& o) {
   return {};
 }
 
-Status CheckOnnxPlanBudget(const PlanOptions& o) {
+Status CheckOnnxPlanBudget(const PlanSearchOptions& o) {
   if (!o.budget.empty() && o.budget_fraction)
     return Error{"give --budget or --budget-fraction, not both"};
   if (!o.budget.empty()) {
@@ -376,7 +376,7 @@ bool PlanReport::fits() const {
 }
 
 Result<PlanReport> Plan(const std::string& model, const std::map<std::string, int64_t>& dims,
-                        const EstimateFlags& training, const PlanOptions& options) {
+                        const EstimateFlags& training, const PlanSearchOptions& options) {
   auto start = Clock::now();
   if (auto s = CheckPlanOptions(options); !s) return Error{s.message()};
   if (IsRematGraphFile(model)) return PlanRematGraph(model, options, start);
@@ -414,7 +414,7 @@ std::string PlanNoFitMessage(const PlanReport& report) {
 }
 
 Status CheckStrategiesOptions(const StrategiesOptions& o) {
-  PlanOptions time_limit;
+  PlanSearchOptions time_limit;
   time_limit.time_limit_s = o.time_limit_s;
   if (auto s = CheckPlanOptions(time_limit); !s) return s;
   if (o.budgets.empty()) return Error{"strategies needs --budgets SIZE[,SIZE]... (e.g. 4GiB,6GiB)"};

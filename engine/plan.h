@@ -32,7 +32,7 @@ inline constexpr const char* kBudgetFractionRange = "in (0, 100]";
 inline constexpr double kMaxTimeLimitS = 1e6;
 inline constexpr const char* kTimeLimitRange = "in (0, 1e6]";
 
-struct PlanOptions {
+struct PlanSearchOptions {
   // The budget, exactly one of: a size as text (ParseByteSize: "6GiB", "4096"), or a fraction
   // of the peak without checkpointing (for a remat graph, of its baseline order's peak).
   std::string budget;
@@ -51,9 +51,9 @@ struct StrategiesOptions {
 // Plan calls these itself; they are separate so that the CLI checks in its historical order
 // (options, then for an ONNX model the budget, then --checkpoint, then --dim).
 // The numbers' ranges (--budget-fraction, --time-limit).
-Status CheckPlanOptions(const PlanOptions& options);
+Status CheckPlanOptions(const PlanSearchOptions& options);
 // For an ONNX model: one budget, readable (a remat graph is read before its budget is looked at).
-Status CheckOnnxPlanBudget(const PlanOptions& options);
+Status CheckOnnxPlanBudget(const PlanSearchOptions& options);
 // Plan and strategies choose --checkpoint themselves.
 Status CheckPlannerTraining(const EstimateFlags& training);
 // A remat-graph JSON (by its extension, else by its first character), not an ONNX model.
@@ -106,7 +106,7 @@ struct PlanReport {
 // (dims and training flags unused). A plan that does not fit is a report (fits() false), not an
 // error; errors are bad input.
 Result<PlanReport> Plan(const std::string& model, const std::map<std::string, int64_t>& dims,
-                        const EstimateFlags& training, const PlanOptions& options);
+                        const EstimateFlags& training, const PlanSearchOptions& options);
 
 // The CLI's --json object (for a remat graph without a schedule too).
 nlohmann::json PlanJson(const PlanReport& report);

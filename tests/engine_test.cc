@@ -16,8 +16,8 @@ namespace {
 const std::string kExamples = VRAMSIM_EXAMPLES;
 const std::map<std::string, int64_t> kGptDims = {{"batch", 16}, {"seq", 256}};
 
-PlanOptions Fraction(double f) {
-  PlanOptions o;
+PlanSearchOptions Fraction(double f) {
+  PlanSearchOptions o;
   o.budget_fraction = f;
   return o;
 }
@@ -50,19 +50,19 @@ TEST(EnginePlan, ResnetAtHalfItsPeakDoesNotFit) {
 
 TEST(EnginePlan, RefusesWithTheClisMessages) {
   const std::string gpt = kExamples + "/gpt.onnx";
-  auto message = [&](const PlanOptions& o, const EstimateFlags& f = {}) {
+  auto message = [&](const PlanSearchOptions& o, const EstimateFlags& f = {}) {
     auto r = Plan(gpt, kGptDims, f, o);
     return r.ok() ? std::string("ok") : r.error().message;
   };
   EXPECT_EQ(message({}), "plan needs --budget SIZE (e.g. 6GiB) or --budget-fraction F");
-  PlanOptions both = Fraction(0.5);
+  PlanSearchOptions both = Fraction(0.5);
   both.budget = "1GiB";
   EXPECT_EQ(message(both), "give --budget or --budget-fraction, not both");
   EXPECT_EQ(message(Fraction(0)), "--budget-fraction must be in (0, 100], got 0");
-  PlanOptions slow = Fraction(0.5);
+  PlanSearchOptions slow = Fraction(0.5);
   slow.time_limit_s = -1;
   EXPECT_EQ(message(slow), "--time-limit must be a number of seconds in (0, 1e6], got -1");
-  PlanOptions bad;
+  PlanSearchOptions bad;
   bad.budget = "6 GiBs";
   EXPECT_EQ(message(bad).rfind("--budget: '6 GiBs' is not a size", 0), 0u);
   EstimateFlags ckpt;
