@@ -70,17 +70,14 @@ TEST(RematEvict, FeasibleAndReplayedOnGeneratedGraphs) {
     ASSERT_EQ(g.nodes.size(), static_cast<size_t>(n));
     for (double f : {0.9, 0.8, 0.7}) {
       uint64_t budget = static_cast<uint64_t>(f * static_cast<double>(BaselinePeak(g)));
-      // The first pass alone is the quick answer: well under a second on an idle machine.
-      auto t0 = std::chrono::steady_clock::now();
+      // The first pass alone is the quick answer (its time is bench/bench_remat.cc's).
       auto first = SolveRematEvict(g, budget, 0, 1);
-      double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       if (first) ExpectReplays(g, *first, budget);
       auto sol = SolveRematEvict(g, budget, 10);
       if (f < 0.75 && !sol) continue;
       ASSERT_TRUE(sol) << n << " at " << f << ": " << sol.error().message;
       EXPECT_TRUE(sol->fits) << n << " at " << f;
       EXPECT_EQ(sol->method, "evict");
-      EXPECT_LT(s, 5.0) << n << " at " << f;  // a busy machine's margin
       ExpectReplays(g, *sol, budget);
     }
   }
