@@ -75,8 +75,9 @@ int main(int argc, char** argv) {
   compare->add_option("--gpu", compare_options.snapshot.gpu,
                       "Device profile whose cuBLAS workspaces the prediction includes");
   compare
-      ->add_option("--threshold", compare_options.divergence_fraction,
-                   "The timelines part where they differ by this share of the larger peak")
+      ->add_option(
+          "--threshold", compare_options.divergence_fraction,
+          "The timelines part where they differ by this share of the larger peak, in (0, 1)")
       ->capture_default_str();
   compare->add_flag(
       "--no-warmup", [&](int64_t) { compare_options.snapshot.warmup_step = false; },
