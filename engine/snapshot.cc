@@ -1,7 +1,5 @@
 #include "engine/snapshot.h"
 
-#include <cmath>
-
 #include "devices/devices.h"
 
 namespace vramsim {
