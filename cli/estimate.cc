@@ -68,6 +68,21 @@ void AddTrainingFlags(CLI::App* app, EstimateFlags* f) {
       ->capture_default_str();
   AddAllowConstantWeightsFlag(app, &f->allow_constant_weights);
   AddTrainableFlags(app, &f->freeze, &f->trainable);
+  app->add_option("--pp", f->pipeline_parallel,
+                  "Pipeline stages: the repeated blocks split over N ranks; micro-batches are "
+                  "--accum; every stage's peak is reported, the answer being the worst")
+      ->capture_default_str();
+  app->add_option("--schedule", f->schedule, "Pipeline schedule: 1f1b, interleaved, gpipe")
+      ->capture_default_str();
+  app->add_option("--virtual-stages", f->virtual_stages,
+                  "Interleaved schedule: model chunks per pipeline rank")
+      ->capture_default_str();
+  app->add_option("--stages", f->stages,
+                  "Pipeline split: the blocks where stages 1.. begin (h.8,h.16,h.24); default: "
+                  "balanced by memory");
+  app->add_option("--pp-stage", f->pipeline_stage,
+                  "Report this pipeline stage (0-based) only; -1: every stage, the worst shown")
+      ->capture_default_str();
 }
 
 std::string EstimateText(const Estimate& e, size_t largest) {
@@ -94,6 +109,21 @@ std::string EstimateText(const Estimate& e, size_t largest) {
     out += fmt::format("checkpointed {} regions; recompute {:.2f} GFLOP, {:.1f}% of the step\n",
                        e.plan.regions.size(), static_cast<double>(e.recompute_flops_all) / 1e9,
                        e.overhead_pct());
+  }
+  if (e.pipeline.stages > 1) {
+    const PipelineStageReport& p = e.pipeline;
+    out += fmt::format(
+        "pipeline: {} stages ({}); this is stage {} ({} blocks from {}), holding {:.4g} "
+        "micro-batches in flight ({} of activations each; one in flight peaks at {})\n",
+        p.stages, PipelineScheduleName(p.schedule), p.stage, p.block_count,
+        fmt::join(p.first_blocks, ", "),
+        static_cast<double>(p.in_flight.num) / static_cast<double>(p.in_flight.den),
+        FormatBytes(p.micro_batch_bytes), FormatBytes(p.simulated_peak));
+    if (!e.stage_peaks.empty()) {
+      std::vector<std::string> peaks;
+      for (uint64_t b : e.stage_peaks) peaks.push_back(FormatBytes(b));
+      out += fmt::format("stage peaks: {} (the worst is shown)\n", fmt::join(peaks, ", "));
+    }
   }
   if (e.peak.peak_step >= 0) {
     const Step& s = e.trace.steps[e.peak.peak_step];

@@ -7,6 +7,7 @@
 #include <cctype>
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 
 #include "importer/importer.h"
@@ -128,6 +129,27 @@ Result<EstimateOptions> ParseEstimateFlags(const EstimateFlags& f) {
   if (auto s = ValidateSharding(sharding); !s) return Error{s.message()};
   o.data_parallel = f.data_parallel;
   o.zero_stage = f.zero;
+  PipelineOptions pipeline;
+  pipeline.stages = f.pipeline_parallel;
+  auto schedule = ParsePipelineSchedule(f.schedule);
+  if (!schedule) return schedule.error();
+  pipeline.schedule = *schedule;
+  pipeline.virtual_stages = f.virtual_stages;
+  for (size_t pos = 0; !f.stages.empty();) {
+    size_t comma = f.stages.find(',', pos);
+    pipeline.boundaries.push_back(
+        f.stages.substr(pos, comma == std::string::npos ? comma : comma - pos));
+    if (pipeline.boundaries.back().empty()) return Error{"--stages has an empty block name"};
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  if (auto s = ValidatePipeline(pipeline, f.accum); !s) return Error{s.message()};
+  if (f.pipeline_stage < -1 || f.pipeline_stage >= pipeline.stages) {
+    return Error{"--pp-stage must be from 0 to " + std::to_string(pipeline.stages - 1) +
+                 " (or -1: every stage)"};
+  }
+  o.pipeline = pipeline;
+  o.pipeline_stage = f.pipeline_stage;
   auto trainable = ParseParameterPatterns("--trainable", f.trainable);
   if (!trainable) return trainable.error();
   auto freeze = ParseParameterPatterns("--freeze", f.freeze);
@@ -184,7 +206,30 @@ Status CheckTrainable(const TrainingPlan& plan) {
 
 }  // namespace
 
+namespace {
+
+// Every pipeline stage; the estimate returned is the worst stage's, with all stages' peaks.
+Result<Estimate> RunPipelineStages(const Graph& graph, const EstimateOptions& options) {
+  std::optional<Estimate> worst;
+  std::vector<uint64_t> peaks;
+  for (int i = 0; i < options.pipeline.stages; ++i) {
+    EstimateOptions o = options;
+    o.pipeline_stage = i;
+    auto e = RunEstimate(graph, o);
+    if (!e) return e.error();
+    peaks.push_back(e->peak.peak_bytes);
+    if (!worst || e->peak.peak_bytes > worst->peak.peak_bytes) worst = std::move(*e);
+  }
+  worst->stage_peaks = std::move(peaks);
+  return std::move(*worst);
+}
+
+}  // namespace
+
 Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options) {
+  if (options.pipeline.stages > 1 && options.pipeline_stage < 0) {
+    return RunPipelineStages(graph, options);
+  }
   PlanOptions po;
   po.target = options.target;
   po.loss = options.loss;
@@ -200,6 +245,44 @@ Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options)
   auto plan = BuildPlan(graph, po);
   if (!plan) return plan.error();
   if (auto s = CheckTrainable(*plan); !s) return Error{s.message()};
+  // Pipeline parallelism: only this stage's ops (policies/pipeline.h), and only the
+  // checkpoint scopes that have ops in it.
+  std::vector<std::string> checkpoint = options.checkpoint;
+  PipelineStageReport stage_report;
+  if (options.pipeline.stages > 1) {
+    auto assignment = AssignStages(*plan, options.pipeline);
+    if (!assignment) return assignment.error();
+    const int stage = options.pipeline_stage;
+    if (auto s = KeepStage(*plan, *assignment, stage, options.pipeline.stages); !s) {
+      return Error{s.message()};
+    }
+    std::erase_if(checkpoint, [&](const std::string& spec) {
+      for (size_t pos = 0;;) {
+        size_t plus = spec.find('+', pos);
+        std::string part = spec.substr(pos, plus == std::string::npos ? plus : plus - pos);
+        if (std::none_of(plan->ops.begin(), plan->ops.end(),
+                         [&](const PlanOp& op) { return InScope(op, part); })) {
+          return true;
+        }
+        if (plus == std::string::npos) return false;
+        pos = plus + 1;
+      }
+    });
+    stage_report.stage = stage;
+    stage_report.stages = options.pipeline.stages;
+    stage_report.schedule = options.pipeline.schedule;
+    stage_report.in_flight =
+        InFlightMicroBatches(options.pipeline.schedule, options.pipeline.stages,
+                             options.pipeline.virtual_stages, options.micro_batches, stage);
+    const int chunks = static_cast<int>(assignment->chunk_first_block.size());
+    for (int c = stage; c < chunks; c += options.pipeline.stages) {
+      const int first = assignment->chunk_first_block[c];
+      const int end = c + 1 < chunks ? assignment->chunk_first_block[c + 1]
+                                     : static_cast<int>(assignment->blocks.size());
+      stage_report.first_blocks.push_back(assignment->blocks[first]);
+      stage_report.block_count += end - first;
+    }
+  }
   const std::vector<PlanTensorId> parameters = plan->parameters;  // before sharding
   AddModuleArgumentHolds(*plan);
   OptimizerOptions oo;
@@ -212,8 +295,7 @@ Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options)
   // Precision first: the optimizer's state takes the parameters' final type.
   std::vector<std::unique_ptr<Policy>> policies;
   policies.push_back(std::make_unique<PrecisionPolicy>(precision));
-  RecomputeOptions recompute{options.checkpoint,
-                             options.target.device == Device::kCpu ? 5056u : 0u};
+  RecomputeOptions recompute{checkpoint, options.target.device == Device::kCpu ? 5056u : 0u};
   policies.push_back(std::make_unique<RecomputePolicy>(recompute));
   policies.push_back(std::make_unique<OptimizerPolicy>(oo));
   policies.push_back(std::make_unique<AccumulationPolicy>(accumulation));
@@ -229,7 +311,7 @@ Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options)
   EstimateFlops(*plan);
   auto trace = Simulate(*plan);
   if (!trace) return trace.error();
-  Estimate e{std::move(plan.value()), std::move(trace.value()), {}, {}, 0, 0, 0, 0};
+  Estimate e{std::move(plan.value()), std::move(trace.value()), {}, {}, 0, 0, 0, 0, {}, {}};
   for (PlanTensorId p : parameters) {
     const PlanTensor& t = e.plan.tensors[p];
     uint64_t elements = 1;
@@ -244,6 +326,25 @@ Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options)
     e.parameters.trainable_elements += elements;
   }
   e.peak = FindPeak(e.trace, e.plan.target.round_bytes);
+  if (options.pipeline.stages > 1) {
+    // The other micro-batches in flight add their activations over the forward and backward.
+    const uint64_t round = e.plan.target.round_bytes;
+    stage_report.micro_batch_bytes = ForwardLeftBytes(e.trace, round);
+    const InFlight f = stage_report.in_flight;
+    // Others in flight beside the first micro-batch (f - 1) and beside a later one
+    // (min(f, m - 1) - 1), as num / den micro-batches (policies/pipeline.h).
+    const uint64_t m = static_cast<uint64_t>(std::max(options.micro_batches, 1));
+    const uint64_t later_num = std::min(f.num, (m > 1 ? m - 1 : 0) * f.den);
+    const unsigned __int128 a = stage_report.micro_batch_bytes;
+    const unsigned __int128 first = a * (f.num > f.den ? f.num - f.den : 0) / f.den;
+    const unsigned __int128 later = a * (later_num > f.den ? later_num - f.den : 0) / f.den;
+    if (first > (uint64_t{1} << 62)) return Error{"the pipeline's in-flight bytes overflow"};
+    stage_report.extra_bytes = static_cast<uint64_t>(first);
+    stage_report.extra_later_bytes = static_cast<uint64_t>(later);
+    stage_report.simulated_peak = e.peak.peak_bytes;
+    e.peak = PipelinePeak(e.trace, round, stage_report.extra_bytes, stage_report.extra_later_bytes);
+  }
+  e.pipeline = std::move(stage_report);
   e.step_flops = StepFlops(e.plan);
   for (const CheckpointRegion& r : e.plan.regions) {
     for (int i : r.ops) e.recompute_flops += e.plan.ops[i].forward_flops;
@@ -289,6 +390,10 @@ std::string SummaryLine(const std::map<std::string, int64_t>& dims, const Estima
   if (f.attention != "auto") s += fmt::format(", attention {}", f.attention);
   if (f.accum > 1) s += fmt::format(", accum {}", f.accum);
   if (f.data_parallel > 1) s += fmt::format(", {} ranks, zero {}", f.data_parallel, f.zero);
+  if (f.pipeline_parallel > 1) {
+    s += fmt::format(", pp {} ({}{})", f.pipeline_parallel, f.schedule,
+                     f.virtual_stages > 1 ? fmt::format(" x{}", f.virtual_stages) : "");
+  }
   if (!f.trainable.empty()) s += fmt::format(", trainable {}", fmt::join(f.trainable, ","));
   if (!f.freeze.empty()) s += fmt::format(", frozen {}", fmt::join(f.freeze, ","));
   return s;
@@ -376,6 +481,20 @@ nlohmann::json EstimateJson(const Estimate& e, size_t largest) {
         {{"module", name}, {"bytes", m.total}, {"tensors", m.tensors}, {"by_category", cats}});
   }
   j["by_module_at_peak"] = by_module;
+  if (e.pipeline.stages > 1) {
+    const PipelineStageReport& p = e.pipeline;
+    j["pipeline"] = {{"stages", p.stages},
+                     {"schedule", std::string(PipelineScheduleName(p.schedule))},
+                     {"stage", p.stage},
+                     {"stage_first_blocks", p.first_blocks},
+                     {"stage_blocks", p.block_count},
+                     {"in_flight_micro_batches", static_cast<double>(p.in_flight.num) /
+                                                     static_cast<double>(p.in_flight.den)},
+                     {"micro_batch_activation_bytes", p.micro_batch_bytes},
+                     {"in_flight_extra_bytes", p.extra_bytes},
+                     {"one_micro_batch_peak_bytes", p.simulated_peak},
+                     {"stage_peak_bytes", e.stage_peaks}};
+  }
   return j;
 }
 

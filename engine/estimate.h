@@ -10,6 +10,7 @@
 
 #include "importer/graph.h"
 #include "importer/status.h"
+#include "policies/pipeline.h"
 #include "policies/precision.h"
 #include "policies/trainable.h"
 #include "simulator/attention.h"
@@ -41,6 +42,14 @@ struct EstimateFlags {
   // --freeze / --trainable: repeatable, each a pattern or a comma list (policies/trainable.h).
   std::vector<std::string> freeze;
   std::vector<std::string> trainable;
+  // Pipeline parallelism (policies/pipeline.h): --pp, --schedule, --virtual-stages, --stages
+  // (comma list of the blocks where stages 1.. begin), --pp-stage (report one stage; -1: all,
+  // the answer being the worst).
+  int pipeline_parallel = 1;
+  std::string schedule = "1f1b";
+  int virtual_stages = 1;
+  std::string stages;
+  int pipeline_stage = -1;
 };
 
 struct EstimateOptions {
@@ -60,6 +69,8 @@ struct EstimateOptions {
   // Which parameters train; the patterns are matched against the graph by RunEstimate, and
   // one that matches no parameter is an error there.
   TrainableOptions trainable;
+  PipelineOptions pipeline;  // stages = 1: no pipeline
+  int pipeline_stage = -1;   // -1: every stage, the estimate being the worst one's
 };
 
 Result<EstimateOptions> ParseEstimateFlags(const EstimateFlags& flags);
@@ -84,6 +95,9 @@ struct Estimate {
   // The same for the whole step: all K micro-batches run (only their memory repeats).
   uint64_t step_flops_all = 0;
   uint64_t recompute_flops_all = 0;
+  // Pipeline parallelism: the stage this estimate is of, and every stage's peak.
+  PipelineStageReport pipeline;
+  std::vector<uint64_t> stage_peaks;
   double overhead_pct() const {
     return step_flops
                ? 100.0 * static_cast<double>(recompute_flops) / static_cast<double>(step_flops)
