@@ -66,6 +66,18 @@ void AddTrainingFlags(CLI::App* app, EstimateFlags* f) {
   app->add_option("--zero", f->zero,
                   "ZeRO stage: 1 shards optimizer state, 2 + gradients, 3 + parameters")
       ->capture_default_str();
+  app->add_option("--tp", f->tensor_parallel,
+                  "Tensor-parallel ranks (Megatron): report one rank's memory, the attention and "
+                  "MLP Linears of each block split column- then row-parallel, the embedding and "
+                  "LM head over the vocabulary")
+      ->capture_default_str();
+  app->add_flag("--sequence-parallel", f->sequence_parallel,
+                "With --tp: norms, dropout and residuals hold 1/N of the sequence (all-gather "
+                "before, reduce-scatter after the split Linears)");
+  app->add_option("--cp", f->context_parallel,
+                  "Context-parallel ranks: each holds 1/N of the sequence; attention exchanges K "
+                  "and V around the ring")
+      ->capture_default_str();
   AddAllowConstantWeightsFlag(app, &f->allow_constant_weights);
   AddTrainableFlags(app, &f->freeze, &f->trainable);
   app->add_option("--pp", f->pipeline_parallel,

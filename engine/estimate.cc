@@ -17,6 +17,7 @@
 #include "policies/precision.h"
 #include "policies/recompute.h"
 #include "policies/sharding.h"
+#include "policies/tensor_parallel.h"
 #include "simulator/flops.h"
 #include "simulator/module_frames.h"
 #include "simulator/peak.h"
@@ -129,6 +130,12 @@ Result<EstimateOptions> ParseEstimateFlags(const EstimateFlags& f) {
   if (auto s = ValidateSharding(sharding); !s) return Error{s.message()};
   o.data_parallel = f.data_parallel;
   o.zero_stage = f.zero;
+  TensorParallelOptions tensor_parallel{f.tensor_parallel, f.sequence_parallel,
+                                        f.context_parallel};
+  if (auto s = ValidateTensorParallel(tensor_parallel); !s) return Error{s.message()};
+  o.tensor_parallel = f.tensor_parallel;
+  o.sequence_parallel = f.sequence_parallel;
+  o.context_parallel = f.context_parallel;
   PipelineOptions pipeline;
   pipeline.stages = f.pipeline_parallel;
   auto schedule = ParsePipelineSchedule(f.schedule);
@@ -283,6 +290,13 @@ Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options)
       stage_report.block_count += end - first;
     }
   }
+  // Tensor / sequence / context parallelism (policies/tensor_parallel.h): one rank's share of
+  // the plan, before the other policies size anything from it.
+  {
+    TensorParallelOptions tp{options.tensor_parallel, options.sequence_parallel,
+                             options.context_parallel};
+    if (auto s = TensorParallelPolicy(tp).Apply(*plan); !s) return Error{s.message()};
+  }
   const std::vector<PlanTensorId> parameters = plan->parameters;  // before sharding
   AddModuleArgumentHolds(*plan);
   OptimizerOptions oo;
@@ -390,6 +404,10 @@ std::string SummaryLine(const std::map<std::string, int64_t>& dims, const Estima
   if (f.attention != "auto") s += fmt::format(", attention {}", f.attention);
   if (f.accum > 1) s += fmt::format(", accum {}", f.accum);
   if (f.data_parallel > 1) s += fmt::format(", {} ranks, zero {}", f.data_parallel, f.zero);
+  if (f.tensor_parallel > 1) {
+    s += fmt::format(", tp {}{}", f.tensor_parallel, f.sequence_parallel ? " + sp" : "");
+  }
+  if (f.context_parallel > 1) s += fmt::format(", cp {}", f.context_parallel);
   if (f.pipeline_parallel > 1) {
     s += fmt::format(", pp {} ({}{})", f.pipeline_parallel, f.schedule,
                      f.virtual_stages > 1 ? fmt::format(" x{}", f.virtual_stages) : "");

@@ -38,6 +38,11 @@ struct EstimateFlags {
   std::string checkpoint;               // comma-separated scopes
   int data_parallel = 1;                // ranks (policies/sharding.h)
   int zero = 0;                         // ZeRO stage
+  // Tensor, sequence and context parallelism (policies/tensor_parallel.h): --tp N,
+  // --sequence-parallel, --cp N.
+  int tensor_parallel = 1;
+  bool sequence_parallel = false;
+  int context_parallel = 1;
   bool allow_constant_weights = false;  // ImportOptions::allow_constant_weights
   // --freeze / --trainable: repeatable, each a pattern or a comma list (policies/trainable.h).
   std::vector<std::string> freeze;
@@ -65,6 +70,11 @@ struct EstimateOptions {
   std::vector<std::string> checkpoint;
   int data_parallel = 1;  // per-rank memory of data parallelism (policies/sharding.h)
   int zero_stage = 0;
+  // One rank's share under tensor / sequence / context parallelism
+  // (policies/tensor_parallel.h); 1, false, 1: none.
+  int tensor_parallel = 1;
+  bool sequence_parallel = false;
+  int context_parallel = 1;
   bool allow_constant_weights = false;  // ImportOptions::allow_constant_weights
   // Which parameters train; the patterns are matched against the graph by RunEstimate, and
   // one that matches no parameter is an error there.

@@ -1,0 +1,750 @@
+#include "policies/tensor_parallel.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "policies/recompute.h"
+#include "policies/sharding.h"
+
+namespace vramsim {
+namespace {
+
+std::string ShapeText(const std::vector<int64_t>& shape) {
+  return fmt::format("[{}]", fmt::join(shape, ","));
+}
+
+bool IsLinearType(const std::string& t) { return t == "MatMul" || t == "Gemm"; }
+bool IsReshapeType(const std::string& t) {
+  return t == "Reshape" || t == "Flatten" || t == "Squeeze" || t == "Unsqueeze";
+}
+// Same-rank ops whose sharded dim may change size (split, sliced, concatenated along it).
+bool IsPieceType(const std::string& t) {
+  return t == "Split" || t == "Slice" || t == "Concat" || t == "Pad";
+}
+
+class Rewriter {
+ public:
+  Rewriter(TrainingPlan& plan, const TensorParallelOptions& o) : plan_(plan), o_(o) {}
+
+  Status Run();
+
+ private:
+  enum class Mode { kTensor, kSequence };
+
+  TrainingPlan& plan_;
+  const TensorParallelOptions& o_;
+  std::vector<int> producer_;
+  std::vector<bool> derived_;  // parameters, buffers, constants and what only they make
+  std::vector<PlanTensorId> param_of_;
+  std::vector<int> hidden_;  // the tensor-parallel split dim, -1: whole
+  std::vector<int> seq_sp_;  // sequence-parallel split dim
+  std::vector<int> seq_cp_;  // context-parallel split dim
+  std::string error_;
+
+  // Collectives to insert: before/after an op index.
+  struct Insert {
+    int at = 0;          // op index
+    bool after = false;  // after the op, else before
+    PlanOp op;
+  };
+  std::vector<Insert> inserts_;
+  std::vector<int> column_, row_;  // linear op indices
+  std::vector<int> embeddings_;    // vocab-parallel Gathers
+  std::set<int> kv_exchange_done_;
+
+  const PlanTensor& T(PlanTensorId t) const { return plan_.tensors[t]; }
+  std::string OpText(int i) const { return plan_.ops[i].name + " (" + plan_.ops[i].type + ")"; }
+
+  PlanTensorId AddTensor(PlanTensor t) {
+    t.bytes = StorageBytes(t);
+    plan_.tensors.push_back(std::move(t));
+    PlanTensorId id = static_cast<PlanTensorId>(plan_.tensors.size()) - 1;
+    producer_.push_back(-1);
+    derived_.push_back(false);
+    param_of_.push_back(-1);
+    hidden_.push_back(-1);
+    seq_sp_.push_back(-1);
+    seq_cp_.push_back(-1);
+    return id;
+  }
+
+  // Producers and what derives from parameters; the split marks keep their values.
+  void Index() {
+    const size_t n = plan_.tensors.size();
+    producer_.assign(n, -1);
+    derived_.assign(n, false);
+    param_of_.assign(n, -1);
+    hidden_.resize(n, -1);
+    seq_sp_.resize(n, -1);
+    seq_cp_.resize(n, -1);
+    for (size_t t = 0; t < n; ++t) {
+      TensorRole r = T(t).role;
+      derived_[t] = T(t).metadata || r == TensorRole::kParameter || r == TensorRole::kBuffer ||
+                    r == TensorRole::kConstant;
+      if (r == TensorRole::kParameter) param_of_[t] = static_cast<PlanTensorId>(t);
+    }
+    for (size_t i = 0; i < plan_.ops.size(); ++i) {
+      const PlanOp& op = plan_.ops[i];
+      bool only = true;
+      PlanTensorId param = -1;
+      for (PlanTensorId t : op.inputs) {
+        if (t < 0) continue;
+        only = only && derived_[t];
+        if (param < 0 && param_of_[t] >= 0) param = param_of_[t];
+      }
+      for (const auto* list : {&op.outputs, &op.extras, &op.copies}) {
+        for (PlanTensorId t : *list) {
+          if (t < 0) continue;
+          if (producer_[t] < 0) producer_[t] = static_cast<int>(i);
+          if (only) {
+            derived_[t] = true;
+            param_of_[t] = param;
+          }
+        }
+      }
+    }
+  }
+
+  bool gather_kv_ = false;  // context parallelism: attention's K and V count as gathered
+
+  // Marks t split on dim d; false (with error_) on a conflict.
+  bool Mark(std::vector<int>& marks, PlanTensorId t, int d, int op) {
+    if (t < 0 || T(t).metadata) return true;
+    if (d < 0 || d >= static_cast<int>(T(t).shape.size())) {
+      error_ = fmt::format("{} makes {} {}: cannot follow the split dimension through it",
+                           op >= 0 ? OpText(op) : std::string("an op"), T(t).name,
+                           ShapeText(T(t).shape));
+      return false;
+    }
+    if (marks[t] >= 0 && marks[t] != d) {
+      error_ = fmt::format("{}: {} {} would be split on dims {} and {}",
+                           op >= 0 ? OpText(op) : std::string("an op"), T(t).name,
+                           ShapeText(T(t).shape), marks[t], d);
+      return false;
+    }
+    marks[t] = d;
+    return true;
+  }
+
+  // A parameter's derivation chain (weight -> Transpose -> Cast -> MatMul input): marks every
+  // tensor from `t` (split on d) back to the parameter.
+  void MarkWeightChain(std::vector<int>& marks, PlanTensorId t, int d) {
+    for (int hops = 0; t >= 0 && hops < 16; ++hops) {
+      if (d < 0 || d >= static_cast<int>(T(t).shape.size())) return;
+      marks[t] = d;
+      if (T(t).role == TensorRole::kParameter) return;
+      int p = producer_[t];
+      if (p < 0) {
+        t = T(t).view_of;
+        continue;
+      }
+      const PlanOp& op = plan_.ops[p];
+      PlanTensorId in = -1;
+      for (PlanTensorId x : op.inputs) {
+        if (x >= 0 && !T(x).metadata && param_of_[x] >= 0) {
+          in = x;
+          break;
+        }
+      }
+      if (in < 0) return;
+      if (op.type == "Transpose" && T(in).shape.size() == 2 && T(t).shape.size() == 2) {
+        d = 1 - d;
+      } else if (T(in).shape.size() != T(t).shape.size()) {
+        return;
+      }
+      t = in;
+    }
+  }
+
+  // The output dim of `out` that carries input `in`'s dim d through op i; -1: none (error_).
+  int MapDim(int i, PlanTensorId in, int d, PlanTensorId out, int slot) {
+    const PlanOp& op = plan_.ops[i];
+    const PlanTensor& x = T(in);
+    const PlanTensor& y = T(out);
+    const int rx = static_cast<int>(x.shape.size()), ry = static_cast<int>(y.shape.size());
+    auto fail = [&](const std::string& why) {
+      error_ = fmt::format("{} {}", OpText(i), why);
+      return -1;
+    };
+    if (op.type == "Transpose") {
+      int found = -1, by_size = -1, count = 0;
+      for (int e = 0; e < ry; ++e) {
+        if (y.shape[e] != x.shape[d]) continue;
+        ++count;
+        by_size = e;
+        if (y.strides.size() == static_cast<size_t>(ry) &&
+            x.strides.size() == static_cast<size_t>(rx) && y.strides[e] == x.strides[d]) {
+          found = e;
+        }
+      }
+      if (found >= 0) return found;
+      if (count == 1) return by_size;
+      return fail("transposes a split tensor ambiguously");
+    }
+    if (IsReshapeType(op.type) || (op.type == "Expand" && rx != ry)) {
+      if (op.type == "Expand") return d + (ry - rx);
+      // The output dim where the split dim's elements start (row-major prefix products).
+      uint64_t before = 1;
+      for (int k = 0; k < d; ++k) before *= static_cast<uint64_t>(std::max<int64_t>(x.shape[k], 1));
+      uint64_t prefix = 1;
+      for (int e = 0; e < ry; ++e) {
+        uint64_t next = prefix * static_cast<uint64_t>(std::max<int64_t>(y.shape[e], 1));
+        if (y.shape[e] > 1 && prefix <= before && before < next && before % prefix == 0) return e;
+        prefix = next;
+      }
+      return fail("reshapes a split tensor so that its split dim disappears");
+    }
+    if (IsLinearType(op.type) && slot <= 1) {
+      // Activation x activation (attention's scores and context).
+      if (rx < 2 || ry < 2) return fail("multiplies a split tensor of rank < 2");
+      if (slot == 0) {
+        if (d < rx - 2) return d + (ry - rx);
+        if (d == rx - 2) return ry - 2;
+        if (gather_kv_) return -2;  // contraction over a gathered dim
+        return fail("contracts over the split dim of its first input");
+      }
+      if (d < rx - 2) return d + (ry - rx);
+      if (d == rx - 1) return gather_kv_ ? -2 : ry - 1;
+      if (gather_kv_) return -2;
+      return fail("contracts over the split dim of its second input");
+    }
+    if (op.type == "Gather" && slot == 1) return d;  // embedding lookup: indices' dims lead
+    if (IsPieceType(op.type) && rx == ry) return d;
+    int e = d + (ry - rx);
+    if (e < 0 || e >= ry || y.shape[e] != x.shape[d]) {
+      return fail(fmt::format("turns {} into {}: the split dim {} does not carry through",
+                              ShapeText(x.shape), ShapeText(y.shape), d));
+    }
+    return e;
+  }
+
+  bool IsActivation(PlanTensorId t) const { return t >= 0 && !T(t).metadata && !derived_[t]; }
+
+  // Linear: MatMul/Gemm of an activation (slot 0) by a 2-D parameter-derived weight (slot 1).
+  bool IsLinear(int i) const {
+    const PlanOp& op = plan_.ops[i];
+    if (!IsLinearType(op.type) || op.inputs.size() < 2) return false;
+    PlanTensorId a = op.inputs[0], w = op.inputs[1];
+    return IsActivation(a) && w >= 0 && param_of_[w] >= 0 && T(w).shape.size() == 2;
+  }
+  // The weight dim holding `features` (N for column, K for row); MatMul's weight is [K, N].
+  int WeightDim(int i, int64_t features, bool output) const {
+    const PlanOp& op = plan_.ops[i];
+    const PlanTensor& w = T(op.inputs[1]);
+    if (op.type == "MatMul") return output ? 1 : 0;
+    const int preferred = output ? 0 : 1;  // torch's Linear through Gemm: transB, [N, K]
+    if (w.shape[preferred] == features) return preferred;
+    return 1 - preferred;
+  }
+
+  // Propagates the marks of `marks` forward through ops [begin, end) that `in_range` admits.
+  // Linears are handled by the tensor pass; returns false with error_ set.
+  template <typename Admit>
+  bool Propagate(std::vector<int>& marks, int begin, int end, Admit admit, Mode mode) {
+    for (int i = begin; i < end; ++i) {
+      PlanOp& op = plan_.ops[i];
+      if (!admit(i)) continue;
+      if (mode == Mode::kTensor && IsLinear(i)) {
+        if (!TensorLinear(i)) return false;
+        continue;
+      }
+      int slot = -1, d = -1;
+      for (size_t k = 0; k < op.inputs.size(); ++k) {
+        PlanTensorId t = op.inputs[k];
+        if (t >= 0 && marks[t] >= 0 && !T(t).metadata) {
+          slot = static_cast<int>(k);
+          d = marks[t];
+          if (!derived_[t]) break;
+        }
+      }
+      if (slot < 0) continue;
+      if (op.type == "AllGather" && &marks == &seq_sp_) continue;  // the region ends
+      PlanTensorId in = op.inputs[slot];
+      int first_out = -1, first_dim = -1;
+      for (PlanTensorId y : op.outputs) {
+        if (y < 0 || T(y).metadata) continue;
+        int e = MapDim(i, in, d, y, slot);
+        if (e == -2) continue;  // context parallelism: attention over gathered K/V
+        if (e < 0) return false;
+        if (!Mark(marks, y, e, i)) return false;
+        if (first_out < 0) first_out = y, first_dim = e;
+      }
+      if (first_out < 0) continue;
+      // Tensors beside the outputs (dropout masks, norm statistics, copies, backward
+      // workspaces) of the same shape at the split dim are split too.
+      const PlanTensor& y = T(first_out);
+      auto align = [&](PlanTensorId t) {
+        if (t < 0 || T(t).metadata) return;
+        const int r = static_cast<int>(T(t).shape.size());
+        int e = first_dim - (static_cast<int>(y.shape.size()) - r);
+        if (e >= 0 && e < r && T(t).shape[e] == y.shape[first_dim] && marks[t] < 0) marks[t] = e;
+      };
+      for (const auto* list : {&op.extras, &op.copies, &op.backward_workspace}) {
+        for (PlanTensorId t : *list) align(t);
+      }
+      for (const PlanBackwardStage& s : op.backward_stages) {
+        for (PlanTensorId t : s.workspace) align(t);
+      }
+      // Other inputs broadcast along the split dim at its full size (a bias, a per-head
+      // buffer, the position embedding beside the token embedding) are split with it.
+      if (IsLinearType(op.type) || op.type == "Gather" || IsPieceType(op.type)) continue;
+      for (size_t k = 0; k < op.inputs.size(); ++k) {
+        PlanTensorId t = op.inputs[k];
+        if (t < 0 || T(t).metadata || marks[t] >= 0) continue;
+        const int r = static_cast<int>(T(t).shape.size());
+        int e = first_dim - (static_cast<int>(y.shape.size()) - r);
+        if (e < 0 || e >= r || T(t).shape[e] != y.shape[first_dim] || y.shape[first_dim] == 1) {
+          continue;
+        }
+        if (mode == Mode::kTensor && param_of_[t] >= 0) {
+          MarkWeightChain(marks, t, e);
+        } else if (T(t).role != TensorRole::kParameter) {
+          marks[t] = e;
+        }
+      }
+    }
+    return true;
+  }
+
+  // Column- or row-parallel, by whether the input is split.
+  bool TensorLinear(int i) {
+    PlanOp& op = plan_.ops[i];
+    PlanTensorId a = op.inputs[0], w = op.inputs[1];
+    const int ra = static_cast<int>(T(a).shape.size());
+    if (hidden_[a] < 0) {
+      PlanTensorId y = op.outputs.empty() ? -1 : op.outputs[0];
+      if (y < 0) return true;
+      const int64_t n = T(y).shape.back();
+      MarkWeightChain(hidden_, w, WeightDim(i, n, true));
+      if (op.inputs.size() > 2 && op.inputs[2] >= 0 && param_of_[op.inputs[2]] >= 0) {
+        MarkWeightChain(hidden_, op.inputs[2], static_cast<int>(T(op.inputs[2]).shape.size()) - 1);
+      }
+      if (!Mark(hidden_, y, static_cast<int>(T(y).shape.size()) - 1, i)) return false;
+      column_.push_back(i);
+      return true;
+    }
+    if (hidden_[a] != ra - 1) {
+      error_ = fmt::format("{} reads its input split on dim {} of {}, not on its features",
+                           OpText(i), hidden_[a], ShapeText(T(a).shape));
+      return false;
+    }
+    MarkWeightChain(hidden_, w, WeightDim(i, T(a).shape.back(), false));
+    row_.push_back(i);
+    return true;
+  }
+
+  Status TensorPass();
+  void InsertCollectives();
+  Status ContextPass();
+  Status Divide();
+  void ApplyInserts();
+  std::vector<std::pair<PlanTensorId, int>> sp_seeds_;
+};
+
+Status Rewriter::TensorPass() {
+  const int t = o_.tensor_parallel;
+  std::vector<std::string> blocks = RepeatedBlocks(plan_);
+  if (blocks.empty()) {
+    return Error{fmt::format(
+        "--tp {}: the model has no repeated blocks (h.0, h.1, ... / layers.0, ...): tensor "
+        "parallelism splits the attention and MLP of transformer blocks",
+        t)};
+  }
+  const int n_ops = static_cast<int>(plan_.ops.size());
+  std::vector<int> block_of(n_ops, -1);
+  for (int i = 0; i < n_ops; ++i) {
+    for (size_t b = 0; b < blocks.size() && block_of[i] < 0; ++b) {
+      if (InScope(plan_.ops[i], blocks[b])) block_of[i] = static_cast<int>(b);
+    }
+  }
+  // Every op inside a block that reads a weight of rank >= 2 must be a Linear.
+  for (int i = 0; i < n_ops; ++i) {
+    if (block_of[i] < 0) continue;
+    const PlanOp& op = plan_.ops[i];
+    bool only_params = true;
+    for (PlanTensorId x : op.inputs) only_params = only_params && (x < 0 || derived_[x]);
+    if (only_params) continue;
+    for (size_t k = 0; k < op.inputs.size(); ++k) {
+      PlanTensorId x = op.inputs[k];
+      if (x < 0 || param_of_[x] < 0 || T(x).shape.size() < 2) continue;
+      if (IsLinear(i) && k == 1) continue;
+      return Error{fmt::format(
+          "--tp {}: {} in block {} reads the weight {} {} but is not a Linear (a MatMul/Gemm "
+          "of an activation by a 2-D weight): tensor parallelism splits the Linears of "
+          "transformer attention and MLP blocks only",
+          t, OpText(i), blocks[block_of[i]], T(param_of_[x]).name, ShapeText(T(x).shape))};
+    }
+  }
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    const size_t columns = column_.size(), rows = row_.size();
+    const int bi = static_cast<int>(b);
+    if (!Propagate(
+            hidden_, 0, n_ops, [&](int i) { return block_of[i] == bi; }, Mode::kTensor)) {
+      return Error{fmt::format("--tp {}: {}", t, error_)};
+    }
+    if (column_.size() == columns || row_.size() == rows) {
+      int first = -1;
+      for (int i = 0; i < n_ops && first < 0; ++i) {
+        if (block_of[i] == bi && !plan_.ops[i].outputs.empty()) first = i;
+      }
+      return Error{fmt::format(
+          "--tp {}: block {} has {} column-parallel and {} row-parallel Linears: it does not "
+          "match the attention/MLP pattern (a Linear on the whole input, then one on the split "
+          "result){}",
+          t, blocks[b], column_.size() - columns, row_.size() - rows,
+          first >= 0 ? "; its first op is " + OpText(first) : std::string())};
+    }
+  }
+  // A split tensor must stay inside its block (the block ends each split with a row-parallel
+  // Linear).
+  auto escape = [&](int i, PlanTensorId x) -> Status {
+    return Error{fmt::format(
+        "--tp {}: {} reads {} {}, which is split across the ranks in block {}: the split does "
+        "not end in a row-parallel Linear there (the block does not match the attention/MLP "
+        "pattern)",
+        t, i >= 0 ? OpText(i) : std::string("the loss"), T(x).name, ShapeText(T(x).shape),
+        blocks[block_of[producer_[x]]])};
+  };
+  for (int i = 0; i < n_ops; ++i) {
+    for (PlanTensorId x : plan_.ops[i].inputs) {
+      if (x < 0 || !IsActivation(x) || hidden_[x] < 0 || producer_[x] < 0) continue;
+      if (block_of[producer_[x]] != block_of[i]) return escape(i, x);
+    }
+  }
+  for (PlanTensorId x : plan_.outputs) {
+    if (x >= 0 && IsActivation(x) && hidden_[x] >= 0 && producer_[x] >= 0) return escape(-1, x);
+  }
+
+  // Vocab-parallel embedding: a Gather of a 2-D parameter by a data input (token ids).
+  std::set<PlanTensorId> batch(plan_.batch.begin(), plan_.batch.end());
+  auto vocab_error = [&](int64_t v, const std::string& where) {
+    return Error{fmt::format(
+        "--tp {}: the vocabulary ({}, {}) is not divisible by {}: Megatron pads it to a multiple "
+        "of {} x {} (--make-vocab-size-divisible-by 128): export the model with the padded "
+        "vocabulary",
+        t, v, where, t, 128, t)};
+  };
+  for (int i = 0; i < n_ops; ++i) {
+    const PlanOp& op = plan_.ops[i];
+    if (block_of[i] >= 0 || op.type != "Gather" || op.inputs.size() < 2) continue;
+    PlanTensorId w = op.inputs[0], idx = op.inputs[1];
+    if (w < 0 || idx < 0 || param_of_[w] < 0 || T(w).shape.size() != 2 || !batch.count(idx)) {
+      continue;
+    }
+    if (T(w).shape[0] % t) {
+      return vocab_error(T(w).shape[0], "the rows of " + T(param_of_[w]).name);
+    }
+    MarkWeightChain(hidden_, w, 0);
+    embeddings_.push_back(i);
+  }
+  // The LM head: the Linear (outside the blocks) whose output, through elementwise ops of its
+  // shape (bias, cast), is the logits.
+  if (!plan_.outputs.empty() && plan_.outputs[0] >= 0 && plan_.loss == LossKind::kCrossEntropy) {
+    PlanTensorId y = plan_.outputs[0];
+    for (int hops = 0; hops < 8 && y >= 0 && producer_[y] >= 0; ++hops) {
+      int p = producer_[y];
+      if (block_of[p] >= 0) break;
+      if (IsLinear(p)) {
+        const int64_t v = T(y).shape.back();
+        if (v % t) return vocab_error(v, "the last dim of the logits " + T(plan_.outputs[0]).name);
+        if (!TensorLinear(p)) return Error{fmt::format("--tp {}: {}", t, error_)};
+        if (!Propagate(
+                hidden_, p + 1, n_ops, [&](int i) { return block_of[i] < 0; }, Mode::kTensor)) {
+          return Error{fmt::format("--tp {}: {}", t, error_)};
+        }
+        break;
+      }
+      PlanTensorId next = -1;
+      for (PlanTensorId x : plan_.ops[p].inputs) {
+        if (IsActivation(x) && T(x).shape == T(y).shape) next = x;
+      }
+      y = next;
+    }
+  }
+  return {};
+}
+
+void Rewriter::InsertCollectives() {
+  const bool sp = o_.sequence_parallel;
+  auto like = [&](PlanTensorId x, const std::string& name) {
+    PlanTensor c = T(x);
+    c.name = name;
+    c.view_of = -1;
+    c.role = TensorRole::kActivation;
+    c.is_extra = false;
+    c.metadata = false;
+    c.only_if_fp32 = -1;
+    c.dtype_follows = x;
+    c.strides.assign(c.shape.size(), 1);
+    for (size_t d = c.shape.size(); d-- > 1;) c.strides[d - 1] = c.strides[d] * c.shape[d];
+    return c;
+  };
+  auto replace_after = [&](int from, PlanTensorId old, PlanTensorId now) {
+    for (size_t i = from; i < plan_.ops.size(); ++i) {
+      for (PlanTensorId& x : plan_.ops[i].inputs) {
+        if (x == old) x = now;
+      }
+      for (PlanTensorId& x : plan_.ops[i].saved) {
+        if (x == old) x = now;
+      }
+    }
+    for (PlanTensorId& x : plan_.outputs) {
+      if (x == old) x = now;
+    }
+  };
+  // f: before the column-parallel Linears, one per input they share.
+  std::map<PlanTensorId, std::vector<int>> by_input;
+  for (int c : column_) by_input[plan_.ops[c].inputs[0]].push_back(c);
+  for (auto& [x, users] : by_input) {
+    std::sort(users.begin(), users.end());
+    const PlanOp& first = plan_.ops[users.front()];
+    const bool grad = T(x).requires_grad;
+    PlanOp f;
+    f.scope = first.scope;
+    f.inputs = {x};
+    f.needs_backward = grad;
+    if (grad) f.grad_inputs = {0};
+    if (!sp) {
+      PlanTensor v = like(x, T(x).name + " (tp f)");
+      v.view_of = x;
+      v.strides = T(x).strides;
+      v.dtype_follows = -1;
+      PlanTensorId xv = AddTensor(v);
+      f.name = "tp f (identity; the input gradient all-reduced) before " + first.name;
+      f.type = "TensorParallelCopy";
+      f.outputs = {xv};
+      f.is_view = true;
+      f.grad_passthrough = {0};
+      if (grad) {
+        f.backward_workspace = {
+            AddTensor(like(x, "all-reduce of the input gradient of " + first.name))};
+      }
+      for (int c : users) {
+        for (PlanTensorId& y : plan_.ops[c].inputs) {
+          if (y == x) y = xv;
+        }
+        for (PlanTensorId& y : plan_.ops[c].saved) {
+          if (y == x) y = xv;
+        }
+      }
+    } else {
+      PlanTensorId xf = AddTensor(like(x, T(x).name + " all-gathered (sequence parallel)"));
+      f.name = "sp all-gather before " + first.name;
+      f.type = "AllGather";
+      f.outputs = {xf};
+      for (int c : users) {
+        for (PlanTensorId& y : plan_.ops[c].inputs) {
+          if (y == x) y = xf;
+        }
+        // The Linear keeps the sequence-split input and gathers it again in its backward.
+        plan_.ops[c].backward_workspace.push_back(AddTensor(
+            like(x, T(x).name + " all-gathered again for the backward of " + plan_.ops[c].name)));
+      }
+    }
+    inserts_.push_back({users.front(), false, std::move(f)});
+  }
+  // g: after the row-parallel Linears and the vocab-parallel embeddings.
+  std::vector<int> reduced = row_;
+  reduced.insert(reduced.end(), embeddings_.begin(), embeddings_.end());
+  for (int r : reduced) {
+    PlanOp& op = plan_.ops[r];
+    if (op.outputs.empty() || op.outputs[0] < 0) continue;
+    PlanTensorId y = op.outputs[0];
+    PlanTensorId y2 = AddTensor(like(
+        y, T(y).name + (sp ? " reduce-scattered (sequence parallel)" : " all-reduced (tp g)")));
+    plan_.tensors[y2].requires_grad = T(y).requires_grad;
+    PlanOp g;
+    g.name = (sp ? "sp reduce-scatter after " : "tp all-reduce after ") + op.name;
+    g.type = sp ? "ReduceScatter" : "AllReduce";
+    g.scope = op.scope;
+    g.inputs = {y};
+    g.outputs = {y2};
+    g.needs_backward = T(y).requires_grad;
+    if (g.needs_backward) {
+      g.grad_inputs = {0};
+      g.grad_passthrough = {0};  // all-reduce: the gradient passes through as it is
+    }
+    replace_after(r + 1, y, y2);
+    if (sp) sp_seeds_.push_back({y2, static_cast<int>(T(y2).shape.size()) - 2});
+    inserts_.push_back({r, true, std::move(g)});
+  }
+}
+
+void Rewriter::ApplyInserts() {
+  if (inserts_.empty()) return;
+  std::vector<std::vector<PlanOp>> before(plan_.ops.size()), after(plan_.ops.size());
+  for (Insert& in : inserts_) (in.after ? after : before)[in.at].push_back(std::move(in.op));
+  inserts_.clear();
+  std::vector<PlanOp> ops;
+  std::vector<int> moved(plan_.ops.size(), -1);
+  for (size_t i = 0; i < plan_.ops.size(); ++i) {
+    for (PlanOp& op : before[i]) ops.push_back(std::move(op));
+    moved[i] = static_cast<int>(ops.size());
+    ops.push_back(std::move(plan_.ops[i]));
+    for (PlanOp& op : after[i]) ops.push_back(std::move(op));
+  }
+  plan_.ops = std::move(ops);
+  for (CheckpointRegion& r : plan_.regions) {
+    for (int& i : r.ops) i = moved[i];
+  }
+  for (int& i : column_) i = moved[i];
+  for (int& i : row_) i = moved[i];
+  for (int& i : embeddings_) i = moved[i];
+}
+
+Status Rewriter::ContextPass() {
+  const int c = o_.context_parallel;
+  for (PlanTensorId x : plan_.batch) {
+    if (x >= 0 && !T(x).metadata && T(x).shape.size() >= 2) seq_cp_[x] = 1;
+  }
+  gather_kv_ = true;
+  const int n_ops = static_cast<int>(plan_.ops.size());
+  if (!Propagate(
+          seq_cp_, 0, n_ops, [](int) { return true; }, Mode::kSequence)) {
+    return Error{fmt::format("--cp {}: {}", c, error_)};
+  }
+  gather_kv_ = false;
+  // Ring attention: K and V chunks in flight (the one in use and the one arriving).
+  auto buffer = [&](PlanTensorId x, const std::string& what) {
+    PlanTensor b = T(x);
+    b.name = fmt::format("context parallel: {} chunks in flight (in use + arriving)", what);
+    b.shape.insert(b.shape.begin(), 2);
+    b.view_of = -1;
+    b.role = TensorRole::kActivation;
+    b.is_extra = false;
+    b.only_if_fp32 = -1;
+    b.dtype_follows = x;
+    b.strides.assign(b.shape.size(), 1);
+    for (size_t d = b.shape.size(); d-- > 1;) b.strides[d - 1] = b.strides[d] * b.shape[d];
+    PlanTensorId id = AddTensor(b);
+    if (seq_cp_[x] >= 0) seq_cp_[id] = seq_cp_[x] + 1;
+    return id;
+  };
+  int scores = -1;
+  for (int i = 0; i < n_ops; ++i) {
+    const PlanOp& op = plan_.ops[i];
+    if (!IsLinearType(op.type) || op.inputs.size() < 2 || IsLinear(i)) continue;
+    PlanTensorId b = op.inputs[1];
+    if (b < 0 || seq_cp_[b] < 0) continue;
+    const int rb = static_cast<int>(T(b).shape.size());
+    if (seq_cp_[b] == rb - 1) {
+      scores = i;  // q @ k^T: the keys' sequence is the last dim
+    } else if (seq_cp_[b] == rb - 2 && scores >= 0) {
+      PlanTensorId k = buffer(plan_.ops[scores].inputs[1], "K");
+      PlanTensorId v = buffer(b, "V");
+      PlanOp ex;
+      ex.name = "cp ring exchange of K and V for " + op.name;
+      ex.type = "RingExchange";
+      ex.scope = op.scope;
+      ex.outputs = {k, v};
+      inserts_.push_back({scores, false, std::move(ex)});
+      // Held until the context matmul ends; again while the attention's backward runs.
+      for (int j : {scores, i}) {
+        plan_.ops[j].backward_workspace.push_back(k);
+        plan_.ops[j].backward_workspace.push_back(v);
+      }
+      plan_.ops[i].frame_releases.push_back(k);
+      plan_.ops[i].frame_releases.push_back(v);
+      scores = -1;
+    }
+  }
+  return {};
+}
+
+Status Rewriter::Divide() {
+  const int t = o_.tensor_parallel, c = o_.context_parallel;
+  for (size_t id = 0; id < plan_.tensors.size(); ++id) {
+    PlanTensor& x = plan_.tensors[id];
+    if (x.metadata) continue;
+    std::vector<int64_t> factor(x.shape.size(), 1);
+    if (hidden_[id] >= 0) factor[hidden_[id]] *= t;
+    if (seq_sp_[id] >= 0) factor[seq_sp_[id]] *= t;
+    if (seq_cp_[id] >= 0) factor[seq_cp_[id]] *= c;
+    bool any = false;
+    for (size_t d = 0; d < x.shape.size(); ++d) {
+      if (factor[d] == 1) continue;
+      any = true;
+      if (x.shape[d] % factor[d]) {
+        const int p = producer_.size() > id ? producer_[id] : -1;
+        const bool seq = static_cast<int>(d) == seq_cp_[id] || static_cast<int>(d) == seq_sp_[id];
+        std::string flag =
+            seq_cp_[id] == static_cast<int>(d) && c > 1
+                ? fmt::format("--cp {}", c)
+                : fmt::format("--tp {}{}", t,
+                              o_.sequence_parallel && seq ? " --sequence-parallel" : "");
+        return Error{fmt::format(
+            "{}: {} {}{} splits dim {} ({}) {} ways, which does not divide it ({})", flag, x.name,
+            ShapeText(x.shape), p >= 0 ? " made by " + OpText(p) : std::string(), d, x.shape[d],
+            factor[d],
+            seq ? "the sequence length must be a multiple of the ranks"
+                : "the attention heads, hidden size and MLP width must be multiples of the "
+                  "tensor-parallel size")};
+      }
+      // Strides of dims laid out outside the split one shrink with it.
+      if (x.strides.size() == x.shape.size()) {
+        const int64_t span = x.strides[d] * x.shape[d];
+        for (size_t k = 0; k < x.strides.size(); ++k) {
+          if (k != d && x.strides[k] >= span && span > 0) x.strides[k] /= factor[d];
+        }
+      }
+      x.shape[d] /= factor[d];
+    }
+    if (any) x.bytes = StorageBytes(x);
+  }
+  return {};
+}
+
+}  // namespace
+
+Status ValidateTensorParallel(const TensorParallelOptions& o) {
+  if (o.tensor_parallel < 1 || o.tensor_parallel > kMaxModelParallel) {
+    return Error{
+        fmt::format("--tp must be between 1 and {}, got {}", kMaxModelParallel, o.tensor_parallel)};
+  }
+  if (o.context_parallel < 1 || o.context_parallel > kMaxModelParallel) {
+    return Error{fmt::format("--cp must be between 1 and {}, got {}", kMaxModelParallel,
+                             o.context_parallel)};
+  }
+  if (o.sequence_parallel && o.tensor_parallel < 2) {
+    return Error{
+        "--sequence-parallel splits the sequence over the tensor-parallel ranks: give --tp N "
+        "(N >= 2)"};
+  }
+  return {};
+}
+
+Status TensorParallelPolicy::Apply(TrainingPlan& plan) const {
+  if (auto s = ValidateTensorParallel(options_); !s) return s;
+  if (options_.tensor_parallel == 1 && options_.context_parallel == 1) return {};
+  Rewriter r(plan, options_);
+  return r.Run();
+}
+
+Status Rewriter::Run() {
+  Index();
+  if (o_.tensor_parallel > 1) {
+    if (auto s = TensorPass(); !s) return s;
+    InsertCollectives();
+    ApplyInserts();
+    Index();
+    if (o_.sequence_parallel) {
+      for (auto [x, d] : sp_seeds_) seq_sp_[x] = d;
+      if (!Propagate(
+              seq_sp_, 0, static_cast<int>(plan_.ops.size()), [](int) { return true; },
+              Mode::kSequence)) {
+        return Error{fmt::format("--tp {} --sequence-parallel: {}", o_.tensor_parallel, error_)};
+      }
+    }
+  }
+  if (o_.context_parallel > 1) {
+    if (auto s = ContextPass(); !s) return s;
+    ApplyInserts();
+    Index();
+  }
+  return Divide();
+}
+
+}  // namespace vramsim
