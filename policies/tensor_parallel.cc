@@ -159,6 +159,27 @@ class Rewriter {
     }
   }
 
+  // The dim of a reshape of x (to shape y) where x's dim d starts (row-major prefix
+  // products); -1: none.
+  static int ReshapeDim(const std::vector<int64_t>& x, int d, const std::vector<int64_t>& y) {
+    uint64_t before = 1;
+    for (int k = 0; k < d; ++k) before *= static_cast<uint64_t>(std::max<int64_t>(x[k], 1));
+    uint64_t prefix = 1;
+    for (size_t e = 0; e < y.size(); ++e) {
+      uint64_t next = prefix * static_cast<uint64_t>(std::max<int64_t>(y[e], 1));
+      if (y[e] > 1 && prefix <= before && before < next && before % prefix == 0) {
+        return static_cast<int>(e);
+      }
+      prefix = next;
+    }
+    return -1;
+  }
+  static uint64_t Numel(const PlanTensor& t) {
+    uint64_t n = 1;
+    for (int64_t d : t.shape) n *= static_cast<uint64_t>(std::max<int64_t>(d, 0));
+    return n;
+  }
+
   // The output dim of `out` that carries input `in`'s dim d through op i; -1: none (error_).
   int MapDim(int i, PlanTensorId in, int d, PlanTensorId out, int slot) {
     const PlanOp& op = plan_.ops[i];
@@ -186,16 +207,9 @@ class Rewriter {
     }
     if (IsReshapeType(op.type) || (op.type == "Expand" && rx != ry)) {
       if (op.type == "Expand") return d + (ry - rx);
-      // The output dim where the split dim's elements start (row-major prefix products).
-      uint64_t before = 1;
-      for (int k = 0; k < d; ++k) before *= static_cast<uint64_t>(std::max<int64_t>(x.shape[k], 1));
-      uint64_t prefix = 1;
-      for (int e = 0; e < ry; ++e) {
-        uint64_t next = prefix * static_cast<uint64_t>(std::max<int64_t>(y.shape[e], 1));
-        if (y.shape[e] > 1 && prefix <= before && before < next && before % prefix == 0) return e;
-        prefix = next;
-      }
-      return fail("reshapes a split tensor so that its split dim disappears");
+      int e = ReshapeDim(x.shape, d, y.shape);
+      if (e < 0) return fail("reshapes a split tensor so that its split dim disappears");
+      return e;
     }
     if (IsLinearType(op.type) && slot <= 1) {
       // Activation x activation (attention's scores and context).
@@ -280,7 +294,20 @@ class Rewriter {
         if (t < 0 || T(t).metadata) return;
         const int r = static_cast<int>(T(t).shape.size());
         int e = first_dim - (static_cast<int>(y.shape.size()) - r);
-        if (e >= 0 && e < r && T(t).shape[e] == y.shape[first_dim] && marks[t] < 0) marks[t] = e;
+        if (marks[t] >= 0) return;
+        if (e >= 0 && e < r && T(t).shape[e] == y.shape[first_dim]) {
+          marks[t] = e;
+          return;
+        }
+        // A reshaped copy of a split input (matmul's operands folded to 3-D for bmm).
+        for (PlanTensorId x : op.inputs) {
+          if (x < 0 || marks[x] < 0 || T(x).metadata || Numel(T(x)) != Numel(T(t))) continue;
+          int f = ReshapeDim(T(x).shape, marks[x], T(t).shape);
+          if (f >= 0) {
+            marks[t] = f;
+            return;
+          }
+        }
       };
       for (const auto* list : {&op.extras, &op.copies, &op.backward_workspace}) {
         for (PlanTensorId t : *list) align(t);
