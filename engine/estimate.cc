@@ -361,7 +361,10 @@ Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options)
   e.pipeline = std::move(stage_report);
   e.step_flops = StepFlops(e.plan);
   for (const CheckpointRegion& r : e.plan.regions) {
-    for (int i : r.ops) e.recompute_flops += e.plan.ops[i].forward_flops;
+    // An op-level region runs again only what its backward needs (simulator/plan.h).
+    const std::vector<bool> run = RegionSchedule(e.plan, r).run;
+    for (size_t k = 0; k < r.ops.size(); ++k)
+      if (run[k]) e.recompute_flops += e.plan.ops[r.ops[k]].forward_flops;
   }
   // One micro-batch's FLOPs, times K: every micro-batch runs (only their memory repeats).
   const uint64_t k = static_cast<uint64_t>(std::max(e.plan.micro_batches, 1));

@@ -12,6 +12,7 @@
 #include <optional>
 #include <set>
 
+#include "planners/op_level.h"
 #include "policies/recompute.h"
 #include "simulator/peak.h"
 #include "simulator/simulate.h"
@@ -777,6 +778,7 @@ std::vector<std::unique_ptr<CheckpointStrategy>> AllStrategies(const StrategyOpt
   v.push_back(std::make_unique<DpStrategy>());
   v.push_back(std::make_unique<MilpStrategy>(o.milp_time_limit_s));
   v.push_back(std::make_unique<DtrStrategy>());
+  AddOpLevelStrategies(&v);  // planners/op_level.h
   return v;
 }
 

@@ -108,7 +108,8 @@ struct StrategyOptions {
   double milp_time_limit_s = 60;
 };
 
-// none, every-k, chen-sqrt, chen-greedy, dp, milp, dtr.
+// none, every-k, chen-sqrt, chen-greedy, dp, milp, dtr, and the op-level sac-matmul, min-cut,
+// knapsack (planners/op_level.h).
 std::vector<std::unique_ptr<CheckpointStrategy>> AllStrategies(const StrategyOptions& o = {});
 std::unique_ptr<CheckpointStrategy> MakeStrategy(std::string_view name,
                                                  const StrategyOptions& o = {});

@@ -59,22 +59,40 @@ Result<ScopeRange> IndexRange(const std::string& s) {
 
 }  // namespace
 
-Result<std::vector<std::string>> ParseScopes(const std::string& list) {
+Result<std::vector<std::string>> ParseScopes(const std::string& text) {
+  // "sac-matmul" / "sac-matmul:SCOPES": the policy on the whole model or on each scope.
+  std::string list = text, suffix;
+  if (text == kSacMatmul)
+    return std::vector<std::string>{std::string("*") + kSaveMarker + "@matmul"};
+  if (text.rfind(std::string(kSacMatmul) + ":", 0) == 0) {
+    list = text.substr(std::string(kSacMatmul).size() + 1);
+    suffix = std::string(kSaveMarker) + "@matmul";
+    if (list.empty()) return Error{"--checkpoint " + text + " names no scope"};
+  }
   std::vector<std::string> out;
   size_t pos = 0;
   while (pos <= list.size()) {
     size_t comma = list.find(',', pos);
     if (comma == std::string::npos) comma = list.size();
     std::string s = list.substr(pos, comma - pos);
+    std::string save;  // ":save=..." of an op-level entry
+    if (size_t m = s.find(kSaveMarker); m != std::string::npos) {
+      save = s.substr(m);
+      s = s.substr(0, m);
+      if (!suffix.empty())
+        return Error{"--checkpoint " + text + ": a scope under a policy takes no save list"};
+    } else {
+      save = suffix;
+    }
     if (s.empty() || s.front() == '+' || s.back() == '+' || s.find("++") != std::string::npos)
       return Error{"--checkpoint has an empty scope in '" + list + "'"};
     auto range = IndexRange(s);
     if (!range) return range.error();
     if (range->prefix.empty()) {
-      out.push_back(s);
+      out.push_back(s + save);
     } else {
       for (int64_t i = range->first; i <= range->last; ++i)
-        out.push_back(range->prefix + std::to_string(i));
+        out.push_back(range->prefix + std::to_string(i) + save);
     }
     pos = comma + 1;
   }
@@ -107,14 +125,39 @@ std::string CompactScopes(const std::vector<std::string>& scopes) {
 }
 
 bool InScope(const PlanOp& op, const std::string& scope) {
+  if (scope == "*") return true;
   if (!scope.empty() && scope[0] == '/') return op.name.rfind(scope, 0) == 0;
   return op.scope == scope ||
          (op.scope.size() > scope.size() && op.scope.compare(0, scope.size(), scope) == 0 &&
           op.scope[scope.size()] == '.');
 }
 
+bool IsMatmulType(const std::string& type) {
+  static const std::set<std::string> kTypes = {
+      "MatMul", "Gemm",          "Conv",          "ConvTranspose",
+      "Einsum", "MatMulInteger", "QLinearMatMul", "ScaledDotProductAttention"};
+  return kTypes.count(type) > 0;
+}
+
 Status RecomputePolicy::Apply(TrainingPlan& plan) const {
-  for (const std::string& spec : options_.scopes) {
+  for (const std::string& entry : options_.scopes) {
+    // "SCOPE:save=A|B": op-level; A, B op types, node names or @matmul.
+    std::string spec = entry;
+    std::vector<std::string> save_tokens;
+    bool op_level = false;
+    if (size_t m = entry.find(kSaveMarker); m != std::string::npos) {
+      op_level = true;
+      spec = entry.substr(0, m);
+      std::string list = entry.substr(m + std::string(kSaveMarker).size());
+      for (size_t pos = 0; !list.empty();) {
+        size_t bar = list.find('|', pos);
+        std::string token = list.substr(pos, bar == std::string::npos ? bar : bar - pos);
+        if (token.empty()) return Error{"--checkpoint " + entry + " has an empty save entry"};
+        save_tokens.push_back(token);
+        if (bar == std::string::npos) break;
+        pos = bar + 1;
+      }
+    }
     // "A+B": one region spanning several scopes (a segment of blocks).
     std::vector<std::string> parts;
     for (size_t pos = 0;;) {
@@ -146,6 +189,25 @@ Status RecomputePolicy::Apply(TrainingPlan& plan) const {
       }
       op.region = index;
       region.ops.push_back(static_cast<int>(i));
+    }
+    region.op_level = op_level;
+    std::vector<bool> token_used(save_tokens.size(), false);
+    for (int i : region.ops) {
+      const PlanOp& op = plan.ops[i];
+      bool save = false;
+      for (size_t k = 0; k < save_tokens.size(); ++k) {
+        const std::string& t = save_tokens[k];
+        if ((t == "@matmul" && IsMatmulType(op.type)) || t == op.type || t == op.name) {
+          save = true;
+          token_used[k] = true;
+        }
+      }
+      if (save) region.save_ops.push_back(i);
+    }
+    for (size_t k = 0; k < save_tokens.size(); ++k) {
+      if (!token_used[k] && save_tokens[k] != "@matmul" && !region.ops.empty())
+        return Error{"--checkpoint " + entry + ": save entry '" + save_tokens[k] +
+                     "' is no op type or node name in " + scope};
     }
     if (region.ops.empty()) {
       std::set<std::string> top;

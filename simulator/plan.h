@@ -98,7 +98,25 @@ struct CheckpointRegion {
   std::string scope;
   std::vector<int> ops;          // indices into TrainingPlan::ops, forward order
   uint64_t rng_state_bytes = 0;  // preserve_rng_state: the RNG state tensor it keeps
+  // Op-level (selective) checkpointing: what the ops in save_ops make (outputs, extras, copies)
+  // and the region's backward or its recompute reads is kept from the forward (SAC's
+  // MUST_SAVE, the min-cut partitioner's saved values); the recompute runs only the other ops
+  // needed to rebuild what the region's backward reads. Without op_level the whole region
+  // runs again (torch.utils.checkpoint).
+  bool op_level = false;
+  std::vector<int> save_ops;  // indices into TrainingPlan::ops, a subset of ops
 };
+
+// What an op-level region's recompute runs and what its forward keeps (RegionSchedule); for a
+// plain region every op runs and nothing is kept.
+struct RegionRecompute {
+  std::vector<bool> run;             // per entry of region.ops
+  std::vector<PlanTensorId> kept;    // made by save_ops, held from the forward to the recompute
+  std::vector<PlanTensorId> needed;  // made in the region and read by its backward
+};
+// Defined with the simulator (simulator/simulate.cc), which runs it.
+struct TrainingPlan;
+RegionRecompute RegionSchedule(const TrainingPlan& plan, const CheckpointRegion& region);
 
 struct TrainingPlan {
   std::vector<PlanTensor> tensors;

@@ -4,6 +4,7 @@
 #include <climits>
 #include <cstdint>
 #include <map>
+#include <set>
 
 #include "simulator/peak.h"
 
@@ -249,6 +250,17 @@ class Runtime {
         }
       }
     }
+    // Op-level regions: what their saved ops make and the recompute needs stays from the forward.
+    schedules_.clear();
+    for (const CheckpointRegion& region : Regions()) {
+      schedules_.push_back(RegionSchedule(plan_, region));
+      for (PlanTensorId t : schedules_.back().kept) {
+        ++holds_[t];
+        PlanTensorId root = Root(t);
+        if (tracing_ && !saved_root_[root]) saver_[root] = region.scope + " (saved op)";
+        saved_root_[root] = true;
+      }
+    }
     for (PlanTensorId t : plan_.outputs) ++holds_[t];  // the training script holds the outputs
     for (PlanTensorId t : plan_.forward_cache) ++holds_[t];
     if (!plan_.outputs.empty() && plan_.loss != LossKind::kNone) ++holds_[plan_.outputs[0]];
@@ -330,11 +342,13 @@ class Runtime {
     const CheckpointRegion& region = Regions()[r];
     Step(Phase::kBackward, "recompute " + region.scope, "checkpoint recompute", region.scope);
     DropRecomputed();
+    const RegionRecompute& schedule = schedules_[r];
     std::map<PlanTensorId, bool> saved;
-    for (int i : region.ops) {
-      const PlanOp& op = plan_.ops[i];
+    for (size_t k = 0; k < region.ops.size(); ++k) {
+      const PlanOp& op = plan_.ops[region.ops[k]];
       std::vector<PlanTensorId> seen;
       for (PlanTensorId t : op.inputs) {
+        if (!schedule.run[k]) break;
         if (t < 0 || std::find(seen.begin(), seen.end(), t) != seen.end()) continue;
         seen.push_back(t);
         ++rholds_[t];
@@ -344,11 +358,16 @@ class Runtime {
         saved[Root(t)] = true;
       }
     }
-    for (PlanTensorId t : region_inputs_[r]) {
-      if (storage_[t] < 0) continue;
-      rstorage_[t] = storage_[t];
-      Ref(storage_[t]);
+    const std::vector<PlanTensorId>* inputs = &region_inputs_[r];
+    for (const std::vector<PlanTensorId>* from : {inputs, &schedule.kept}) {
+      for (PlanTensorId t : *from) {
+        if (storage_[t] < 0 || rstorage_.count(t)) continue;
+        rstorage_[t] = storage_[t];
+        Ref(storage_[t]);
+      }
     }
+    // Kept tensors now belong to the recompute: the forward's hold goes.
+    ReleaseKept(r);
     auto rrelease = [&](PlanTensorId t) {
       auto it = rstorage_.find(t);
       if (it == rstorage_.end()) return;
@@ -374,11 +393,14 @@ class Runtime {
                  : "recomputed by " + region.scope);
       }
     };
-    for (int i : region.ops) {
-      const PlanOp& op = plan_.ops[i];
+    bool first = true;
+    for (size_t k = 0; k < region.ops.size(); ++k) {
+      if (!schedule.run[k]) continue;
+      const PlanOp& op = plan_.ops[region.ops[k]];
       // One step per recomputed op, so the peak inside a recompute names its op.
-      if (i != region.ops.front() && MakesTensors(op))
+      if (!first && MakesTensors(op))
         Step(Phase::kBackward, "recompute " + op.name, op.type, op.scope);
+      first = false;
       for (PlanTensorId t : op.copies) make(t, op);
       for (PlanTensorId t : op.extras) make(t, op);
       for (PlanTensorId t : op.outputs) {
@@ -404,6 +426,13 @@ class Runtime {
     // Region inputs nobody in the region saves were only needed to recompute.
     for (PlanTensorId t : region_inputs_[r]) {
       if (rstorage_.count(t) && !saved.count(Root(t))) {
+        rholds_[t] = 1;
+        rrelease(t);
+      }
+    }
+    // Kept tensors the recompute did not read and nothing in the region saves.
+    for (PlanTensorId t : schedule.kept) {
+      if (rstorage_.count(t) && rholds_[t] == 0) {
         rholds_[t] = 1;
         rrelease(t);
       }
@@ -435,10 +464,18 @@ class Runtime {
     rstorage_.erase(it);
   }
 
+  // The forward's holds on what an op-level region's saved ops made, once.
+  void ReleaseKept(int r) {
+    if (kept_released_[r]) return;
+    kept_released_[r] = true;
+    for (PlanTensorId t : schedules_[r].kept) Release(t);
+  }
+
   // After the region's last backward op: drop what the checkpoint kept.
   void FinishRegion(int r) {
     if (finished_[r]) return;
     finished_[r] = true;
+    ReleaseKept(r);
     for (PlanTensorId t : region_inputs_[r]) Release(t);
     if (rng_[r] >= 0) Unref(rng_[r]);
     rng_[r] = -1;
@@ -448,6 +485,7 @@ class Runtime {
     rng_.assign(Regions().size(), -1);
     recomputed_.assign(Regions().size(), false);
     finished_.assign(Regions().size(), false);
+    kept_released_.assign(Regions().size(), false);
     for (const PlanOp& op : plan_.ops) {
       if (!MakesTensors(op)) {
         // Shape arithmetic reads only metadata, but it still counted as a reader.
@@ -820,7 +858,8 @@ class Runtime {
   std::vector<int32_t> base_holds_;
   std::vector<std::vector<PlanTensorId>> region_inputs_;
   std::vector<BufferId> rng_;
-  std::vector<bool> recomputed_, finished_;
+  std::vector<bool> recomputed_, finished_, kept_released_;
+  std::vector<RegionRecompute> schedules_;  // per region
   std::map<PlanTensorId, BufferId> rstorage_;
   std::map<PlanTensorId, int32_t> rholds_;
   std::vector<BufferId> held_outputs_;
@@ -828,6 +867,62 @@ class Runtime {
 };
 
 }  // namespace
+
+RegionRecompute RegionSchedule(const TrainingPlan& plan, const CheckpointRegion& region) {
+  RegionRecompute out;
+  out.run.assign(region.ops.size(), !region.op_level);
+  if (!region.op_level) return out;
+  std::set<int> save(region.save_ops.begin(), region.save_ops.end());
+  std::map<PlanTensorId, bool> made;  // made in the region -> needed
+  auto persistent = [&](PlanTensorId t) {
+    TensorRole r = plan.tensors[t].role;
+    return plan.tensors[t].metadata || r == TensorRole::kParameter || r == TensorRole::kBuffer ||
+           r == TensorRole::kDataInput;
+  };
+  for (int i : region.ops) {
+    const PlanOp& op = plan.ops[i];
+    for (const std::vector<PlanTensorId>* v : {&op.copies, &op.extras, &op.outputs}) {
+      for (PlanTensorId t : *v) {
+        if (t >= 0 && !persistent(t)) made[t] = false;
+      }
+    }
+  }
+  for (int i : region.ops) {
+    for (PlanTensorId t : plan.ops[i].saved) {
+      auto it = made.find(t);
+      if (it != made.end() && !it->second) {
+        it->second = true;
+        out.needed.push_back(t);
+      }
+    }
+  }
+  // Backwards through the region: an op that makes something needed is either saved (what it
+  // made is kept) or runs again (and what it reads becomes needed).
+  for (size_t k = region.ops.size(); k-- > 0;) {
+    const PlanOp& op = plan.ops[region.ops[k]];
+    std::vector<PlanTensorId> wanted;
+    for (const std::vector<PlanTensorId>* v : {&op.copies, &op.extras, &op.outputs}) {
+      for (PlanTensorId t : *v) {
+        auto it = t >= 0 ? made.find(t) : made.end();
+        if (it != made.end() && it->second &&
+            std::find(wanted.begin(), wanted.end(), t) == wanted.end())
+          wanted.push_back(t);
+      }
+    }
+    if (wanted.empty()) continue;
+    if (save.count(region.ops[k])) {
+      out.kept.insert(out.kept.end(), wanted.begin(), wanted.end());
+      continue;
+    }
+    out.run[k] = true;
+    for (PlanTensorId t : op.inputs) {
+      if (t < 0) continue;
+      if (auto it = made.find(t); it != made.end()) it->second = true;
+    }
+  }
+  std::reverse(out.kept.begin(), out.kept.end());
+  return out;
+}
 
 int SimulatedMicroBatches(const TrainingPlan& plan, const SimulateOptions& options) {
   const int k = std::max(plan.micro_batches, 1);

@@ -1,0 +1,351 @@
+#include "planners/op_level.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <boost/graph/adjacency_list.hpp>
+#include <boost/graph/push_relabel_max_flow.hpp>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "policies/recompute.h"
+
+namespace vramsim {
+
+namespace {
+
+using Traits = boost::adjacency_list_traits<boost::vecS, boost::vecS, boost::directedS>;
+using FlowGraph = boost::adjacency_list<
+    boost::vecS, boost::vecS, boost::directedS, boost::no_property,
+    boost::property<
+        boost::edge_capacity_t, int64_t,
+        boost::property<boost::edge_residual_capacity_t, int64_t,
+                        boost::property<boost::edge_reverse_t, Traits::edge_descriptor>>>>;
+
+// Larger than any sum of tensor bytes the simulator accepts (2^62 at most).
+constexpr int64_t kInf = int64_t{1} << 62;
+
+bool Persistent(const PlanTensor& t) {
+  return t.metadata || t.role == TensorRole::kParameter || t.role == TensorRole::kBuffer ||
+         t.role == TensorRole::kDataInput;
+}
+
+PlanTensorId Root(const TrainingPlan& plan, PlanTensorId t) {
+  while (plan.tensors[t].view_of >= 0) t = plan.tensors[t].view_of;
+  return t;
+}
+
+double MsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+bool Better(const PlanResult& a, const PlanResult& b) {
+  if (a.fits != b.fits) return a.fits;
+  if (a.fits && a.recompute_flops != b.recompute_flops)
+    return a.recompute_flops < b.recompute_flops;
+  return a.peak_bytes < b.peak_bytes;
+}
+
+// Simulates candidate plans and keeps the best (fits with the least recompute, else the lowest
+// peak).
+class OpSearch {
+ public:
+  OpSearch(const PlanProblem& p, uint64_t budget, std::string name)
+      : p_(p), budget_(budget), name_(std::move(name)), start_(std::chrono::steady_clock::now()) {}
+  Result<PlanResult> Try(const std::vector<std::string>& entries) {
+    auto it = seen_.find(entries);
+    if (it != seen_.end()) return it->second;
+    auto r = EvaluateCheckpoint(p_, entries, budget_);
+    if (!r) return r.error();
+    ++sims_;
+    r->strategy = name_;
+    seen_.emplace(entries, *r);
+    if (!have_ || Better(*r, best_)) {
+      best_ = *r;
+      have_ = true;
+    }
+    return r;
+  }
+  Result<PlanResult> Finish(const std::string& note) {
+    if (!have_) return Error{name_ + ": no plan"};
+    best_.solve_ms = MsSince(start_);
+    best_.simulations = sims_;
+    best_.budget_bytes = budget_;
+    best_.note = note;
+    return best_;
+  }
+
+ private:
+  const PlanProblem& p_;
+  uint64_t budget_;
+  std::string name_;
+  std::chrono::steady_clock::time_point start_;
+  std::map<std::vector<std::string>, PlanResult> seen_;
+  PlanResult best_;
+  bool have_ = false;
+  int sims_ = 0;
+};
+
+std::vector<bool> MatmulBans(const TrainingPlan& plan) {
+  std::vector<bool> banned(plan.ops.size(), false);
+  for (size_t i = 0; i < plan.ops.size(); ++i) banned[i] = IsMatmulType(plan.ops[i].type);
+  return banned;
+}
+
+std::vector<std::string> MinCutEntries(const PlanProblem& p,
+                                       const std::vector<OpLevelRegion>& regions,
+                                       const std::vector<bool>& banned) {
+  std::vector<std::string> entries;
+  for (const OpLevelRegion& r : regions) {
+    entries.push_back(
+        OpLevelEntry(p.baseline.plan, r.scope, MinCutSaveOps(p.baseline.plan, r.ops, banned)));
+  }
+  return entries;
+}
+
+class SacMatmulStrategy : public CheckpointStrategy {
+ public:
+  std::string_view name() const override { return "sac-matmul"; }
+  std::string_view description() const override {
+    return "op-level: every block and the runs between them checkpointed, saving matmul/conv/"
+           "attention outputs (SAC's usual policy_fn)";
+  }
+  Result<PlanResult> Solve(const PlanProblem& p, uint64_t budget) const override {
+    OpSearch s(p, budget, std::string(name()));
+    std::vector<std::string> entries;
+    for (const OpLevelRegion& r : OpLevelRegions(p))
+      entries.push_back(r.scope + kSaveMarker + "@matmul");
+    if (auto r = s.Try(entries); !r) return r.error();
+    return s.Finish("");
+  }
+};
+
+class MinCutStrategy : public CheckpointStrategy {
+ public:
+  std::string_view name() const override { return "min-cut"; }
+  std::string_view description() const override {
+    return "op-level: each region saves the minimum cut between its forward and its backward "
+           "(torch.compile's partitioner)";
+  }
+  Result<PlanResult> Solve(const PlanProblem& p, uint64_t budget) const override {
+    OpSearch s(p, budget, std::string(name()));
+    auto entries = MinCutEntries(p, OpLevelRegions(p), MatmulBans(p.baseline.plan));
+    if (auto r = s.Try(entries); !r) return r.error();
+    return s.Finish("");
+  }
+};
+
+// The banned ops kept (must save) by the knapsack at memory fraction b: the most forward FLOPs
+// whose output bytes sum to at most b of all of theirs (exact DP over bytes in 1/1000 units).
+std::vector<bool> KnapsackBans(const TrainingPlan& plan, const std::vector<OpLevelRegion>& regions,
+                               double b) {
+  std::vector<bool> banned(plan.ops.size(), false);
+  std::vector<int> items;
+  std::vector<uint64_t> bytes;
+  for (const OpLevelRegion& r : regions) {
+    for (int i : r.ops) {
+      if (!IsMatmulType(plan.ops[i].type)) continue;
+      uint64_t sum = 0;
+      for (PlanTensorId t : plan.ops[i].outputs)
+        if (t >= 0 && !plan.tensors[t].metadata) sum += TensorBytes(plan.tensors[t]);
+      items.push_back(i);
+      bytes.push_back(sum);
+    }
+  }
+  uint64_t total = 0;
+  for (uint64_t x : bytes) total += x;
+  if (items.empty() || total == 0) return banned;
+  constexpr int kUnits = 1000;
+  const int cap = static_cast<int>(std::floor(b * kUnits + 1e-9));
+  std::vector<int> w(items.size());
+  for (size_t k = 0; k < items.size(); ++k)
+    w[k] =
+        static_cast<int>((static_cast<unsigned __int128>(bytes[k]) * kUnits + total - 1) / total);
+  // best[k][c]: most FLOPs from items < k in c units.
+  std::vector<std::vector<double>> best(items.size() + 1, std::vector<double>(cap + 1, 0));
+  for (size_t k = 0; k < items.size(); ++k) {
+    double f = static_cast<double>(plan.ops[items[k]].forward_flops);
+    for (int c = 0; c <= cap; ++c) {
+      best[k + 1][c] = best[k][c];
+      if (w[k] <= c) best[k + 1][c] = std::max(best[k + 1][c], best[k][c - w[k]] + f);
+    }
+  }
+  for (size_t k = items.size(), c = cap; k-- > 0;) {
+    if (best[k + 1][c] != best[k][c]) {
+      banned[items[k]] = true;
+      c -= w[k];
+    }
+  }
+  return banned;
+}
+
+class KnapsackStrategy : public CheckpointStrategy {
+ public:
+  std::string_view name() const override { return "knapsack"; }
+  std::string_view description() const override {
+    return "op-level: a 0-1 knapsack keeps the matmul outputs worth most FLOPs within a memory "
+           "fraction b (activation_memory_budget), the rest by min cut; b bisected to fit";
+  }
+  Result<PlanResult> Solve(const PlanProblem& p, uint64_t budget) const override {
+    OpSearch s(p, budget, std::string(name()));
+    const auto regions = OpLevelRegions(p);
+    const TrainingPlan& plan = p.baseline.plan;
+    auto at = [&](double b) {
+      return s.Try(MinCutEntries(p, regions, KnapsackBans(plan, regions, b)));
+    };
+    auto top = at(1);
+    if (!top) return top.error();
+    double chosen = 1;
+    if (!top->fits) {
+      auto bottom = at(0);
+      if (!bottom) return bottom.error();
+      chosen = 0;
+      if (bottom->fits) {
+        double lo = 0, hi = 1;  // lo fits, hi does not
+        for (int k = 0; k < 7; ++k) {
+          double mid = (lo + hi) / 2;
+          auto r = at(mid);
+          if (!r) return r.error();
+          (r->fits ? lo : hi) = mid;
+        }
+        chosen = lo;
+      }
+    }
+    return s.Finish(fmt::format("memory budget b = {:.3f}", chosen));
+  }
+};
+
+}  // namespace
+
+std::vector<OpLevelRegion> OpLevelRegions(const PlanProblem& p) {
+  const TrainingPlan& plan = p.baseline.plan;
+  const size_t n = plan.ops.size();
+  std::vector<int> block(n, -1);
+  for (size_t b = 0; b < p.block_ops.size(); ++b)
+    for (int i : p.block_ops[b]) block[i] = static_cast<int>(b);
+  std::vector<OpLevelRegion> out;
+  size_t next_block = 0;
+  auto add_run = [&](size_t a, size_t e) {  // ops [a, e) outside the blocks
+    std::vector<std::string> parts;
+    for (size_t i = a; i < e; ++i) {
+      const std::string& s = plan.ops[i].scope;
+      if (!s.empty() && std::find(parts.begin(), parts.end(), s) == parts.end()) parts.push_back(s);
+    }
+    if (parts.empty()) return;
+    std::vector<int> ops;
+    for (size_t i = 0; i < n; ++i) {
+      bool in = std::any_of(parts.begin(), parts.end(),
+                            [&](const std::string& s) { return InScope(plan.ops[i], s); });
+      if (!in) continue;
+      if (i < a || i >= e) return;  // a scope reaches past the run: not nameable
+      ops.push_back(static_cast<int>(i));
+    }
+    std::string scope;
+    for (const std::string& s : parts) scope += (scope.empty() ? "" : "+") + s;
+    out.push_back({scope, ops});
+  };
+  size_t run = 0;
+  for (size_t i = 0; i <= n; ++i) {
+    if (i < n && block[i] < 0) continue;
+    if (i > run) add_run(run, i);
+    run = i + 1;
+    if (i < n && static_cast<size_t>(block[i]) == next_block) {
+      out.push_back({p.blocks.scopes[next_block], p.block_ops[next_block]});
+      ++next_block;
+    }
+  }
+  return out;
+}
+
+std::vector<int> MinCutSaveOps(const TrainingPlan& plan, const std::vector<int>& region_ops,
+                               const std::vector<bool>& banned) {
+  // Vertices: 0 source, 1 sink, per op one, per made tensor an in and an out.
+  std::map<PlanTensorId, int> made;  // tensor -> its "in" vertex (out = in + 1)
+  std::map<PlanTensorId, int> producer;
+  std::map<int, int> op_vertex;
+  int v = 2;
+  for (int i : region_ops) {
+    op_vertex[i] = v++;
+    const PlanOp& op = plan.ops[i];
+    for (const std::vector<PlanTensorId>* list : {&op.copies, &op.extras, &op.outputs}) {
+      for (PlanTensorId t : *list) {
+        if (t < 0 || Persistent(plan.tensors[t]) || made.count(t)) continue;
+        made[t] = v;
+        producer[t] = i;
+        v += 2;
+      }
+    }
+  }
+  FlowGraph g(v);
+  auto cap = boost::get(boost::edge_capacity, g);
+  auto rev = boost::get(boost::edge_reverse, g);
+  auto res = boost::get(boost::edge_residual_capacity, g);
+  auto edge = [&](int a, int b, int64_t c) {
+    auto e = boost::add_edge(a, b, g).first;
+    auto r = boost::add_edge(b, a, g).first;
+    cap[e] = c;
+    cap[r] = 0;
+    rev[e] = r;
+    rev[r] = e;
+  };
+  for (const auto& [t, in] : made) {
+    const PlanTensor& x = plan.tensors[t];
+    int64_t c = static_cast<int64_t>(TensorBytes(x));
+    if (x.view_of >= 0) c = made.count(Root(plan, t)) ? kInf : 0;  // saving a view holds its base
+    edge(in, in + 1, c);
+    edge(op_vertex[producer[t]], in, kInf);
+  }
+  for (int i : region_ops) {
+    const PlanOp& op = plan.ops[i];
+    // Region inputs and parameters stay for the backward anyway: an op reading them may run
+    // again. Only banned ops are tied to the source (run in the forward, never recomputed).
+    for (PlanTensorId t : op.inputs) {
+      if (t < 0) continue;
+      if (auto it = made.find(t); it != made.end()) edge(it->second + 1, op_vertex[i], kInf);
+    }
+    if (banned[i]) edge(0, op_vertex[i], kInf);
+    for (PlanTensorId t : op.saved)
+      if (auto it = made.find(t); it != made.end()) edge(it->second + 1, 1, kInf);
+  }
+  int64_t flow = boost::push_relabel_max_flow(g, 0, 1);
+  std::vector<int> save;
+  if (flow >= kInf) return save;  // no finite cut: save nothing
+  // The source side: reachable from the source in the residual graph.
+  std::vector<bool> side(v, false);
+  std::vector<int> stack = {0};
+  side[0] = true;
+  while (!stack.empty()) {
+    int a = stack.back();
+    stack.pop_back();
+    for (auto [e, end] = boost::out_edges(a, g); e != end; ++e) {
+      int b = static_cast<int>(boost::target(*e, g));
+      if (!side[b] && res[*e] > 0) {
+        side[b] = true;
+        stack.push_back(b);
+      }
+    }
+  }
+  std::set<int> ops;
+  for (const auto& [t, in] : made)
+    if (side[in] && !side[in + 1]) ops.insert(producer[t]);
+  save.assign(ops.begin(), ops.end());
+  return save;
+}
+
+std::string OpLevelEntry(const TrainingPlan& plan, const std::string& scope,
+                         const std::vector<int>& save_ops) {
+  std::string s = scope + kSaveMarker;
+  for (size_t k = 0; k < save_ops.size(); ++k) s += (k ? "|" : "") + plan.ops[save_ops[k]].name;
+  return s;
+}
+
+void AddOpLevelStrategies(std::vector<std::unique_ptr<CheckpointStrategy>>* strategies) {
+  strategies->push_back(std::make_unique<SacMatmulStrategy>());
+  strategies->push_back(std::make_unique<MinCutStrategy>());
+  strategies->push_back(std::make_unique<KnapsackStrategy>());
+}
+
+}  // namespace vramsim

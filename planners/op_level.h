@@ -1,0 +1,52 @@
+// Op-level checkpoint plans (simulator/plan.h's op-level regions, policies/recompute.h's
+// "SCOPE:save=..." entries): inside each checkpointed region some ops' outputs are kept from the
+// forward and the backward's recompute runs only what is needed to rebuild the rest.
+//
+// The regions are the candidate blocks and the runs of ops between them (the stem, the head),
+// each run named by its ops' module scopes joined by '+'. Three rules choose what each region
+// saves:
+//   sac-matmul  PyTorch's usual selective-checkpointing policy_fn: MUST_SAVE the outputs of
+//               matmul, conv and attention ops (policies/recompute.h's @matmul), recompute the
+//               rest;
+//   min-cut     torch.compile's min-cut partitioner (torch/_functorch/partitioners.py): the
+//               region's values form a flow graph (each value an edge of its size, region inputs
+//               and parameters at the source, what the region's backward reads at the sink,
+//               matmul/conv/attention outputs banned from recompute: tied to the source); the
+//               minimum cut (Boost.Graph's push-relabel max-flow) is what is saved;
+//   knapsack    activation_memory_budget: a 0-1 knapsack over the banned (matmul-type) ops'
+//               outputs, maximizing the forward FLOPs not recomputed with their bytes at most a
+//               fraction b in [0, 1] of all of theirs; those not chosen may be recomputed, and
+//               the min cut is taken again. b is searched (bisection) for the least recompute
+//               whose simulated peak fits the byte budget.
+// Every plan is replayed through the simulator (EvaluateCheckpoint); its peak is what is reported.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "planners/checkpoint_planner.h"
+
+namespace vramsim {
+
+struct OpLevelRegion {
+  std::string scope;     // as --checkpoint takes it: "layer1.0", "conv1+bn1+relu+maxpool"
+  std::vector<int> ops;  // indices into the baseline plan's ops, forward order
+};
+
+// The regions op-level strategies checkpoint: every block, and every run of ops between
+// blocks that module scopes name exactly (ops without a scope stay outside).
+std::vector<OpLevelRegion> OpLevelRegions(const PlanProblem& problem);
+
+// The min-cut rule on one region: the ops whose outputs are saved. `banned` ops may not be
+// recomputed (their outputs are saved when needed).
+std::vector<int> MinCutSaveOps(const TrainingPlan& plan, const std::vector<int>& region_ops,
+                               const std::vector<bool>& banned);
+
+// "SCOPE:save=NAME|NAME" for the ops given (node names).
+std::string OpLevelEntry(const TrainingPlan& plan, const std::string& scope,
+                         const std::vector<int>& save_ops);
+
+// sac-matmul, min-cut, knapsack.
+void AddOpLevelStrategies(std::vector<std::unique_ptr<CheckpointStrategy>>* strategies);
+
+}  // namespace vramsim

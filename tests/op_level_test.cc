@@ -1,0 +1,263 @@
+// Op-level checkpointing (simulator/plan.h's op-level regions, policies/recompute.h's
+// "SCOPE:save=..." entries, planners/op_level.h): the recompute of a tiny region by hand with and
+// without saved ops, the --checkpoint syntax, the min cut on the tiny region, and on the
+// exported models every op-level strategy's reported peak replayed by estimate.
+#include "planners/op_level.h"
+
+#include <gtest/gtest.h>
+
+#include <climits>
+#include <map>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "engine/estimate.h"
+#include "importer/importer.h"
+#include "planners/checkpoint_planner.h"
+#include "policies/recompute.h"
+#include "tests/model_builder.h"
+
+using namespace vramsim;
+using vramsim::testing::ModelBuilder;
+
+namespace {
+
+constexpr DType kF32 = DType::kFloat32;
+const std::string kExamples = VRAMSIM_EXAMPLES;
+
+// x -> [pre: h = x + B] -> [blk: a = h @ W1; b = tanh(a); c = tanh(b); y = c @ W2], every
+// activation [4,64] float32 = 4*64*4 = 1024 bytes. In the backward the region's ops save:
+// MatMul h (a region input) and W1, Tanh its output b, Tanh_1 its output c, MatMul_1 c and W2.
+void TinyRegion(ModelBuilder& m) {
+  m.Input("x", kF32, {4, 64});
+  m.Initializer("B", kF32, {64});
+  m.Initializer("W1", kF32, {64, 64});
+  m.Initializer("W2", kF32, {64, 64});
+  m.Node("Add", {"x", "B"}, {"h"}, "/pre/Add");
+  m.Node("MatMul", {"h", "W1"}, {"a"}, "/blk/MatMul");
+  m.Node("Tanh", {"a"}, {"b"}, "/blk/Tanh");
+  m.Node("Tanh", {"b"}, {"c"}, "/blk/Tanh_1");
+  m.Node("MatMul", {"c", "W2"}, {"y"}, "/blk/MatMul_1");
+  m.Output("y");
+}
+
+Result<Estimate> RunTiny(const std::string& checkpoint) {
+  ModelBuilder m;
+  TinyRegion(m);
+  auto g = ImportModelProto(m.proto());
+  if (!g) return g.error();
+  EstimateFlags flags;
+  flags.optimizer = "sgd";
+  flags.target = "torch-cpu";
+  flags.loss = "none";
+  flags.checkpoint = checkpoint;
+  auto o = ParseEstimateFlags(flags);
+  if (!o) return o.error();
+  return RunEstimate(*g, *o);
+}
+
+// (A|F, step, buffer, bytes) of the events in the recompute's steps.
+using Ev = std::tuple<char, std::string, std::string, uint64_t>;
+std::vector<Ev> RecomputeEvents(const Trace& t) {
+  std::vector<Ev> out;
+  for (const Event& e : t.events) {
+    const std::string& step = t.steps[e.step].name;
+    if (step.rfind("recompute", 0) != 0) continue;
+    out.emplace_back(e.kind == Event::Kind::kAlloc ? 'A' : 'F', step, t.buffers[e.buffer].name,
+                     t.buffers[e.buffer].bytes);
+  }
+  return out;
+}
+
+// The most bytes live at once (unrounded) while the recompute runs, above what was live before.
+uint64_t RecomputeHigh(const Trace& t) {
+  int64_t live = 0, high = 0;
+  for (const Event& e : t.events) {
+    if (t.steps[e.step].name.rfind("recompute", 0) != 0) continue;
+    live +=
+        (e.kind == Event::Kind::kAlloc ? 1 : -1) * static_cast<int64_t>(t.buffers[e.buffer].bytes);
+    high = std::max(high, live);
+  }
+  return static_cast<uint64_t>(high);
+}
+
+// Where the forward's a = h @ W1 (1024 bytes) is freed.
+std::string FreeOfA(const Trace& t) {
+  for (const Event& e : t.events) {
+    if (e.kind == Event::Kind::kFree && t.buffers[e.buffer].name == "a") {
+      return std::string(PhaseName(t.steps[e.step].phase)) + ":" + t.steps[e.step].name;
+    }
+  }
+  return "";
+}
+
+TEST(OpLevelSimulator, PlainRegionRecomputesEveryOp) {
+  auto e = RunTiny("blk");
+  ASSERT_TRUE(e) << e.error().message;
+  // torch.utils.checkpoint runs the whole region again: a (freed once Tanh has read it), b and
+  // c (saved), and y, which nothing in the region reads or saves (dropped at once).
+  const std::vector<Ev> expected = {
+      {'A', "recompute blk", "a", 1024},           {'A', "recompute /blk/Tanh", "b", 1024},
+      {'F', "recompute /blk/Tanh", "a", 1024},     {'A', "recompute /blk/Tanh_1", "c", 1024},
+      {'A', "recompute /blk/MatMul_1", "y", 1024}, {'F', "recompute /blk/MatMul_1", "y", 1024},
+  };
+  EXPECT_EQ(RecomputeEvents(e->trace), expected);
+  // a, b at once after Tanh (2 KiB); b, c, y after MatMul_1: 3 KiB.
+  EXPECT_EQ(RecomputeHigh(e->trace), 3072u);
+  EXPECT_EQ(FreeOfA(e->trace), "forward:/blk/Tanh");
+}
+
+TEST(OpLevelSimulator, SavedMatMulIsKeptAndNotRunAgain) {
+  auto plain = RunTiny("blk");
+  auto e = RunTiny("blk:save=MatMul");  // SAC: MUST_SAVE the matmuls
+  ASSERT_TRUE(plain) << plain.error().message;
+  ASSERT_TRUE(e) << e.error().message;
+  ASSERT_EQ(e->plan.regions.size(), 1u);
+  EXPECT_TRUE(e->plan.regions[0].op_level);
+  EXPECT_EQ(e->plan.regions[0].save_ops.size(), 2u);  // both MatMuls
+  // The region's backward reads b and c. c comes from Tanh_1 (runs again, reads b), b from
+  // Tanh (runs again, reads a), a from the saved MatMul: kept from the forward. MatMul_1's y is
+  // read by nothing in the backward: neither kept nor recomputed.
+  const std::vector<Ev> expected = {
+      {'A', "recompute blk", "b", 1024},
+      {'F', "recompute blk", "a", 1024},  // the forward's a, read by the recompute's Tanh
+      {'A', "recompute /blk/Tanh_1", "c", 1024},
+  };
+  EXPECT_EQ(RecomputeEvents(e->trace), expected);
+  // a and b after Tanh (2 KiB; a was already live before), b and c after Tanh_1: 2 KiB in all,
+  // 1 KiB above the start (3 KiB without).
+  EXPECT_EQ(RecomputeHigh(e->trace), 1024u);
+  // a stays from the forward until the recompute; without the save it goes in the forward.
+  EXPECT_EQ(FreeOfA(e->trace), "backward:recompute blk");
+  // Both MatMuls (2 * 4 * 64 * 64 = 32768 FLOPs each) are not run again.
+  EXPECT_EQ(plain->recompute_flops - e->recompute_flops, 2u * 32768u);
+}
+
+TEST(OpLevelSimulator, SavingNothingRunsOnlyWhatTheBackwardReads) {
+  auto plain = RunTiny("blk");
+  auto e = RunTiny("blk:save=");
+  ASSERT_TRUE(e) << e.error().message;
+  // a, b, c again (a freed after Tanh); y is not made.
+  const std::vector<Ev> expected = {
+      {'A', "recompute blk", "a", 1024},
+      {'A', "recompute /blk/Tanh", "b", 1024},
+      {'F', "recompute /blk/Tanh", "a", 1024},
+      {'A', "recompute /blk/Tanh_1", "c", 1024},
+  };
+  EXPECT_EQ(RecomputeEvents(e->trace), expected);
+  EXPECT_EQ(RecomputeHigh(e->trace), 2048u);  // 2 KiB (3 KiB for the whole region)
+  EXPECT_EQ(FreeOfA(e->trace), "forward:/blk/Tanh");
+  EXPECT_EQ(plain->recompute_flops - e->recompute_flops, 32768u);  // MatMul_1 only
+  // A saved node name works as its type does; a name that is neither is refused.
+  auto by_name = RunTiny("blk:save=/blk/MatMul");
+  ASSERT_TRUE(by_name) << by_name.error().message;
+  EXPECT_EQ(RecomputeEvents(by_name->trace).size(), 3u);
+  auto bad = RunTiny("blk:save=Conv2");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("'Conv2' is no op type or node name"), std::string::npos);
+}
+
+TEST(OpLevelSyntax, PoliciesAndSaveLists) {
+  auto all = ParseScopes("sac-matmul");
+  ASSERT_TRUE(all) << all.error().message;
+  EXPECT_EQ(*all, (std::vector<std::string>{"*:save=@matmul"}));
+  auto some = ParseScopes("sac-matmul:h.0-2,ln_f");
+  ASSERT_TRUE(some) << some.error().message;
+  EXPECT_EQ(*some, (std::vector<std::string>{"h.0:save=@matmul", "h.1:save=@matmul",
+                                             "h.2:save=@matmul", "ln_f:save=@matmul"}));
+  auto lists = ParseScopes("a+b:save=/a/Conv|Gemm,c:save=");
+  ASSERT_TRUE(lists) << lists.error().message;
+  EXPECT_EQ(*lists, (std::vector<std::string>{"a+b:save=/a/Conv|Gemm", "c:save="}));
+  EXPECT_FALSE(ParseScopes("sac-matmul:"));
+  EXPECT_FALSE(ParseScopes("sac-matmul:h.0:save=X"));
+  EXPECT_FALSE(ParseScopes(":save=X"));
+  // "*" is the whole model: on the tiny graph the pre Add is in the region too.
+  auto e = RunTiny("sac-matmul");
+  ASSERT_TRUE(e) << e.error().message;
+  ASSERT_EQ(e->plan.regions.size(), 1u);
+  EXPECT_EQ(e->plan.regions[0].ops.size(), 5u);
+}
+
+TEST(OpLevelMinCut, CutsAtTheMatMulOutputOnlyWhenMatMulsAreBanned) {
+  auto e = RunTiny("");
+  ASSERT_TRUE(e) << e.error().message;
+  const TrainingPlan& plan = e->plan;
+  std::vector<int> region;
+  for (size_t i = 0; i < plan.ops.size(); ++i)
+    if (plan.ops[i].name.rfind("/blk/", 0) == 0) region.push_back(static_cast<int>(i));
+  ASSERT_EQ(region.size(), 4u);
+  // Banned MatMuls are tied to the source; b and c go to the sink (Tanh, Tanh_1 and MatMul_1
+  // save them). Cuts: {a} 1024 bytes, {b, c} 2048, {b} alone leaves c's path open. Min: a.
+  std::vector<bool> banned(plan.ops.size(), false);
+  banned[region[0]] = banned[region[3]] = true;
+  EXPECT_EQ(MinCutSaveOps(plan, region, banned), (std::vector<int>{region[0]}));
+  // Nothing banned: everything can run again from h and the weights: the cut is empty.
+  EXPECT_TRUE(MinCutSaveOps(plan, region, std::vector<bool>(plan.ops.size(), false)).empty());
+  EXPECT_EQ(OpLevelEntry(plan, "blk", {region[0], region[3]}),
+            "blk:save=/blk/MatMul|/blk/MatMul_1");
+}
+
+// Every op-level strategy's plan, replayed by estimate from its --checkpoint text, peaks where
+// the planner said; at 0.8 of the peak op-level plans fit with less recompute than the optimal
+// block plan; on resnet18 they go below the lowest peak any block plan reaches.
+void CheckReplays(const std::string& model, std::map<std::string, int64_t> dims,
+                  bool below_blocks) {
+  ImportOptions io;
+  io.dims = dims;
+  auto g = ImportModel(kExamples + "/" + model, io);
+  ASSERT_TRUE(g) << g.error().message;
+  EstimateFlags flags;
+  auto o = ParseEstimateFlags(flags);
+  ASSERT_TRUE(o) << o.error().message;
+  auto p = MakePlanProblem(*g, *o);
+  ASSERT_TRUE(p) << p.error().message;
+  auto block = RunStrategies(*p, 1, "dp", nullptr);  // 1 byte: the lowest block plan
+  ASSERT_TRUE(block) << block.error().message;
+  for (const char* name : {"sac-matmul", "min-cut", "knapsack"}) {
+    auto r = RunStrategies(*p, p->baseline.peak.peak_bytes / 2, name, nullptr);
+    ASSERT_TRUE(r) << r.error().message;
+    const PlanResult& plan = r->front();
+    std::string text;
+    for (const std::string& s : plan.checkpoint) text += (text.empty() ? "" : ",") + s;
+    EstimateFlags replay = flags;
+    replay.checkpoint = text;
+    auto ro = ParseEstimateFlags(replay);
+    ASSERT_TRUE(ro) << ro.error().message;
+    auto e = RunEstimate(*g, *ro);
+    ASSERT_TRUE(e) << e.error().message;
+    EXPECT_EQ(e->peak.peak_bytes, plan.peak_bytes) << model << " " << name;
+    EXPECT_EQ(e->recompute_flops, plan.recompute_flops) << model << " " << name;
+  }
+  if (below_blocks) {
+    // At a budget nothing fits the knapsack's lowest plan (b = 0: no matmul kept, each region
+    // saves its min cut) goes below the lowest block plan.
+    auto low = RunStrategies(*p, 1, "knapsack", nullptr);
+    ASSERT_TRUE(low) << low.error().message;
+    EXPECT_LT(low->front().peak_bytes, block->front().peak_bytes) << model;
+  }
+  // At 0.8 of the peak the best op-level plan fits with less recompute than the optimal
+  // block plan (dp).
+  const uint64_t budget = p->baseline.peak.peak_bytes / 5 * 4;
+  auto dp = RunStrategies(*p, budget, "dp", nullptr);
+  ASSERT_TRUE(dp) << dp.error().message;
+  uint64_t least = UINT64_MAX;
+  for (const char* name : {"sac-matmul", "min-cut", "knapsack"}) {
+    auto r = RunStrategies(*p, budget, name, nullptr);
+    ASSERT_TRUE(r) << r.error().message;
+    if (r->front().fits) least = std::min(least, r->front().recompute_flops);
+  }
+  ASSERT_TRUE(dp->front().fits) << model;
+  EXPECT_LT(least, dp->front().recompute_flops) << model;
+  {}
+}
+
+TEST(OpLevelExamples, Resnet18PlansReplayAndBeatBlocks) {
+  CheckReplays("resnet18.onnx", {{"batch", 64}}, true);
+}
+TEST(OpLevelExamples, GptPlansReplayAndBeatBlocks) {
+  // gpt's lowest op-level peak is the lowest block plan's (what remains is the head and loss).
+  CheckReplays("gpt.onnx", {{"batch", 16}, {"seq", 256}}, false);
+}
+
+}  // namespace
