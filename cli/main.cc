@@ -7,6 +7,7 @@
 
 #include "cli/estimate.h"
 #include "cli/fit_cmd.h"
+#include "cli/layout_cmd.h"
 #include "engine/inspect.h"
 #include "engine/snapshot.h"
 #include "importer/importer.h"
@@ -88,6 +89,7 @@ int main(int argc, char** argv) {
   void RegisterPlanStrategiesCommands(CLI::App&);  // cli/plan_cmd.cc: plan, strategies;
   RegisterPlanStrategiesCommands(app);             // each runs from its callback when chosen
   vramsim::AddFitCommands(&app);  // fit, max-batch: each runs from its callback (cli/fit_cmd.cc)
+  vramsim::AddLayoutCommand(&app);  // layout: runs from its callback (cli/layout_cmd.cc)
 
   // Bare `vramsim`: the usage on stdout, then the one-line error (exit 2: nothing ran).
   if (argc <= 1) {
