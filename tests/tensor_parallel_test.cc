@@ -57,8 +57,8 @@ std::string ModelPath(const Shape& m) {
   return std::string(VRAMSIM_KORTHIKANTI) + "/" + m.name + ".onnx";
 }
 
-Result<Estimate> Run(const std::string& path, std::map<std::string, int64_t> dims,
-                     EstimateFlags flags) {
+Result<Estimate> RunModel(const std::string& path, std::map<std::string, int64_t> dims,
+                          EstimateFlags flags) {
   auto options = ParseEstimateFlags(flags);
   if (!options) return options.error();
   return EstimateModel(path, dims, *options);
@@ -118,7 +118,7 @@ double ExportExtra(const Shape& m, int t, bool sp) {
 }
 
 void ExpectLayerMatches(const Shape& m, int t, bool tp, bool sp) {
-  auto e = Run(ModelPath(m), {{"batch", kBatch}, {"seq", m.s}}, Bf16(tp ? t : 1, sp));
+  auto e = RunModel(ModelPath(m), {{"batch", kBatch}, {"seq", m.s}}, Bf16(tp ? t : 1, sp));
   ASSERT_TRUE(e) << e.error().message;
   const double measured = static_cast<double>(LayerActivationBytes(*e, "h.1"));
   const double expected = Paper(m, t, tp, sp) + ExportExtra(m, t, sp);
@@ -144,6 +144,70 @@ TEST(Korthikanti, OtherTensorParallelSizes) {
   for (int t : {2, 4}) {
     ExpectLayerMatches(kShapes[0], t, true, false);
     ExpectLayerMatches(kShapes[0], t, true, true);
+  }
+}
+
+// Model states per rank: parameters, gradients and optimizer state alive when the optimizer
+// step starts (exact bytes), for examples/gpt.onnx (nanoGPT: L = 4 layers, h = 256, a = 4,
+// vocab V = 512, position table S = 256, untied LM head), fp32 Adam.
+//
+// Parameters per tensor-parallel rank, exactly: each layer's c_attn (3h*h + 3h), attention
+// c_proj weight (h*h), c_fc (4h*h + 4h) and MLP c_proj weight (4h*h) split t ways; the two
+// row-parallel biases (h each) and both LayerNorms (2h each) whole; the vocab-parallel wte and
+// lm_head (V*h each) split; wpe (S*h) and ln_f (2h) whole:
+//   psi_t = L*(12h^2/t + 7h/t + 6h) + 2Vh/t + Sh + 2h
+// Megatron's theoretical_memory_usage.py (compute_weight_and_optimizer_memory) approximates the
+// same count as (12Lh^2 (1 + 13/(12h)) + 2Vh) / t, dividing the norms and row biases too and
+// leaving out the position table. ZeRO then divides over the d data-parallel ranks as
+// ZeroModelStates has it (Rajbhandari et al. 2020): params 4 psi_t (/ d at stage 3),
+// grads 4 psi_t (/ d at stage >= 2), Adam's two moments 8 psi_t (/ d at stage >= 1).
+struct States {
+  uint64_t params = 0, grads = 0, optimizer = 0;
+};
+States StatesAtOptimizerStart(const Estimate& e) {
+  States s;
+  for (const Event& ev : e.trace.events) {
+    if (e.trace.steps[ev.step].phase == Phase::kOptimizer) break;
+    const Buffer& b = e.trace.buffers[ev.buffer];
+    uint64_t* slot = b.category == Category::kParameters       ? &s.params
+                     : b.category == Category::kGradients      ? &s.grads
+                     : b.category == Category::kOptimizerState ? &s.optimizer
+                                                               : nullptr;
+    if (!slot) continue;
+    *slot = ev.kind == Event::Kind::kAlloc ? *slot + b.bytes : *slot - b.bytes;
+  }
+  return s;
+}
+
+TEST(ModelStates, TensorParallelTimesZero) {
+  const double L = 4, h = 256, V = 512, S = 256;
+  for (int t : {1, 2, 4}) {
+    const double psi = L * (12 * h * h / t + 7 * h / t + 6 * h) + 2 * V * h / t + S * h + 2 * h;
+    for (auto [d, stage] : {std::pair{1, 0}, {4, 0}, {4, 1}, {4, 2}, {4, 3}}) {
+      EstimateFlags f;
+      f.tensor_parallel = t;
+      f.data_parallel = d;
+      f.zero = stage;
+      auto e =
+          RunModel(std::string(VRAMSIM_EXAMPLES) + "/gpt.onnx", {{"batch", 2}, {"seq", 128}}, f);
+      ASSERT_TRUE(e) << e.error().message;
+      const States got = StatesAtOptimizerStart(*e);
+      const ModelStates want = ZeroModelStates(psi, 4, 4, 8, d, stage);
+      const std::string what = "tp " + std::to_string(t) + ", dp " + std::to_string(d) + ", zero " +
+                               std::to_string(stage);
+      // ZeRO's flat shards round each unit up to a multiple of d elements; Adam keeps a 4-byte
+      // step counter per parameter tensor (per shard under ZeRO): both well under 0.1%.
+      EXPECT_NEAR(got.params / want.params, 1.0, 1e-3) << what << ": " << got.params;
+      // ZeRO 1 keeps whole gradients through the backward (ZeroModelStates' G psi) and reduces
+      // them to the rank's partition when it ends (policies/sharding.h): at the optimizer step
+      // they are G psi / d, as under ZeRO 2.
+      const double grads = stage == 1 ? want.grads / d : want.grads;
+      EXPECT_NEAR(got.grads / grads, 1.0, 1e-3) << what << ": " << got.grads;
+      EXPECT_NEAR(got.optimizer / want.optimizer, 1.0, 1e-3) << what << ": " << got.optimizer;
+      if (stage == 0) {
+        EXPECT_EQ(got.params, static_cast<uint64_t>(4 * psi)) << what;
+      }
+    }
   }
 }
 
