@@ -264,15 +264,17 @@ Result<LayoutResult> SearchLayouts(const std::string& path, const LayoutOptions&
       std::vector<int> zeros = {0};
       if (t.dp > 1) zeros = {0, 1, 2, 3};
       bool done = false;
+      std::string failed;
       for (bool ckpt : {false, true}) {
         for (int zero : zeros) {
           LayoutCandidate base_c = c;
           base_c.zero = zero;
           base_c.checkpoint = ckpt;
-          if (done) {
-            base_c.status =
-                "not simulated: a layout with less recompute or a lower ZeRO stage "
-                "fits (same or less communication)";
+          if (done || !failed.empty()) {
+            base_c.status = !failed.empty()
+                                ? "not simulated: the same tp and pp failed (" + failed + ")"
+                                : "not simulated: a layout with less recompute or a lower ZeRO "
+                                  "stage fits (same or less communication)";
             out.push_back(base_c);
             continue;
           }
@@ -295,7 +297,9 @@ Result<LayoutResult> SearchLayouts(const std::string& path, const LayoutOptions&
               size_t mid = (lo + hi) / 2;
               LayoutCandidate x = eval(mid);
               bool fits = x.fits;
+              bool error = x.status.rfind("error: ", 0) == 0;
               tried.push_back(std::move(x));
+              if (error) break;
               if (fits) {
                 best = static_cast<int>(tried.size()) - 1;
                 lo = mid + 1;
@@ -314,6 +318,9 @@ Result<LayoutResult> SearchLayouts(const std::string& path, const LayoutOptions&
           }
           for (LayoutCandidate& x : tried) {
             done = done || x.fits;
+            // An error (a model tensor parallelism cannot split, ...) is the same for every
+            // ZeRO stage, micro-batch and checkpointing: the rest of this (tp, pp) is skipped.
+            if (x.status.rfind("error: ", 0) == 0 && failed.empty()) failed = x.status.substr(7);
             out.push_back(std::move(x));
           }
         }
