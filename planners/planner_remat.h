@@ -78,7 +78,9 @@ struct RematSolution {
   bool optimal = false;    // proven optimal (in Checkmate's stage space)
   double lower_bound = 0;  // on the cost (the baseline cost when nothing better is proven)
   // Where lower_bound comes from: "milp" (CBC's best bound, or the optimum), "lp" (the LP
-  // relaxation's optimum) or "baseline" (no recomputation at all).
+  // relaxation's optimum), "segment-lp" / "segment-milp" (the segment-covering relaxation's LP or
+  // CBC's bound on it, planners/remat/bound.cc: valid for schedules that compute the nodes first
+  // in the baseline order) or "baseline" (no recomputation at all).
   std::string bound_source = "baseline";
   double gap_pct() const { return cost > 0 ? 100.0 * (cost - lower_bound) / cost : 0.0; }
   double solve_ms = 0;
@@ -88,6 +90,9 @@ struct RematSolution {
 // What SolveRemat keeps of its time limit for the caller (replaying the plan, printing it):
 // this many seconds, or 5% of the limit when that is less.
 inline constexpr double kRematReserveSeconds = 1.5;
+
+// SolveRemat's eviction search passes (after the 12 fixed weightings, when one of them fits).
+inline constexpr int kRematSearchPasses = 100;
 
 struct RematOptions {
   // Wall-clock seconds for the whole solve: SolveRemat's phases share it (each gets what the
@@ -122,8 +127,12 @@ Result<RematSolution> SolveRematDtr(const RematGraph& g, uint64_t budget, double
 // schedule that fits is
 // returned (method "evict", explicit only: stages empty). A pass fails when every alive output
 // is pinned and there is still no room (it does not search other stage orders).
+// search_passes more follow, each from the best weighting so far with its exponents and every
+// node's score perturbed by deterministic draws; a pass stops as soon as it cannot beat the best.
+// The number of passes is fixed (the deadline is only a safety cut), so that the answer does not
+// depend on the machine's speed.
 Result<RematSolution> SolveRematEvict(const RematGraph& g, uint64_t budget, double time_limit_s = 0,
-                                      int max_passes = 0);
+                                      int max_passes = 0, int search_passes = 0);
 
 // Checkmate's LP relaxation, S rounded at thresholds 0.5..0.99, R by ClosureFromKept; the
 // cheapest schedule that fits. lower_bound is the LP's objective when solved to optimality.

@@ -15,3 +15,9 @@ set(VRAMSIM_N500 ${CMAKE_SOURCE_DIR}/tests/data/remat/random_layered_n500.json)
 add_test(NAME remat.plan_schedule_replayed_by_checker
          COMMAND sh -c "$<TARGET_FILE:vramsim> plan '${VRAMSIM_N500}' --budget-fraction 0.9 --time-limit 20 --json > '${CMAKE_CURRENT_BINARY_DIR}/remat_plan_n500.json' && python3 '${CMAKE_SOURCE_DIR}/validation/remat_check.py' '${VRAMSIM_N500}' '${CMAKE_CURRENT_BINARY_DIR}/remat_plan_n500.json'")
 set_tests_properties(remat.plan_schedule_replayed_by_checker PROPERTIES TIMEOUT 120)
+
+# The segment-covering lower bound (planners/remat/bound.cc): a hand-computed chain, and never
+# above brute force's optimum on small graphs.
+add_executable(remat_bound_test ${CMAKE_CURRENT_SOURCE_DIR}/remat_bound_test.cc)
+target_link_libraries(remat_bound_test PRIVATE vramsim_remat_planner GTest::gtest_main)
+gtest_discover_tests(remat_bound_test TEST_PREFIX "remat." DISCOVERY_TIMEOUT 60)

@@ -4,6 +4,7 @@
 // of nodes; the passes that follow vary the eviction score and keep the cheapest schedule.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "planners/remat/internal.h"
@@ -20,7 +21,23 @@ struct Score {
   double mem_exp = 1, next_exp = 1, stale_exp = 0;
   bool neighbours = true;   // add the cost of remaking its missing inputs, recursively
   bool keep_inputs = true;  // keep the inputs of an evicted output alive while it is needed
+  double noise = 0;         // each node's score times exp(noise * a standard normal draw)
+  uint64_t seed = 0;        // of those draws (SplitMix64 of seed and the node)
 };
+
+// A standard normal draw from (seed, i), Box-Muller over SplitMix64: the same on every machine.
+double Normal(uint64_t seed, uint64_t i) {
+  auto mix = [](uint64_t z) {
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  };
+  uint64_t a = mix(seed * 0x100000001b3ull + 2 * i), b = mix(seed * 0x100000001b3ull + 2 * i + 1);
+  double u1 = (static_cast<double>(a >> 11) + 0.5) / 9007199254740992.0;
+  double u2 = static_cast<double>(b >> 11) / 9007199254740992.0;
+  return std::sqrt(-2 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+}
 
 // The passes, in order: the first is the best on the generated graphs; the others weigh bytes,
 // distance and DTR's staleness differently. keep_inputs off ran away on every generated graph.
@@ -33,8 +50,20 @@ const Score kScores[] = {
 
 class Evictor {
  public:
-  Evictor(const RematGraph& g, uint64_t budget, Score score, Clock::time_point end)
-      : g_(g), n_(static_cast<int>(g.nodes.size())), budget_(budget), score_(score), end_(end) {
+  // cutoff: the pass stops as soon as its cost so far and the first computations still to come
+  // reach it (it cannot beat the schedule that cost that).
+  Evictor(const RematGraph& g, uint64_t budget, Score score, Clock::time_point end,
+          double cutoff = std::numeric_limits<double>::infinity())
+      : g_(g),
+        n_(static_cast<int>(g.nodes.size())),
+        budget_(budget),
+        score_(score),
+        end_(end),
+        cutoff_(cutoff) {
+    factor_.assign(n_, 1.0);
+    if (score.noise > 0)
+      for (int v = 0; v < n_; ++v) factor_[v] = std::exp(score.noise * Normal(score.seed, v));
+    for (const RematNode& node : g.nodes) base_ += node.cost;
     live_.assign(n_, 0);
     pins_.assign(n_, 0);
     in_stage_.assign(n_, 0);
@@ -49,7 +78,7 @@ class Evictor {
     cur_ = g.static_bytes;
     // Recomputation may not run away (a cascade of evicted ancestors evicting each other):
     // a pass gives up past this many computations.
-    max_computations_ = static_cast<size_t>(n_) * 64 + 1024;
+    max_computations_ = static_cast<size_t>(n_) * 16 + 1024;
   }
 
   // The schedule, or why this pass failed.
@@ -59,8 +88,10 @@ class Evictor {
     for (t_ = 0; t_ < n_; ++t_) {
       if (!MakeTarget()) {
         if (timed_out_) return Error{"stopped at the time limit"};
+        if (cut_) return Error{"no cheaper than the best pass"};
         if (steps_.size() > 4 * max_computations_ || computations_ > max_computations_)
-          return Error{"recomputation ran away"};
+          return Error{"recomputation ran away at " + NodeLabel(g_, t_) + " (" +
+                       std::to_string(computations_) + " computations)"};
         return Error{"no eviction makes room for " + NodeLabel(g_, t_)};
       }
       // Outputs nothing will read are dropped at once (as the baseline does).
@@ -144,6 +175,14 @@ class Evictor {
         for (int d : g_.deps[v]) --pins_[d];
         continue;
       }
+      if (v != t_) {
+        spent_ += g_.nodes[v].cost;
+        if (base_ + spent_ >= cutoff_) {
+          cut_ = true;
+          ok = false;
+          break;
+        }
+      }
       bool room = computations_ <= max_computations_ && MakeRoom(g_.nodes[v].memory);
       // Every alive output is pinned by the stage: evict one that v does not read and remake
       // it (with what it needs) right after v, before its next reader in the stage.
@@ -217,7 +256,7 @@ class Evictor {
     double c = g_.nodes[v].cost;
     if (score_.neighbours)
       for (int d : g_.deps[v]) c += Remake(d);
-    double h = c + 1e-9;
+    double h = (c + 1e-9) * factor_[v];
     double m = static_cast<double>(g_.nodes[v].memory);
     h /= score_.mem_exp == 1 ? m : std::pow(m, score_.mem_exp);
     if (score_.next_exp != 0) {
@@ -290,6 +329,11 @@ class Evictor {
   int t_ = 0;
   uint64_t ticks_ = 0;
   bool timed_out_ = false;
+  double cutoff_;
+  double spent_ = 0;  // recomputation cost so far
+  bool cut_ = false;
+  std::vector<double> factor_;
+  double base_ = 0;
   size_t computations_ = 0, max_computations_ = 0;
   std::vector<uint8_t> live_, need_;
   std::vector<int> pins_, made_at_, next_, pos_, live_list_, stage_;
@@ -306,19 +350,39 @@ class Evictor {
 }  // namespace
 
 Result<RematSolution> SolveRematEvict(const RematGraph& g, uint64_t budget, double time_limit_s,
-                                      int max_passes) {
+                                      int max_passes, int search_passes) {
   auto t0 = Clock::now();
   Clock::time_point end = time_limit_s > 0 ? After(t0, time_limit_s) : Clock::time_point::max();
-  int passes = static_cast<int>(sizeof kScores / sizeof kScores[0]);
-  if (max_passes > 0) passes = std::min(passes, max_passes);
+  int fixed = static_cast<int>(sizeof kScores / sizeof kScores[0]);
+  if (max_passes > 0) fixed = std::min(fixed, max_passes);
   std::optional<RematSolution> best;
+  Score best_score = kScores[0];
   std::string last_error;
-  int ran = 0;
-  for (int p = 0; p < passes; ++p) {
-    // The first pass has the whole limit (it is the answer); the others start only within the
-    // first fifth of it, so that a slow graph is not left without time for its first answer.
-    if (p > 0 && time_limit_s > 0 && MsSince(t0) > 200 * time_limit_s) break;
-    Evictor ev(g, budget, kScores[p], end);
+  int ran = 0, improved = 0;
+  for (int p = 0; p < fixed + std::max(0, search_passes); ++p) {
+    // The search starts only from a weighting that fits (when every fixed one ran away, its
+    // perturbations do as well, each at the cost of a runaway).
+    if (p == fixed && !(best && best->fits)) break;
+    // The deadline is a safety cut only: the number of passes is fixed, so that the answer
+    // depends on the work done and not on the machine's speed.
+    if (p > 0 && Clock::now() >= end) break;
+    Score score;
+    if (p < fixed) {
+      score = kScores[p];
+    } else {
+      // The search: the best weighting so far (or a fixed one while none fits), its exponents
+      // and each node's score perturbed by deterministic draws (pass p's seed).
+      uint64_t seed = static_cast<uint64_t>(p) * 7919 + 17;
+      score = best ? best_score : kScores[p % (sizeof kScores / sizeof kScores[0])];
+      score.mem_exp =
+          std::clamp(score.mem_exp * std::exp(0.25 * Normal(seed, 1u << 30)), 0.25, 3.0);
+      score.next_exp = std::clamp(score.next_exp + 0.25 * Normal(seed, (1u << 30) + 1), 0.0, 3.0);
+      score.stale_exp = std::clamp(score.stale_exp + 0.15 * Normal(seed, (1u << 30) + 2), 0.0, 2.0);
+      score.noise = 0.05 + 0.4 * std::abs(Normal(seed, (1u << 30) + 3));
+      score.seed = seed;
+    }
+    Evictor ev(g, budget, score, end,
+               best && best->fits ? best->cost : std::numeric_limits<double>::infinity());
     ++ran;
     if (auto s = ev.Run(); !s) {
       last_error = s.message();
@@ -333,10 +397,16 @@ Result<RematSolution> SolveRematEvict(const RematGraph& g, uint64_t budget, doub
     sol.cost = st->cost;
     sol.fits = st->peak_bytes <= budget;
     sol.lower_bound = BaselineCost(g);
-    if (!best || Better(sol, *best)) best = std::move(sol);
+    if (!best || Better(sol, *best)) {
+      if (best && p >= fixed) ++improved;
+      best = std::move(sol);
+      best_score = score;
+    }
   }
   if (!best) return Error{"evict: " + last_error};
   best->note = "best of " + std::to_string(ran) + " eviction passes";
+  if (search_passes > 0)
+    best->note += " (" + std::to_string(improved) + " improvements by the search)";
   best->solve_ms = MsSince(t0);
   return std::move(best.value());
 }

@@ -65,5 +65,25 @@ RematSchedule NothingKept(const RematGraph& g);
 // (SolveRematEvict's), for a MILP start; nothing when it does not.
 std::optional<RematSchedule> EvictStages(const RematGraph& g, const RematSolution& sol);
 
+// The segment-covering lower bound (bound.cc): a relaxation in which each output dropped inside
+// a segment between two of its readers costs one recomputation of itself, and the memory at
+// each node's first computation must fit. Valid for every schedule that computes the nodes for
+// the first time in index order (Checkmate's stage space and the eviction heuristic's).
+struct SegmentBoundResult {
+  double bound = 0;  // the best of the two below and the baseline cost, in cost units
+  bool lp_solved = false;
+  double lp_bound = 0;
+  bool milp_returned = false, milp_optimal = false;
+  double milp_bound = 0;
+  bool infeasible = false;  // no schedule in that space fits the budget
+  int infeasible_at = -1;   // the node whose first computation cannot fit
+  int rows = 0, cols = 0;
+  size_t nonzeros = 0;
+};
+
+// Its LP relaxation (CLP), then with milp CBC's best bound, in a child process stopped at `end`.
+SegmentBoundResult SegmentBound(const RematGraph& g, uint64_t budget, Clock::time_point end,
+                                bool milp);
+
 }  // namespace remat_internal
 }  // namespace vramsim

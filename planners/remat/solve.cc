@@ -1,6 +1,7 @@
 // SolveRemat: the planner under one deadline: the infeasibility proof, the heuristic starts,
 // then the exact phase with the time left; the cheapest replayed schedule and its bound.
 #include <algorithm>
+#include <cstdio>
 #include <optional>
 #include <string>
 #include <vector>
@@ -35,22 +36,45 @@ Result<RematSolution> SolveRemat(const RematGraph& g, uint64_t budget,
     }
     if (!best || Better(*r, *best)) best = std::move(r.value());
   };
-  // First the scalable heuristic, so that a schedule exists within a second or two whatever
-  // the graph's size: its first pass may take half the time, the others start only within a
-  // tenth of it.
-  auto evict = SolveRematEvict(g, budget, 0.5 * SecondsLeft(end));
+  // First the scalable heuristic, so that a schedule exists within seconds whatever the graph's
+  // size. A fixed number of passes (the 12 weightings, then 100 of the search when one of them
+  // fits), so that the answer depends on the work and not on the machine's speed; half the time
+  // left is only a safety cut.
+  auto evict = SolveRematEvict(g, budget, 0.5 * SecondsLeft(end), 0, kRematSearchPasses);
   std::optional<RematSolution> evict_sol;
   if (evict) evict_sol = *evict;
   consider(std::move(evict));
   // The stage-space phases (greedy, DTR's projection, the LP and the MILP) hold n x n matrices
   // and a model of O(n^2 * degree) nonzeros: past the cap they would not finish in the time or
-  // fit in memory, and the bound stays the baseline's.
+  // fit in memory, and the bound is the segment relaxation's.
   size_t nonzeros = CountNonzeros(g);
   bool stage_space = !options.max_model_nonzeros || nonzeros <= options.max_model_nonzeros;
+  // The segment-covering bound (bound.cc): O(edges) columns, so it exists at every size; its LP
+  // and then CBC's bound.
+  {
+    // Past the size cap nothing follows it, so it has the time left; below it, a fifth.
+    double share = stage_space ? 0.2 : 1.0;
+    SegmentBoundResult sb =
+        SegmentBound(g, budget, After(Clock::now(), share * SecondsLeft(end)), /*milp=*/true);
+    if (sb.infeasible) {
+      notes.push_back(
+          "the segment relaxation proves that no schedule computing the nodes first "
+          "in the baseline order fits: at " +
+          NodeLabel(g, sb.infeasible_at) +
+          " even dropping every output it does not read leaves too little room");
+      if (!best || !best->fits) {
+        std::string all;
+        for (const auto& n : notes) all += (all.empty() ? "" : "; ") + n;
+        return Error{all};
+      }
+    }
+    if (sb.milp_returned) raise_bound(sb.milp_bound, "segment-milp");
+    if (sb.lp_solved) raise_bound(sb.lp_bound, "segment-lp");
+  }
   if (!stage_space)
     notes.push_back("the Checkmate model would have " + std::to_string(nonzeros) +
                     " nonzeros, over the cap of " + std::to_string(options.max_model_nonzeros) +
-                    ": no LP bound, no MILP");
+                    ": no Checkmate LP, no MILP");
   // Heuristic starts, in a tenth of the time: the greedy from the baseline (keeping everything)
   // and, when that does not fit, from keeping nothing; DTR; the eviction heuristic's schedule in
   // stage form.
@@ -149,6 +173,16 @@ Result<RematSolution> SolveRemat(const RematGraph& g, uint64_t budget,
   for (const auto& s : notes) {
     if (!best->note.empty()) best->note.append("; ");
     best->note.append(s);
+  }
+  // A schedule far above its bound says so (the bound may be weak, or the schedule poor).
+  if (best->fits && !best->optimal && best->lower_bound > 0 &&
+      best->cost > 1.1 * best->lower_bound) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf,
+                  "far above the lower bound: the cost is %.1f%% over it, so the schedule may be "
+                  "far from optimal",
+                  100.0 * (best->cost / best->lower_bound - 1));
+    best->note.append(best->note.empty() ? "" : "; ").append(buf);
   }
   best->solve_ms = MsSince(t0);
   return std::move(best.value());
