@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <utility>
 
@@ -179,6 +180,84 @@ Result<Loaded> LoadModel(const std::string& model, const std::map<std::string, i
   return l;
 }
 
+// The aten ops PyTorch's SAC policy_fn sees for an ONNX op type (the common ones).
+std::vector<std::string> AtenOf(const std::string& type) {
+  static const std::map<std::string, std::vector<std::string>> kAten = {
+      {"MatMul", {"aten.mm", "aten.bmm"}},
+      {"Gemm", {"aten.addmm", "aten.mm"}},
+      {"Conv", {"aten.convolution"}},
+      {"ConvTranspose", {"aten.convolution"}},
+      {"Einsum", {"aten.bmm"}},
+      {"ScaledDotProductAttention",
+       {"aten._scaled_dot_product_flash_attention",
+        "aten._scaled_dot_product_efficient_attention"}},
+      {"BatchNormalization", {"aten.native_batch_norm", "aten.cudnn_batch_norm"}},
+      {"LayerNormalization", {"aten.native_layer_norm"}},
+      {"Relu", {"aten.relu"}},
+      {"Softmax", {"aten._softmax"}},
+      {"MaxPool", {"aten.max_pool2d_with_indices"}},
+      {"Add", {"aten.add"}},
+      {"Mul", {"aten.mul"}}};
+  auto it = kAten.find(type);
+  return it == kAten.end() ? std::vector<std::string>{} : it->second;
+}
+
+// An op-level entry ("SCOPE:save=A|B") as a PyTorch user applies it: the modules to wrap in
+// torch.utils.checkpoint (use_reentrant=False) and, for a selective-checkpointing context_fn,
+// what its policy_fn returns MUST_SAVE for (everything else PREFER_RECOMPUTE): ONNX node
+// names, their op types (torch.onnx names nodes "/module/path/Type_N") and the aten ops.
+nlohmann::json PyTorchRegion(const std::string& entry) {
+  nlohmann::json j;
+  size_t m = entry.find(kSaveMarker);
+  std::string scope = entry.substr(0, m);
+  std::vector<std::string> modules;
+  for (size_t pos = 0;;) {
+    size_t plus = scope.find('+', pos);
+    modules.push_back(scope.substr(pos, plus == std::string::npos ? plus : plus - pos));
+    if (plus == std::string::npos) break;
+    pos = plus + 1;
+  }
+  j["modules"] = modules;
+  if (m == std::string::npos) {
+    j["policy"] = "checkpoint";
+    return j;
+  }
+  j["policy"] = "selective";
+  std::vector<std::string> nodes, types, aten;
+  auto add = [](std::vector<std::string>* v, const std::string& x) {
+    if (std::find(v->begin(), v->end(), x) == v->end()) v->push_back(x);
+  };
+  std::string list = entry.substr(m + std::string(kSaveMarker).size());
+  for (size_t pos = 0; !list.empty();) {
+    size_t bar = list.find('|', pos);
+    std::string token = list.substr(pos, bar == std::string::npos ? bar : bar - pos);
+    std::vector<std::string> ts;
+    if (token == "@matmul") {
+      ts = {"MatMul", "Gemm", "Conv", "ConvTranspose", "Einsum", "ScaledDotProductAttention"};
+    } else if (token.find('/') == std::string::npos) {
+      ts = {token};
+    } else {
+      add(&nodes, token);
+      std::string type = token.substr(token.rfind('/') + 1);
+      size_t u = type.rfind('_');
+      if (u != std::string::npos && u + 1 < type.size() &&
+          std::all_of(type.begin() + u + 1, type.end(), [](char c) { return std::isdigit(c); }))
+        type = type.substr(0, u);
+      ts = {type};
+    }
+    for (const std::string& t : ts) {
+      add(&types, t);
+      for (const std::string& a : AtenOf(t)) add(&aten, a);
+    }
+    if (bar == std::string::npos) break;
+    pos = bar + 1;
+  }
+  j["must_save_nodes"] = nodes;
+  j["must_save_onnx_types"] = types;
+  j["must_save_aten"] = aten;
+  return j;
+}
+
 // FLOPs for the whole step: the planner counts one micro-batch; all K run.
 nlohmann::json ResultJson(const PlanResult& r, int micro_batches) {
   const uint64_t k = static_cast<uint64_t>(std::max(micro_batches, 1));
@@ -193,7 +272,12 @@ nlohmann::json ResultJson(const PlanResult& r, int micro_batches) {
           {"optimal", r.optimal},
           {"solve_ms", r.solve_ms},
           {"simulations", r.simulations},
-          {"note", r.note}};
+          {"note", r.note},
+          {"pytorch", [&] {
+             nlohmann::json regions = nlohmann::json::array();
+             for (const std::string& e : r.checkpoint) regions.push_back(PyTorchRegion(e));
+             return regions;
+           }()}};
 }
 
 std::string ScopeList(const std::vector<std::string>& scopes) {

@@ -582,7 +582,11 @@ TEST(Plan, Gpt48AtHalfItsPeakFits) {
   EXPECT_TRUE(problem->model_checked) << problem->block_model;
   EXPECT_EQ(problem->setup_simulations, 3);
   int sims = 0;
-  for (const PlanResult& x : *results) sims += x.simulations;
+  for (const PlanResult& x : *results) {
+    // The op-level strategies (planners/op_level.h) simulate their own plans, not block ones.
+    if (x.strategy != "sac-matmul" && x.strategy != "min-cut" && x.strategy != "knapsack")
+      sims += x.simulations;
+  }
   EXPECT_LE(sims, 8);
 }
 
