@@ -59,7 +59,9 @@ void AddTrainingFlags(CLI::App* app, EstimateFlags* f) {
       ->capture_default_str();
   app->add_option("--checkpoint", f->checkpoint,
                   "Checkpoint these module scopes (SCOPE[,SCOPE]...: layer1, h.0, h.0-31 for "
-                  "h.0..h.31, /layer1/)");
+                  "h.0..h.31, /layer1/); op-level: SCOPE:save=A|B keeps what ops A, B (node "
+                  "names, op types, @matmul) make and recomputes only what the backward needs; "
+                  "sac-matmul or sac-matmul:SCOPES saves @matmul");
   app->add_option("--data-parallel", f->data_parallel,
                   "Data-parallel ranks: report one rank's memory (DDP, or ZeRO with --zero)")
       ->capture_default_str();
