@@ -302,6 +302,13 @@ class Rewriter {
         // A reshaped copy of a split input (matmul's operands folded to 3-D for bmm).
         for (PlanTensorId x : op.inputs) {
           if (x < 0 || marks[x] < 0 || T(x).metadata || Numel(T(x)) != Numel(T(t))) continue;
+          // bmm's copy of an operand keeps its last two dims.
+          const auto& xs = T(x).shape;
+          const auto& ts = T(t).shape;
+          if (xs.size() >= 2 && ts.size() >= 2 &&
+              (xs[xs.size() - 1] != ts[ts.size() - 1] || xs[xs.size() - 2] != ts[ts.size() - 2])) {
+            continue;
+          }
           int f = ReshapeDim(T(x).shape, marks[x], T(t).shape);
           if (f >= 0) {
             marks[t] = f;
@@ -328,8 +335,21 @@ class Rewriter {
         }
         if (mode == Mode::kTensor && param_of_[t] >= 0) {
           MarkWeightChain(marks, t, e);
+        } else if (mode == Mode::kTensor && IsActivation(t)) {
+          // A whole activation meeting a split one (a branch beside a column-parallel Linear,
+          // such as a LoRA adapter, or a residual reaching into the split region).
+          error_ = fmt::format(
+              "{} combines {} {}, whole on every rank, with a tensor split across the ranks: "
+              "not the attention/MLP pattern (adapters beside the split Linears are not "
+              "modelled)",
+              OpText(i), T(t).name, ShapeText(T(t).shape));
+          return false;
         } else if (T(t).role != TensorRole::kParameter) {
-          marks[t] = e;
+          // A view (a same-type Cast) splits the storage it views when it is all of it.
+          for (PlanTensorId v = t; v >= 0 && T(v).shape == T(t).shape && marks[v] < 0;
+               v = T(v).view_of) {
+            marks[v] = e;
+          }
         }
       }
     }
@@ -428,12 +448,13 @@ Status Rewriter::TensorPass() {
   // A split tensor must stay inside its block (the block ends each split with a row-parallel
   // Linear).
   auto escape = [&](int i, PlanTensorId x) -> Status {
+    int b = block_of[producer_[x]] >= 0 ? block_of[producer_[x]] : i >= 0 ? block_of[i] : -1;
     return Error{fmt::format(
         "--tp {}: {} reads {} {}, which is split across the ranks in block {}: the split does "
         "not end in a row-parallel Linear there (the block does not match the attention/MLP "
         "pattern)",
         t, i >= 0 ? OpText(i) : std::string("the loss"), T(x).name, ShapeText(T(x).shape),
-        blocks[block_of[producer_[x]]])};
+        b >= 0 ? blocks[b] : std::string("(none)"))};
   };
   for (int i = 0; i < n_ops; ++i) {
     for (PlanTensorId x : plan_.ops[i].inputs) {

@@ -147,6 +147,46 @@ TEST(Korthikanti, OtherTensorParallelSizes) {
   }
 }
 
+// Context parallelism (--cp c, no tensor parallelism): every activation holds s/c tokens;
+// attention's score-sized tensors are the rank's queries against every key, [b, a, s/c, s]
+// (softmax output 2, its dropout mask 1 and output 2 bytes per element), and so is the causal
+// mask's condition ([s/c, s] bytes). The K/V chunks in flight are freed when the attention's
+// forward ends, so a layer keeps
+//   (s/c)*b*h*34 + 5*a*(s/c)*s*b + (s/c)*s + 8*(s/c)*b
+TEST(ContextParallel, LayerHoldsItsShareOfTheSequence) {
+  for (int c : {2, 4}) {
+    for (const Shape& m : kShapes) {
+      EstimateFlags f = Bf16(1, false);
+      f.context_parallel = c;
+      auto e = RunModel(ModelPath(m), {{"batch", kBatch}, {"seq", m.s}}, f);
+      ASSERT_TRUE(e) << e.error().message;
+      const int64_t sc = m.s / c;
+      const int64_t want =
+          sc * kBatch * m.h * 34 + 5 * m.a * sc * m.s * kBatch + sc * m.s + 8 * sc * kBatch;
+      EXPECT_EQ(static_cast<int64_t>(LayerActivationBytes(*e, "h.1")), want)
+          << m.name << " cp " << c;
+    }
+  }
+}
+
+TEST(ContextParallel, KeyValueChunksInFlight) {
+  // The ring's K and V chunks (in use + arriving: 2 x [b, a, s/c, d] each, 16-bit) are held
+  // across each attention's forward: the estimate names them.
+  EstimateFlags f = Bf16(1, false);
+  f.context_parallel = 2;
+  auto e = RunModel(ModelPath(kShapes[0]), {{"batch", kBatch}, {"seq", kShapes[0].s}}, f);
+  ASSERT_TRUE(e) << e.error().message;
+  const Shape& m = kShapes[0];
+  const uint64_t chunk = 2 * kBatch * m.a * (m.s / 2) * (m.h / m.a) * 2;
+  int found = 0;
+  for (const Buffer& b : e->trace.buffers) {
+    if (b.name.find("context parallel: K chunks") == std::string::npos) continue;
+    EXPECT_EQ(b.bytes, chunk) << b.name;
+    ++found;
+  }
+  EXPECT_GE(found, 3);  // one per layer's forward (and again in its backward)
+}
+
 // Model states per rank: parameters, gradients and optimizer state alive when the optimizer
 // step starts (exact bytes), for examples/gpt.onnx (nanoGPT: L = 4 layers, h = 256, a = 4,
 // vocab V = 512, position table S = 256, untied LM head), fp32 Adam.
@@ -209,6 +249,61 @@ TEST(ModelStates, TensorParallelTimesZero) {
       }
     }
   }
+}
+
+// Refusals: one line, naming the op or the dimension.
+std::string Refusal(const std::string& path, std::map<std::string, int64_t> dims, EstimateFlags f) {
+  auto e = RunModel(path, dims, f);
+  if (e) return "(accepted)";
+  return e.error().message;
+}
+
+TEST(Refusals, OneLineNamingWhatDoesNotFit) {
+  const std::string ex = VRAMSIM_EXAMPLES;
+  const std::map<std::string, int64_t> gpt_dims = {{"batch", 2}, {"seq", 128}};
+  EstimateFlags f;
+  f.tensor_parallel = 2;
+  // A convolutional block is not the attention/MLP pattern: the first Conv is named.
+  std::string m = Refusal(ex + "/resnet18.onnx", {{"batch", 2}}, f);
+  EXPECT_NE(m.find("/layer1/layer1.0/conv1/Conv (Conv)"), std::string::npos) << m;
+  // LoRA adapters beside the split Linears: the Add joining them is named.
+  m = Refusal(ex + "/gpt_lora.onnx", gpt_dims, f);
+  EXPECT_NE(m.find("/h.0/attn/c_attn/Add_1 (Add)"), std::string::npos) << m;
+  // The vocabulary (512) does not divide by 3: Megatron's padding is named.
+  f.tensor_parallel = 3;
+  m = Refusal(ex + "/gpt.onnx", gpt_dims, f);
+  EXPECT_NE(m.find("vocabulary (512"), std::string::npos) << m;
+  EXPECT_NE(m.find("pads"), std::string::npos) << m;
+  // 64 heads do not divide by 128 (the vocabulary, 512, does): the head split is named.
+  f.tensor_parallel = 128;
+  m = Refusal(ModelPath(kShapes[0]), {{"batch", 2}, {"seq", 128}}, f);
+  EXPECT_NE(m.find("(64) 128 ways"), std::string::npos) << m;
+  EXPECT_NE(m.find("heads"), std::string::npos) << m;
+  // The sequence must divide by the context-parallel ranks.
+  f.tensor_parallel = 1;
+  f.context_parallel = 2;
+  m = Refusal(ex + "/gpt.onnx", {{"batch", 2}, {"seq", 127}}, f);
+  EXPECT_NE(m.find("--cp 2"), std::string::npos) << m;
+  EXPECT_NE(m.find("sequence length"), std::string::npos) << m;
+  for (const std::string& msg : {m}) EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+}
+
+TEST(Refusals, FlagValidation) {
+  EstimateFlags f;
+  f.sequence_parallel = true;
+  auto o = ParseEstimateFlags(f);
+  ASSERT_FALSE(o);
+  EXPECT_NE(o.error().message.find("--sequence-parallel"), std::string::npos);
+  f = {};
+  f.tensor_parallel = 0;
+  o = ParseEstimateFlags(f);
+  ASSERT_FALSE(o);
+  EXPECT_NE(o.error().message.find("--tp must be between 1"), std::string::npos);
+  f = {};
+  f.context_parallel = -2;
+  o = ParseEstimateFlags(f);
+  ASSERT_FALSE(o);
+  EXPECT_NE(o.error().message.find("--cp must be between 1"), std::string::npos);
 }
 
 }  // namespace
