@@ -94,6 +94,12 @@ void AddTrainingFlags(CLI::App* app, EstimateFlags* f) {
   app->add_option("--stages", f->stages,
                   "Pipeline split: the blocks where stages 1.. begin (h.8,h.16,h.24); default: "
                   "balanced by memory");
+  app->add_option("--fsdp", f->fsdp,
+                  "PyTorch FSDP over the --data-parallel ranks: full (FULL_SHARD), shard-grad-op "
+                  "(parameters stay gathered from forward to backward), hybrid (shard within a "
+                  "node, replicate across); wrapping units: the repeated blocks");
+  app->add_option("--gpus-per-node", f->gpus_per_node, "GPUs per node (--fsdp hybrid)")
+      ->capture_default_str();
   app->add_option("--pp-stage", f->pipeline_stage,
                   "Report this pipeline stage (0-based) only; -1: every stage, the worst shown")
       ->capture_default_str();

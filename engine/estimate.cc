@@ -157,6 +157,11 @@ Result<EstimateOptions> ParseEstimateFlags(const EstimateFlags& f) {
   }
   o.pipeline = pipeline;
   o.pipeline_stage = f.pipeline_stage;
+  auto fsdp = ParseFsdpMode(f.fsdp);
+  if (!fsdp) return fsdp.error();
+  if (auto s = ApplyFsdpMode(*fsdp, f.gpus_per_node, &sharding); !s) return Error{s.message()};
+  o.fsdp = *fsdp;
+  o.gpus_per_node = f.gpus_per_node;
   auto trainable = ParseParameterPatterns("--trainable", f.trainable);
   if (!trainable) return trainable.error();
   auto freeze = ParseParameterPatterns("--freeze", f.freeze);
@@ -316,6 +321,9 @@ Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options)
   ShardingOptions sharding;
   sharding.world_size = options.data_parallel;
   sharding.zero_stage = options.zero_stage;
+  if (auto s = ApplyFsdpMode(options.fsdp, options.gpus_per_node, &sharding); !s) {
+    return Error{s.message()};
+  }
   policies.push_back(std::make_unique<ShardingPolicy>(sharding));
   Status status;
   for (const auto& p : policies) {
@@ -411,6 +419,7 @@ std::string SummaryLine(const std::map<std::string, int64_t>& dims, const Estima
     s += fmt::format(", tp {}{}", f.tensor_parallel, f.sequence_parallel ? " + sp" : "");
   }
   if (f.context_parallel > 1) s += fmt::format(", cp {}", f.context_parallel);
+  if (!f.fsdp.empty() && f.fsdp != "none") s += fmt::format(", fsdp {}", f.fsdp);
   if (f.pipeline_parallel > 1) {
     s += fmt::format(", pp {} ({}{})", f.pipeline_parallel, f.schedule,
                      f.virtual_stages > 1 ? fmt::format(" x{}", f.virtual_stages) : "");
@@ -509,8 +518,8 @@ nlohmann::json EstimateJson(const Estimate& e, size_t largest) {
                      {"stage", p.stage},
                      {"stage_first_blocks", p.first_blocks},
                      {"stage_blocks", p.block_count},
-                     {"in_flight_micro_batches", static_cast<double>(p.in_flight.num) /
-                                                     static_cast<double>(p.in_flight.den)},
+                     {"in_flight_micro_batches",
+                      static_cast<double>(p.in_flight.num) / static_cast<double>(p.in_flight.den)},
                      {"micro_batch_activation_bytes", p.micro_batch_bytes},
                      {"in_flight_extra_bytes", p.extra_bytes},
                      {"one_micro_batch_peak_bytes", p.simulated_peak},

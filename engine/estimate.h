@@ -12,6 +12,7 @@
 #include "importer/status.h"
 #include "policies/pipeline.h"
 #include "policies/precision.h"
+#include "policies/sharding.h"
 #include "policies/trainable.h"
 #include "simulator/attention.h"
 #include "simulator/peak.h"
@@ -55,6 +56,9 @@ struct EstimateFlags {
   int virtual_stages = 1;
   std::string stages;
   int pipeline_stage = -1;
+  // PyTorch FSDP (policies/sharding.h): --fsdp full|shard-grad-op|hybrid, --gpus-per-node.
+  std::string fsdp;
+  int gpus_per_node = 8;
 };
 
 struct EstimateOptions {
@@ -79,8 +83,10 @@ struct EstimateOptions {
   // Which parameters train; the patterns are matched against the graph by RunEstimate, and
   // one that matches no parameter is an error there.
   TrainableOptions trainable;
-  PipelineOptions pipeline;  // stages = 1: no pipeline
-  int pipeline_stage = -1;   // -1: every stage, the estimate being the worst one's
+  PipelineOptions pipeline;         // stages = 1: no pipeline
+  int pipeline_stage = -1;          // -1: every stage, the estimate being the worst one's
+  FsdpMode fsdp = FsdpMode::kNone;  // ZeRO 3 as FSDP runs it (policies/sharding.h)
+  int gpus_per_node = 8;            // --fsdp hybrid shards within a node
 };
 
 Result<EstimateOptions> ParseEstimateFlags(const EstimateFlags& flags);

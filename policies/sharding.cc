@@ -44,6 +44,32 @@ Status ValidateSharding(const ShardingOptions& o) {
   return {};
 }
 
+Result<FsdpMode> ParseFsdpMode(const std::string& name) {
+  if (name.empty() || name == "none") return FsdpMode::kNone;
+  if (name == "full") return FsdpMode::kFullShard;
+  if (name == "shard-grad-op") return FsdpMode::kShardGradOp;
+  if (name == "hybrid") return FsdpMode::kHybridShard;
+  return Error{"unknown --fsdp '" + name + "' (full, shard-grad-op, hybrid)"};
+}
+
+Status ApplyFsdpMode(FsdpMode mode, int gpus_per_node, ShardingOptions* o) {
+  if (mode == FsdpMode::kNone) return {};
+  if (o->zero_stage != 0) return Error{"--fsdp and --zero are two ways to say one thing: give one"};
+  if (o->world_size < 2)
+    return Error{"--fsdp shards over the data-parallel ranks: give --data-parallel N (N >= 2)"};
+  if (gpus_per_node < 1) return Error{"--gpus-per-node must be at least 1"};
+  o->zero_stage = 3;
+  o->reshard_after_forward = mode != FsdpMode::kShardGradOp;
+  o->backward_prefetch = true;
+  if (mode == FsdpMode::kHybridShard) {
+    o->world_size = std::min(o->world_size, gpus_per_node);
+    if (o->world_size < 2) {
+      return Error{"--fsdp hybrid shards within a node: --gpus-per-node must be at least 2"};
+    }
+  }
+  return {};
+}
+
 ModelStates ZeroModelStates(double psi, double param_bytes, double grad_bytes, double k, int n,
                             int stage) {
   const double nd = n;
@@ -309,7 +335,7 @@ Status ShardingPolicy::Apply(TrainingPlan& plan) const {
       op.name = "fsdp all-gather of " + unit;
       op.type = "AllGather";
       new_params[g.params.front()] = {s};
-      if (g.unit >= 0) {
+      if (g.unit >= 0 && options_.reshard_after_forward) {
         PlanTensor again = flat;
         again.name = "params of " + unit + " gathered again for its backward";
         workspaces.push_back({g.unit, add_tensor(again)});
@@ -334,7 +360,9 @@ Status ShardingPolicy::Apply(TrainingPlan& plan) const {
   // (Whatever a reader saves that views the gathered buffer goes too: FSDP frees the
   // buffer's storage whatever still refers to it.)
   std::set<PlanTensorId> resharded;  // gathered buffers of the units (not the outermost)
-  if (stage >= 3) {
+  // FSDP SHARD_GRAD_OP (reshard_after_forward=False): the gathered parameters stay from the
+  // forward to the backward (held by whatever saves them), nothing is gathered again.
+  if (stage >= 3 && options_.reshard_after_forward) {
     for (const Group& g : groups) {
       if (g.unit < 0) continue;
       resharded.insert(plan.tensors[replacement[g.params.front()]].view_of);
@@ -369,7 +397,14 @@ Status ShardingPolicy::Apply(TrainingPlan& plan) const {
   }
   for (const auto& [unit, w] : workspaces) {
     for (PlanOp& op : plan.ops) {
-      if (op.needs_backward && InScope(op, blocks[unit])) op.backward_workspace.push_back(w);
+      if (!op.needs_backward) continue;
+      if (InScope(op, blocks[unit])) op.backward_workspace.push_back(w);
+      // BACKWARD_PRE prefetch: the unit whose backward runs next (the one before it in the
+      // forward) is gathered while this one's backward runs: two units gathered at once.
+      if (options_.backward_prefetch && unit + 1 < static_cast<int>(blocks.size()) &&
+          InScope(op, blocks[unit + 1])) {
+        op.backward_workspace.push_back(w);
+      }
     }
   }
 

@@ -40,9 +40,30 @@ struct ShardingOptions {
   uint64_t bucket_bytes = kDdpBucketBytes;
   // Module scopes that are sharding units; empty: the repeated blocks (RepeatedBlocks).
   std::vector<std::string> units;
+  // FSDP (ApplyFsdpMode): ZeRO 3 frees a unit's gathered parameters after its forward and
+  // gathers them again for its backward; SHARD_GRAD_OP keeps them from forward to backward.
+  bool reshard_after_forward = true;
+  // backward_prefetch=BACKWARD_PRE: the next unit's parameters are gathered while the current
+  // unit's backward runs (two units gathered at once).
+  bool backward_prefetch = false;
 };
 
 Status ValidateSharding(const ShardingOptions& options);
+
+// PyTorch FSDP's sharding strategies (--fsdp), as ZeRO 3 with these settings (ApplyFsdpMode):
+//  - full (FULL_SHARD): parameters, gradients and optimizer state sharded over the ranks;
+//    reshard_after_forward; backward_prefetch=BACKWARD_PRE (PyTorch's default).
+//  - shard-grad-op (SHARD_GRAD_OP): as full, but a unit's parameters stay gathered from its
+//    forward to its backward (reshard_after_forward=False).
+//  - hybrid (HYBRID_SHARD): FULL_SHARD within a node of --gpus-per-node ranks, replicated
+//    across nodes: the shards are 1/min(N, gpus-per-node).
+// Wrapping units are the module scopes of ShardingOptions::units (default: every repeated
+// block, the rest of the model being the root unit).
+enum class FsdpMode { kNone, kFullShard, kShardGradOp, kHybridShard };
+Result<FsdpMode> ParseFsdpMode(const std::string& name);
+// Sets zero_stage 3, the world size of the shards and the two settings for `mode`; errors for
+// --fsdp with --zero or without data parallelism.
+Status ApplyFsdpMode(FsdpMode mode, int gpus_per_node, ShardingOptions* options);
 
 class ShardingPolicy : public Policy {
  public:

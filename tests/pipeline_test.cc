@@ -8,6 +8,7 @@
 
 #include "engine/estimate.h"
 #include "importer/importer.h"
+#include "simulator/peak.h"
 #include "tests/model_builder.h"
 
 namespace vramsim {
@@ -194,6 +195,90 @@ TEST(PipelineFlags, BadValuesAreOneClearError) {
   f.accum = 4;
   EXPECT_TRUE(ParseEstimateFlags(f).ok());
   f.pipeline_stage = 2;
+  EXPECT_FALSE(ParseEstimateFlags(f).ok());
+}
+
+// Model states per rank (parameters, gradients, optimizer state alive when the optimizer
+// step starts) against the ZeRO paper's closed forms (Rajbhandari et al. 2020, Sec. 5.1:
+// baseline (P + G + K) psi; P_os (P + G) psi + K psi / N; P_os+g P psi + (G + K) psi / N;
+// P_os+g+p (P + G + K) psi / N), with Megatron's pipeline split (each stage holds its own
+// layers' psi / pp; theoretical_memory_usage.py divides the parameters by the pipeline size).
+// Four blocks of W [128,128] fp32 (psi = 4 * 16384 = 65536 parameters), momentum SGD (one
+// state buffer: K = 4 bytes), fp32 gradients (G = 4), parameters P = 4; N = 4 ranks: every
+// shard (16384 / 4 elements = 16 KiB) is a multiple of the 512-byte rounding.
+void FourWideBlocks(ModelBuilder& m) {
+  m.Input("x", kF32, {4, 128});
+  const char* ins[] = {"x", "a0", "a1", "a2"};
+  const char* outs[] = {"a0", "a1", "a2", "y"};
+  const char* weights[] = {"W0", "W1", "W2", "W3"};
+  const char* names[] = {"/h.0/fc/Gemm", "/h.1/fc/Gemm", "/h.2/fc/Gemm", "/h.3/fc/Gemm"};
+  for (int k = 0; k < 4; ++k) {
+    m.Initializer(weights[k], kF32, {128, 128});
+    m.Node("Gemm", {ins[k], weights[k]}, {outs[k]}, names[k]).Int("transB", 1);
+  }
+  m.Output("y");
+}
+
+uint64_t ModelStateBytes(int zero, const std::string& fsdp, int pp, int gpus_per_node = 8) {
+  ModelBuilder m;
+  FourWideBlocks(m);
+  auto g = ImportModelProto(m.proto());
+  EXPECT_TRUE(g.ok());
+  EstimateFlags f;
+  f.optimizer = "momentum";
+  f.data_parallel = 4;
+  f.zero = zero;
+  f.fsdp = fsdp;
+  f.gpus_per_node = gpus_per_node;
+  f.pipeline_parallel = pp;
+  f.pipeline_stage = pp > 1 ? 0 : -1;
+  auto o = ParseEstimateFlags(f);
+  EXPECT_TRUE(o.ok()) << o.error().message;
+  auto e = RunEstimate(*g, *o);
+  EXPECT_TRUE(e.ok()) << e.error().message;
+  return e.ok() ? ModelStatesAtOptimizerStart(e->trace, 512) : 0;
+}
+
+TEST(ModelStates, ZeroStagesAndFsdpModesMatchTheClosedFormsTimesPipeline) {
+  const double P = 4, G = 4, K = 4, N = 4;
+  for (int pp : {1, 2}) {
+    const double psi = 65536.0 / pp;  // stage 0 holds h.0, h.1 when pp = 2
+    auto is = [&](double bytes) { return static_cast<uint64_t>(bytes); };
+    EXPECT_EQ(ModelStateBytes(0, "", pp), is((P + G + K) * psi)) << "pp " << pp;
+    EXPECT_EQ(ModelStateBytes(2, "", pp), is(P * psi + (G + K) * psi / N)) << "pp " << pp;
+    EXPECT_EQ(ModelStateBytes(3, "", pp), is((P + G + K) * psi / N)) << "pp " << pp;
+    // FSDP: FULL_SHARD and SHARD_GRAD_OP shard all three at rest (the gathered parameters
+    // are freed by the optimizer step); HYBRID_SHARD over 2 GPUs per node shards over 2.
+    EXPECT_EQ(ModelStateBytes(0, "full", pp), is((P + G + K) * psi / N)) << "pp " << pp;
+    EXPECT_EQ(ModelStateBytes(0, "shard-grad-op", pp), is((P + G + K) * psi / N)) << pp;
+    EXPECT_EQ(ModelStateBytes(0, "hybrid", pp, 2), is((P + G + K) * psi / 2)) << "pp " << pp;
+  }
+}
+
+TEST(ModelStates, ZeroOneKeepsFullParametersAndShardsTheOptimizerState) {
+  // P_os: (P + G) psi + K psi / N, or with the gradients reduced to the partition when the
+  // backward ends (vramsim's ZeRO 1, policies/sharding.h): P psi + (G + K) psi / N.
+  const double P = 4, G = 4, K = 4, N = 4, psi = 65536;
+  uint64_t b = ModelStateBytes(1, "", 1);
+  EXPECT_TRUE(b == static_cast<uint64_t>((P + G) * psi + K * psi / N) ||
+              b == static_cast<uint64_t>(P * psi + (G + K) * psi / N))
+      << b;
+}
+
+TEST(ModelStates, FsdpFlagsAreOneClearError) {
+  EstimateFlags f;
+  f.fsdp = "full";
+  EXPECT_FALSE(ParseEstimateFlags(f).ok());  // no data parallelism
+  f.data_parallel = 4;
+  f.zero = 2;
+  EXPECT_FALSE(ParseEstimateFlags(f).ok());  // --zero and --fsdp
+  f.zero = 0;
+  f.fsdp = "fully";
+  auto o = ParseEstimateFlags(f);
+  ASSERT_FALSE(o.ok());
+  EXPECT_NE(o.error().message.find("shard-grad-op"), std::string::npos);
+  f.fsdp = "hybrid";
+  f.gpus_per_node = 1;
   EXPECT_FALSE(ParseEstimateFlags(f).ok());
 }
 
