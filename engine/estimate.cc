@@ -324,6 +324,8 @@ Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options)
   if (auto s = ApplyFsdpMode(options.fsdp, options.gpus_per_node, &sharding); !s) {
     return Error{s.message()};
   }
+  // torch-cpu's ZeRO 1 is PyTorch's ZeroRedundancyOptimizer over DDP (policies/sharding.h).
+  sharding.zero_redundancy_optimizer = options.target.device == Device::kCpu;
   policies.push_back(std::make_unique<ShardingPolicy>(sharding));
   Status status;
   for (const auto& p : policies) {

@@ -185,7 +185,8 @@ Status ShardingPolicy::Apply(TrainingPlan& plan) const {
     }
   }
 
-  if (options_.zero_stage == 0) {
+  const bool zro = options_.zero_stage == 1 && options_.zero_redundancy_optimizer;
+  if (options_.zero_stage == 0 || zro) {
     std::vector<std::pair<uint64_t, int>> grads;
     for (PlanTensorId p : params) {
       grads.push_back({StorageBytes(plan.tensors[p]), static_cast<int>(plan.tensors[p].dtype)});
@@ -194,6 +195,33 @@ Status ShardingPolicy::Apply(TrainingPlan& plan) const {
     for (size_t b = 0; b < buckets.size(); ++b) {
       plan.extra_buffers.push_back({"DDP gradient bucket " + std::to_string(b), buckets[b]});
     }
+    if (!zro) return {};
+    // ZeroRedundancyOptimizer._partition_parameters (torch 1.13): parameters sorted by
+    // numel, largest first (a stable sort), each to the rank with the fewest elements (the
+    // first such rank). This rank's optimizer steps only its own parameters; the others'
+    // stay whole with their gradients (kept until zero_grad) but leave the optimizer's list,
+    // as buffers, so that they get no optimizer state and no step temporaries.
+    std::vector<PlanTensorId> order = params;
+    std::stable_sort(order.begin(), order.end(), [&](PlanTensorId a, PlanTensorId b) {
+      return Numel(plan.tensors[a]) > Numel(plan.tensors[b]);
+    });
+    std::vector<uint64_t> sizes(n, 0);
+    std::vector<int> owner(count, -1);
+    for (PlanTensorId p : order) {
+      const int r = static_cast<int>(std::min_element(sizes.begin(), sizes.end()) - sizes.begin());
+      owner[p] = r;
+      sizes[r] += Numel(plan.tensors[p]);
+    }
+    const int rank = static_cast<int>(std::max_element(sizes.begin(), sizes.end()) - sizes.begin());
+    std::vector<PlanTensorId> kept;
+    for (PlanTensorId p : plan.parameters) {
+      if (owner[p] >= 0 && owner[p] != rank) {
+        plan.buffers.push_back(p);
+      } else {
+        kept.push_back(p);
+      }
+    }
+    plan.parameters = std::move(kept);
     return {};
   }
 

@@ -46,6 +46,12 @@ struct ShardingOptions {
   // backward_prefetch=BACKWARD_PRE: the next unit's parameters are gathered while the current
   // unit's backward runs (two units gathered at once).
   bool backward_prefetch = false;
+  // ZeRO 1 as PyTorch runs it on torch-cpu (measured, validation/distributed.json):
+  // torch.distributed.optim.ZeroRedundancyOptimizer over DDP. DDP's buckets stay; each rank
+  // owns whole parameters (largest first, each to the rank with the fewest elements so far)
+  // and keeps optimizer state and step temporaries only for them; every gradient stays
+  // whole until zero_grad. The rank reported is the one owning the most elements.
+  bool zero_redundancy_optimizer = false;
 };
 
 Status ValidateSharding(const ShardingOptions& options);
