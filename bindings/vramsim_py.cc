@@ -100,6 +100,12 @@ EstimateFlags Flags(const py::kwargs& kw) {
         f.data_parallel = value.cast<int>();
       } else if (k == "zero") {
         f.zero = value.cast<int>();
+      } else if (k == "tensor_parallel") {
+        f.tensor_parallel = value.cast<int>();
+      } else if (k == "sequence_parallel") {
+        f.sequence_parallel = value.cast<bool>();
+      } else if (k == "context_parallel") {
+        f.context_parallel = value.cast<int>();
       } else if (k == "allow_constant_weights") {
         f.allow_constant_weights = value.cast<bool>();
       } else if (k == "trainable") {
