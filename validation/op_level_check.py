@@ -7,9 +7,9 @@ cross-entropy on y, SGD; x [N, D] float32, W1 [D, H], W2 [H, D] (a, b, c [N, H])
   block       torch.utils.checkpoint(blk, h, use_reentrant=False)   (vramsim --checkpoint blk)
   save-matmul a = h @ W1 kept from the forward, the backward recomputes b and c from it (not y)
               and runs blk's backward: what vramsim --checkpoint 'blk:save=MatMul' simulates
-              (torch 1.13 has no selective checkpointing, so it is a custom autograd.Function:
-              the MatMul output is held as SAC's MUST_SAVE holds it, dropped once the
-              recompute has read it).
+              (torch 1.13 has no selective checkpointing: one custom autograd.Function per op,
+              sharing a cache that holds a as SAC's MUST_SAVE holds it, recomputes b and c when
+              the region's first backward node runs and drops a once read).
 Each is measured as validation/measure.py measures (alloc_counter.c: c10's tensor storage,
 the second step's peak) and compared with `vramsim estimate` on the exported ONNX model.
 
@@ -22,11 +22,10 @@ Measured (torch 1.13.1, CPU, N=8192 D=512 H=384; vramsim --torch-version 1.13), 
     save-matmul   114891720   114891716     -4
 The op-level plan's peak (at the loss's backward: the kept a = h @ W1 is alive there) agrees to
 4 bytes (the 4 are outside the model, as in every case). The block plan's 5060: its peak is in
-the recompute, where torch 1.13's checkpoint forks the RNG (fork_rng copies the 5056-byte CPU
-state once more); vramsim does not model that copy (left as it is: the block cases of
+the recompute of MatMul_1 (vramsim says so), where torch 1.13's checkpoint forks the RNG (fork_rng copies the 5056-byte CPU
+state once more, we think); vramsim does not model that copy (left as it is: the block cases of
 validation/cases.json are measured against it).
 """
-import ctypes
 import gc
 import json
 import os
