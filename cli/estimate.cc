@@ -68,6 +68,9 @@ void AddTrainingFlags(CLI::App* app, EstimateFlags* f) {
   app->add_option("--zero", f->zero,
                   "ZeRO stage: 1 shards optimizer state, 2 + gradients, 3 + parameters")
       ->capture_default_str();
+  app->add_option("--zero-rank", f->zero_rank,
+                  "torch-cpu --zero 1 (ZeroRedundancyOptimizer owns whole parameters per rank): "
+                  "the rank to report (default: the one owning the most)");
   app->add_option("--tp", f->tensor_parallel,
                   "Tensor-parallel ranks (Megatron): report one rank's memory, the attention and "
                   "MLP Linears of each block split column- then row-parallel, the embedding and "

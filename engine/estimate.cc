@@ -130,6 +130,19 @@ Result<EstimateOptions> ParseEstimateFlags(const EstimateFlags& f) {
   if (auto s = ValidateSharding(sharding); !s) return Error{s.message()};
   o.data_parallel = f.data_parallel;
   o.zero_stage = f.zero;
+  if (f.zero_rank != -1) {
+    if (f.zero != 1 || o.target.device != Device::kCpu) {
+      return Error{"--zero-rank picks a rank of --zero 1 on --target torch-cpu "
+                   "(ZeroRedundancyOptimizer's partition by whole parameters); elsewhere every "
+                   "rank holds the same share"};
+    }
+    if (f.zero_rank < 0 || f.zero_rank >= f.data_parallel) {
+      return Error{"--zero-rank must be between 0 and " + std::to_string(f.data_parallel - 1) +
+                   " for --data-parallel " + std::to_string(f.data_parallel) + ", got " +
+                   std::to_string(f.zero_rank)};
+    }
+  }
+  o.zero_rank = f.zero_rank;
   TensorParallelOptions tensor_parallel{f.tensor_parallel, f.sequence_parallel,
                                         f.context_parallel};
   if (auto s = ValidateTensorParallel(tensor_parallel); !s) return Error{s.message()};
@@ -326,6 +339,7 @@ Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options)
   }
   // torch-cpu's ZeRO 1 is PyTorch's ZeroRedundancyOptimizer over DDP (policies/sharding.h).
   sharding.zero_redundancy_optimizer = options.target.device == Device::kCpu;
+  sharding.zero_rank = options.zero_rank;
   policies.push_back(std::make_unique<ShardingPolicy>(sharding));
   Status status;
   for (const auto& p : policies) {

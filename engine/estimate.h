@@ -39,6 +39,7 @@ struct EstimateFlags {
   std::string checkpoint;               // comma-separated scopes
   int data_parallel = 1;                // ranks (policies/sharding.h)
   int zero = 0;                         // ZeRO stage
+  int zero_rank = -1;  // --zero-rank: torch-cpu ZeRO 1's rank to report (-1: owning the most)
   // Tensor, sequence and context parallelism (policies/tensor_parallel.h): --tp N,
   // --sequence-parallel, --cp N.
   int tensor_parallel = 1;
@@ -74,6 +75,7 @@ struct EstimateOptions {
   std::vector<std::string> checkpoint;
   int data_parallel = 1;  // per-rank memory of data parallelism (policies/sharding.h)
   int zero_stage = 0;
+  int zero_rank = -1;  // ShardingOptions::zero_rank
   // One rank's share under tensor / sequence / context parallelism
   // (policies/tensor_parallel.h); 1, false, 1: none.
   int tensor_parallel = 1;

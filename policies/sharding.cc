@@ -212,7 +212,10 @@ Status ShardingPolicy::Apply(TrainingPlan& plan) const {
       owner[p] = r;
       sizes[r] += Numel(plan.tensors[p]);
     }
-    const int rank = static_cast<int>(std::max_element(sizes.begin(), sizes.end()) - sizes.begin());
+    const int rank =
+        options_.zero_rank >= 0 && options_.zero_rank < n
+            ? options_.zero_rank
+            : static_cast<int>(std::max_element(sizes.begin(), sizes.end()) - sizes.begin());
     std::vector<PlanTensorId> kept;
     for (PlanTensorId p : plan.parameters) {
       if (owner[p] >= 0 && owner[p] != rank) {

@@ -52,6 +52,7 @@ struct ShardingOptions {
   // and keeps optimizer state and step temporaries only for them; every gradient stays
   // whole until zero_grad. The rank reported is the one owning the most elements.
   bool zero_redundancy_optimizer = false;
+  int zero_rank = -1;  // that rank reported instead (--zero-rank), 0..world_size-1
 };
 
 Status ValidateSharding(const ShardingOptions& options);
