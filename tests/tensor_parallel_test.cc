@@ -122,6 +122,12 @@ void ExpectLayerMatches(const Shape& m, int t, bool tp, bool sp) {
   ASSERT_TRUE(e) << e.error().message;
   const double measured = static_cast<double>(LayerActivationBytes(*e, "h.1"));
   const double expected = Paper(m, t, tp, sp) + ExportExtra(m, t, sp);
+  std::cout << m.name << (tp ? " --tp " + std::to_string(t) : std::string(" no tp"))
+            << (sp ? " --sequence-parallel" : "") << ": layer h.1 "
+            << static_cast<uint64_t>(measured) << " B = formula "
+            << std::llround(Paper(m, t, tp, sp)) << " + export "
+            << std::llround(ExportExtra(m, t, sp)) << " (measured / formula "
+            << measured / Paper(m, t, tp, sp) << ")\n";
   EXPECT_NEAR(measured / expected, 1.0, 0.05)
       << m.name << " t=" << t << (sp ? " sp" : "") << ": measured " << measured
       << ", formula + export terms " << expected << " (formula alone " << Paper(m, t, tp, sp)
