@@ -88,10 +88,11 @@ class Rewriter {
     }
     for (size_t i = 0; i < plan_.ops.size(); ++i) {
       const PlanOp& op = plan_.ops[i];
-      bool only = true;
+      bool only = true, any = false;  // an op without inputs (a pipeline recv) makes data
       PlanTensorId param = -1;
       for (PlanTensorId t : op.inputs) {
         if (t < 0) continue;
+        any = true;
         only = only && derived_[t];
         if (param < 0 && param_of_[t] >= 0) param = param_of_[t];
       }
@@ -99,7 +100,7 @@ class Rewriter {
         for (PlanTensorId t : *list) {
           if (t < 0) continue;
           if (producer_[t] < 0) producer_[t] = static_cast<int>(i);
-          if (only) {
+          if (only && any) {
             derived_[t] = true;
             param_of_[t] = param;
           }
@@ -276,6 +277,7 @@ class Rewriter {
       }
       if (slot < 0) continue;
       if (op.type == "AllGather" && &marks == &seq_sp_) continue;  // the region ends
+      if (op.type.rfind("Pipeline", 0) == 0) continue;  // a stage's send: nothing to carry
       PlanTensorId in = op.inputs[slot];
       int first_out = -1, first_dim = -1;
       for (PlanTensorId y : op.outputs) {
@@ -383,6 +385,18 @@ class Rewriter {
     return true;
   }
 
+  // A later pipeline stage receives the residual stream [b, s, h] already split on the
+  // sequence (Megatron sends the sequence-parallel / context-parallel shard).
+  void SeedPipelineRecv(std::vector<int>& marks) {
+    for (const PlanOp& op : plan_.ops) {
+      if (op.type != "PipelineRecv") continue;
+      for (PlanTensorId y : op.outputs) {
+        if (y >= 0 && !T(y).metadata && T(y).shape.size() >= 2) {
+          marks[y] = static_cast<int>(T(y).shape.size()) - 2;
+        }
+      }
+    }
+  }
   Status TensorPass();
   void InsertCollectives();
   Status ContextPass();
@@ -648,6 +662,7 @@ Status Rewriter::ContextPass() {
   for (PlanTensorId x : plan_.batch) {
     if (x >= 0 && !T(x).metadata && T(x).shape.size() >= 2) seq_cp_[x] = 1;
   }
+  SeedPipelineRecv(seq_cp_);
   gather_kv_ = true;
   const int n_ops = static_cast<int>(plan_.ops.size());
   if (!Propagate(
@@ -780,6 +795,7 @@ Status Rewriter::Run() {
     Index();
     if (o_.sequence_parallel) {
       for (auto [x, d] : sp_seeds_) seq_sp_[x] = d;
+      SeedPipelineRecv(seq_sp_);
       if (!Propagate(
               seq_sp_, 0, static_cast<int>(plan_.ops.size()), [](int) { return true; },
               Mode::kSequence)) {
