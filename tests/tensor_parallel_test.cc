@@ -257,6 +257,22 @@ TEST(ModelStates, TensorParallelTimesZero) {
   }
 }
 
+// With pipeline stages (policies/pipeline.h) the policy splits the stage's own blocks: the
+// 48-layer GPT example (h = 256, V = 512) in 2 stages, stage 1 (h.24..h.47, ln_f, lm_head) at
+// --tp 2 holds 24*(12h^2/t + 7h/t + 6h) + 2h + Vh/t parameters, 4 bytes each.
+TEST(ModelStates, TensorParallelPipelineStage) {
+  const double h = 256, V = 512, t = 2;
+  EstimateFlags f;
+  f.tensor_parallel = 2;
+  f.pipeline_parallel = 2;
+  f.pipeline_stage = 1;
+  f.accum = 4;
+  auto e = RunModel(std::string(VRAMSIM_EXAMPLES) + "/gpt48.onnx", {{"batch", 8}, {"seq", 256}}, f);
+  ASSERT_TRUE(e) << e.error().message;
+  const double psi = 24 * (12 * h * h / t + 7 * h / t + 6 * h) + 2 * h + V * h / t;
+  EXPECT_EQ(StatesAtOptimizerStart(*e).params, static_cast<uint64_t>(4 * psi));
+}
+
 // Refusals: one line, naming the op or the dimension.
 std::string Refusal(const std::string& path, std::map<std::string, int64_t> dims, EstimateFlags f) {
   auto e = RunModel(path, dims, f);
