@@ -365,6 +365,9 @@ Status ShardingPolicy::Apply(TrainingPlan& plan) const {
       op.outputs.push_back(base);
       op.name = "fsdp all-gather of " + unit;
       op.type = "AllGather";
+      // SHARD_GRAD_OP: the gathered parameters stay until the unit's backward has run (its
+      // gather op's backward comes after every op of the unit), recompute or not.
+      if (!options_.reshard_after_forward && g.unit >= 0) op.saved.push_back(base);
       new_params[g.params.front()] = {s};
       if (g.unit >= 0 && options_.reshard_after_forward) {
         PlanTensor again = flat;
