@@ -219,6 +219,7 @@ Status ShardingPolicy::Apply(TrainingPlan& plan) const {
     std::vector<PlanTensorId> kept;
     for (PlanTensorId p : plan.parameters) {
       if (owner[p] >= 0 && owner[p] != rank) {
+        plan.tensors[p].name += " (stepped by rank " + std::to_string(owner[p]) + ")";
         plan.buffers.push_back(p);
       } else {
         kept.push_back(p);
