@@ -103,6 +103,9 @@ void AddTrainingFlags(CLI::App* app, EstimateFlags* f) {
                   "node, replicate across); wrapping units: the repeated blocks");
   app->add_option("--gpus-per-node", f->gpus_per_node, "GPUs per node (--fsdp hybrid)")
       ->capture_default_str();
+  app->add_option("--offload", f->offload,
+                  "optimizer: optimizer state in host memory, the step on the CPU (DeepSpeed "
+                  "ZeRO-Offload); the GPU keeps parameters and gradients");
   app->add_option("--pp-stage", f->pipeline_stage,
                   "Report this pipeline stage (0-based) only; -1: every stage, the worst shown")
       ->capture_default_str();

@@ -175,6 +175,12 @@ Result<EstimateOptions> ParseEstimateFlags(const EstimateFlags& f) {
   if (auto s = ApplyFsdpMode(*fsdp, f.gpus_per_node, &sharding); !s) return Error{s.message()};
   o.fsdp = *fsdp;
   o.gpus_per_node = f.gpus_per_node;
+  auto offload = ParseOffload(f.offload);
+  if (!offload) return offload.error();
+  if (*offload != OffloadKind::kNone && o.target.device != Device::kCuda) {
+    return Error{"--offload moves optimizer state from the GPU to the host: --target torch-cuda"};
+  }
+  o.offload = *offload;
   auto trainable = ParseParameterPatterns("--trainable", f.trainable);
   if (!trainable) return trainable.error();
   auto freeze = ParseParameterPatterns("--freeze", f.freeze);
@@ -330,6 +336,7 @@ Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options)
   RecomputeOptions recompute{checkpoint, options.target.device == Device::kCpu ? 5056u : 0u};
   policies.push_back(std::make_unique<RecomputePolicy>(recompute));
   policies.push_back(std::make_unique<OptimizerPolicy>(oo));
+  policies.push_back(std::make_unique<OffloadPolicy>(options.offload));
   policies.push_back(std::make_unique<AccumulationPolicy>(accumulation));
   ShardingOptions sharding;
   sharding.world_size = options.data_parallel;
@@ -436,6 +443,7 @@ std::string SummaryLine(const std::map<std::string, int64_t>& dims, const Estima
   }
   if (f.context_parallel > 1) s += fmt::format(", cp {}", f.context_parallel);
   if (!f.fsdp.empty() && f.fsdp != "none") s += fmt::format(", fsdp {}", f.fsdp);
+  if (!f.offload.empty() && f.offload != "none") s += fmt::format(", offload {}", f.offload);
   if (f.pipeline_parallel > 1) {
     s += fmt::format(", pp {} ({}{})", f.pipeline_parallel, f.schedule,
                      f.virtual_stages > 1 ? fmt::format(" x{}", f.virtual_stages) : "");

@@ -10,6 +10,7 @@
 
 #include "importer/graph.h"
 #include "importer/status.h"
+#include "policies/offload.h"
 #include "policies/pipeline.h"
 #include "policies/precision.h"
 #include "policies/sharding.h"
@@ -60,6 +61,7 @@ struct EstimateFlags {
   // PyTorch FSDP (policies/sharding.h): --fsdp full|shard-grad-op|hybrid, --gpus-per-node.
   std::string fsdp;
   int gpus_per_node = 8;
+  std::string offload;  // --offload optimizer (policies/offload.h)
 };
 
 struct EstimateOptions {
@@ -89,6 +91,7 @@ struct EstimateOptions {
   int pipeline_stage = -1;          // -1: every stage, the estimate being the worst one's
   FsdpMode fsdp = FsdpMode::kNone;  // ZeRO 3 as FSDP runs it (policies/sharding.h)
   int gpus_per_node = 8;            // --fsdp hybrid shards within a node
+  OffloadKind offload = OffloadKind::kNone;  // optimizer state on the host
 };
 
 Result<EstimateOptions> ParseEstimateFlags(const EstimateFlags& flags);

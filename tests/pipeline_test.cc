@@ -282,5 +282,38 @@ TEST(ModelStates, FsdpFlagsAreOneClearError) {
   EXPECT_FALSE(ParseEstimateFlags(f).ok());
 }
 
+// --offload optimizer (ZeRO-Offload, Ren et al. 2021 Sec. 4): the optimizer state leaves the
+// GPU; parameters and gradients stay. Same four wide blocks, momentum (K = 4 per parameter):
+//   one GPU: (P + G) psi = 8 * 65536 = 524288 instead of (P + G + K) psi = 786432;
+//   ZeRO 2 over 4 ranks (ZeRO-Offload's setting): P psi + G psi / 4 = 262144 + 65536 = 327680.
+TEST(ModelStates, OffloadOptimizerLeavesParametersAndGradients) {
+  ModelBuilder m;
+  FourWideBlocks(m);
+  auto g = ImportModelProto(m.proto());
+  ASSERT_TRUE(g.ok());
+  auto states = [&](int dp, int zero, const std::string& offload) -> uint64_t {
+    EstimateFlags f;
+    f.optimizer = "momentum";
+    f.data_parallel = dp;
+    f.zero = zero;
+    f.offload = offload;
+    auto o = ParseEstimateFlags(f);
+    EXPECT_TRUE(o.ok()) << o.error().message;
+    auto e = RunEstimate(*g, *o);
+    EXPECT_TRUE(e.ok()) << e.error().message;
+    return e.ok() ? ModelStatesAtOptimizerStart(e->trace, 512) : 0;
+  };
+  EXPECT_EQ(states(1, 0, ""), 786432u);
+  EXPECT_EQ(states(1, 0, "optimizer"), 524288u);
+  EXPECT_EQ(states(4, 2, "optimizer"), 327680u);
+  EstimateFlags f;
+  f.offload = "params";
+  auto o = ParseEstimateFlags(f);
+  ASSERT_FALSE(o.ok());
+  EXPECT_NE(o.error().message.find("not modelled"), std::string::npos);
+  f.offload = "disk";
+  EXPECT_FALSE(ParseEstimateFlags(f).ok());
+}
+
 }  // namespace
 }  // namespace vramsim
