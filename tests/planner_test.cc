@@ -289,7 +289,9 @@ TEST(Remat, TimeLimitBoundsTheWholeSolve) {
   EXPECT_GE(r->lower_bound, BaselineCost(g));
   EXPECT_LE(r->lower_bound, r->cost);
   EXPECT_GE(r->gap_pct(), 0);
-  EXPECT_TRUE(r->bound_source == "milp" || r->bound_source == "lp" || r->bound_source == "baseline")
+  EXPECT_TRUE(r->bound_source == "milp" || r->bound_source == "lp" ||
+              r->bound_source == "segment-lp" || r->bound_source == "segment-milp" ||
+              r->bound_source == "baseline")
       << r->bound_source;
   if (r->optimal) {
     EXPECT_DOUBLE_EQ(r->lower_bound, r->cost);

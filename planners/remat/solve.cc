@@ -107,10 +107,16 @@ Result<RematSolution> SolveRemat(const RematGraph& g, uint64_t budget,
     offer_start(dtr);
     consider(std::move(dtr));
   }
+  // A schedule whose cost meets the lower bound is optimal (the bound holds for every schedule
+  // that computes the nodes first in the baseline order, the stage space included; 2e-6
+  // relative covers the bound's own safety margin of 1e-6): no exact phase.
+  bool bound_closed = best && best->fits && best->cost <= bound * (1 + 2e-6);
   // The exact phase, with whatever time is left.
   bool optimal = false;
   double milp_cost = 0;
-  if (!stage_space) {
+  if (bound_closed) {
+    notes.push_back("the cost meets the " + bound_source + " lower bound: optimal");
+  } else if (!stage_space) {
     // noted above
   } else if (options.max_milp_nonzeros && nonzeros > options.max_milp_nonzeros) {
     notes.push_back("milp: the model would have " + std::to_string(nonzeros) +
@@ -170,6 +176,11 @@ Result<RematSolution> SolveRemat(const RematGraph& g, uint64_t budget,
   best->optimal = optimal && best->fits && best->cost <= milp_cost * (1 + 1e-9) + 1e-12;
   best->lower_bound = best->optimal ? best->cost : std::min(bound, best->cost);
   best->bound_source = best->optimal ? "milp" : bound_source;
+  if (bound_closed) {
+    best->optimal = true;
+    best->lower_bound = best->cost;
+    best->bound_source = bound_source;
+  }
   for (const auto& s : notes) {
     if (!best->note.empty()) best->note.append("; ");
     best->note.append(s);
