@@ -118,4 +118,9 @@ DeviceBudget BudgetFor(const DeviceProfile& d, bool has_convolutions) {
   return b;
 }
 
+uint64_t NcclBufferBytes(int communicators, int channels, uint64_t buffsize) {
+  if (communicators <= 0 || channels <= 0) return 0;
+  return static_cast<uint64_t>(communicators) * static_cast<uint64_t>(channels) * 2 * buffsize;
+}
+
 }  // namespace vramsim

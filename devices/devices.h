@@ -53,4 +53,16 @@ struct DeviceBudget {
 };
 DeviceBudget BudgetFor(const DeviceProfile& device, bool has_convolutions);
 
+// NCCL's communication buffers, allocated by NCCL with cudaMalloc outside PyTorch's caching
+// allocator when a communicator first runs a collective (or a send/receive pair connects).
+// NCCL_BUFFSIZE (default 4 MiB = 4194304 bytes, NCCL's environment-variable documentation) is
+// the Simple protocol's buffer per channel and per peer connection; a ring connects each rank
+// to two peers. Counted: communicators x channels x 2 peers x 4 MiB, with kNcclChannels
+// channels (NCCL picks 2 to 32 by topology; 16 an estimate for NVLink/NVSwitch nodes). The LL
+// and LL128 protocols' buffers and NCCL's own small structures are not counted. An estimate.
+inline constexpr uint64_t kNcclBuffSize = 4194304;
+inline constexpr int kNcclChannels = 16;
+uint64_t NcclBufferBytes(int communicators, int channels = kNcclChannels,
+                         uint64_t buffsize = kNcclBuffSize);
+
 }  // namespace vramsim

@@ -125,7 +125,9 @@ Status Evaluate(Shared& s, LayoutCandidate& c, bool all_stages) {
     if (c.pp > 1) stage_blocks = std::max(stage_blocks, e->pipeline.block_count);
   }
   c.simulated = true;
-  c.fits = c.peak_bytes <= s.usable;
+  // NCCL's buffers (devices.h): one communicator per parallel dimension in use.
+  c.nccl_bytes = NcclBufferBytes((c.tp > 1) + (c.dp > 1) + (c.pp > 1));
+  c.fits = c.peak_bytes + c.nccl_bytes <= s.usable;
   c.status = c.fits ? "fits" : "does not fit";
 
   // The cost model (layout.h).
@@ -146,8 +148,8 @@ Status Evaluate(Shared& s, LayoutCandidate& c, bool all_stages) {
 }
 
 std::string Why(const LayoutCandidate& c, uint64_t usable) {
-  std::string w =
-      fmt::format("peak {} of {} usable", FormatBytes(c.peak_bytes), FormatBytes(usable));
+  std::string w = fmt::format("peak {} + NCCL buffers {} of {} usable", FormatBytes(c.peak_bytes),
+                              FormatBytes(c.nccl_bytes), FormatBytes(usable));
   w += fmt::format("; {:.1f} TFLOP per GPU per step", c.flops_per_gpu / 1e12);
   w += fmt::format("; {} moved per GPU", FormatBytes(static_cast<uint64_t>(c.comm_bytes)));
   if (c.pp > 1) w += fmt::format("; bubble {:.1f}% ({} micro-batches)", 100 * c.bubble, c.accum);
@@ -401,6 +403,7 @@ nlohmann::json LayoutJson(const LayoutResult& r) {
                         {"verified", c.verified}};
     if (c.simulated && c.status.rfind("error", 0) != 0) {
       x["peak_bytes"] = c.peak_bytes;
+      x["nccl_buffer_bytes"] = c.nccl_bytes;
       if (!c.stage_peaks.empty()) x["stage_peak_bytes"] = c.stage_peaks;
       x["flops_per_gpu"] = c.flops_per_gpu;
       x["comm_bytes_per_gpu"] = c.comm_bytes;

@@ -2,7 +2,8 @@
 // pipeline (pp) and data (dp) parallel degrees with tp x pp x dp = G, sequence parallelism,
 // the ZeRO stage, the micro-batch size and accumulation (global batch = dp x micro x accum),
 // and checkpointing (none / every repeated block); keeps what fits one rank by vramsim's own
-// per-rank simulation and ranks it by a simple cost model:
+// per-rank simulation (its peak plus NCCL's buffers, devices.h, within the GPU's memory less
+// the CUDA context and cuBLAS workspaces) and ranks it by a simple cost model:
 //
 //   step time = (FLOPs per GPU / (peak FLOP/s x 0.5)
 //               + tp bytes / NVLink bandwidth + (dp + pp) bytes / network bandwidth)
@@ -65,6 +66,7 @@ struct LayoutCandidate {
   std::string status;
   bool simulated = false, fits = false, verified = false;
   uint64_t peak_bytes = 0;
+  uint64_t nccl_bytes = 0;  // NCCL's buffers beside the peak (devices.h NcclBufferBytes)
   std::vector<uint64_t> stage_peaks;
   double flops_per_gpu = 0;  // all micro-batches, recompute included
   double comm_bytes = 0;     // per GPU per step
