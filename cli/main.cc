@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
   // Subcommands defined in their own files register here and run below when chosen.
   void RegisterPlanStrategiesCommands(CLI::App&);  // cli/plan_cmd.cc: plan, strategies;
   RegisterPlanStrategiesCommands(app);             // each runs from its callback when chosen
-  vramsim::AddFitCommands(&app);  // fit, max-batch: each runs from its callback (cli/fit_cmd.cc)
+  vramsim::AddFitCommands(&app);    // fit, max-batch: each runs from its callback (cli/fit_cmd.cc)
   vramsim::AddLayoutCommand(&app);  // layout: runs from its callback (cli/layout_cmd.cc)
 
   // Bare `vramsim`: the usage on stdout, then the one-line error (exit 2: nothing ran).

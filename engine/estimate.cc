@@ -132,9 +132,10 @@ Result<EstimateOptions> ParseEstimateFlags(const EstimateFlags& f) {
   o.zero_stage = f.zero;
   if (f.zero_rank != -1) {
     if (f.zero != 1 || o.target.device != Device::kCpu) {
-      return Error{"--zero-rank picks a rank of --zero 1 on --target torch-cpu "
-                   "(ZeroRedundancyOptimizer's partition by whole parameters); elsewhere every "
-                   "rank holds the same share"};
+      return Error{
+          "--zero-rank picks a rank of --zero 1 on --target torch-cpu "
+          "(ZeroRedundancyOptimizer's partition by whole parameters); elsewhere every "
+          "rank holds the same share"};
     }
     if (f.zero_rank < 0 || f.zero_rank >= f.data_parallel) {
       return Error{"--zero-rank must be between 0 and " + std::to_string(f.data_parallel - 1) +
@@ -143,8 +144,7 @@ Result<EstimateOptions> ParseEstimateFlags(const EstimateFlags& f) {
     }
   }
   o.zero_rank = f.zero_rank;
-  TensorParallelOptions tensor_parallel{f.tensor_parallel, f.sequence_parallel,
-                                        f.context_parallel};
+  TensorParallelOptions tensor_parallel{f.tensor_parallel, f.sequence_parallel, f.context_parallel};
   if (auto s = ValidateTensorParallel(tensor_parallel); !s) return Error{s.message()};
   o.tensor_parallel = f.tensor_parallel;
   o.sequence_parallel = f.sequence_parallel;

@@ -37,10 +37,10 @@ struct EstimateFlags {
   int accum = 1;
   int cpu_threads = 1;  // torch-cpu: intra-op threads (oneDNN scratch per thread)
   std::string dim_name = "batch";
-  std::string checkpoint;               // comma-separated scopes
-  int data_parallel = 1;                // ranks (policies/sharding.h)
-  int zero = 0;                         // ZeRO stage
-  int zero_rank = -1;  // --zero-rank: torch-cpu ZeRO 1's rank to report (-1: owning the most)
+  std::string checkpoint;  // comma-separated scopes
+  int data_parallel = 1;   // ranks (policies/sharding.h)
+  int zero = 0;            // ZeRO stage
+  int zero_rank = -1;      // --zero-rank: torch-cpu ZeRO 1's rank to report (-1: owning the most)
   // Tensor, sequence and context parallelism (policies/tensor_parallel.h): --tp N,
   // --sequence-parallel, --cp N.
   int tensor_parallel = 1;
@@ -87,10 +87,10 @@ struct EstimateOptions {
   // Which parameters train; the patterns are matched against the graph by RunEstimate, and
   // one that matches no parameter is an error there.
   TrainableOptions trainable;
-  PipelineOptions pipeline;         // stages = 1: no pipeline
-  int pipeline_stage = -1;          // -1: every stage, the estimate being the worst one's
-  FsdpMode fsdp = FsdpMode::kNone;  // ZeRO 3 as FSDP runs it (policies/sharding.h)
-  int gpus_per_node = 8;            // --fsdp hybrid shards within a node
+  PipelineOptions pipeline;                  // stages = 1: no pipeline
+  int pipeline_stage = -1;                   // -1: every stage, the estimate being the worst one's
+  FsdpMode fsdp = FsdpMode::kNone;           // ZeRO 3 as FSDP runs it (policies/sharding.h)
+  int gpus_per_node = 8;                     // --fsdp hybrid shards within a node
   OffloadKind offload = OffloadKind::kNone;  // optimizer state on the host
 };
 
