@@ -24,9 +24,6 @@ using FlowGraph = boost::adjacency_list<
         boost::property<boost::edge_residual_capacity_t, int64_t,
                         boost::property<boost::edge_reverse_t, Traits::edge_descriptor>>>>;
 
-// Larger than any sum of tensor bytes the simulator accepts (2^62 at most).
-constexpr int64_t kInf = int64_t{1} << 62;
-
 bool Persistent(const PlanTensor& t) {
   return t.metadata || t.role == TensorRole::kParameter || t.role == TensorRole::kBuffer ||
          t.role == TensorRole::kDataInput;
@@ -279,6 +276,18 @@ std::vector<int> MinCutSaveOps(const TrainingPlan& plan, const std::vector<int>&
       }
     }
   }
+  // "Infinite" edges carry more than every finite cut together, and no sum push-relabel forms
+  // (excesses: up to one infinite edge per vertex pair) may overflow int64: 2^62 each would.
+  // Byte capacities are shifted right in the (theoretical) case where that bound would not fit.
+  uint64_t edges_bound = 2 * made.size() + 2;
+  for (int i : region_ops) edges_bound += plan.ops[i].inputs.size() + plan.ops[i].saved.size() + 1;
+  unsigned __int128 total = 1;
+  for (const auto& [t, in] : made) total += TensorBytes(plan.tensors[t]);
+  int shift = 0;
+  while (((total >> shift) + 1) * (edges_bound + 1) > (static_cast<unsigned __int128>(1) << 62)) {
+    ++shift;
+  }
+  const int64_t inf = static_cast<int64_t>(total >> shift) + 1;
   FlowGraph g(v);
   auto cap = boost::get(boost::edge_capacity, g);
   auto rev = boost::get(boost::edge_reverse, g);
@@ -293,10 +302,10 @@ std::vector<int> MinCutSaveOps(const TrainingPlan& plan, const std::vector<int>&
   };
   for (const auto& [t, in] : made) {
     const PlanTensor& x = plan.tensors[t];
-    int64_t c = static_cast<int64_t>(TensorBytes(x));
-    if (x.view_of >= 0) c = made.count(Root(plan, t)) ? kInf : 0;  // saving a view holds its base
+    int64_t c = static_cast<int64_t>(TensorBytes(x) >> shift);
+    if (x.view_of >= 0) c = made.count(Root(plan, t)) ? inf : 0;  // saving a view holds its base
     edge(in, in + 1, c);
-    edge(op_vertex[producer[t]], in, kInf);
+    edge(op_vertex[producer[t]], in, inf);
   }
   for (int i : region_ops) {
     const PlanOp& op = plan.ops[i];
@@ -304,15 +313,15 @@ std::vector<int> MinCutSaveOps(const TrainingPlan& plan, const std::vector<int>&
     // again. Only banned ops are tied to the source (run in the forward, never recomputed).
     for (PlanTensorId t : op.inputs) {
       if (t < 0) continue;
-      if (auto it = made.find(t); it != made.end()) edge(it->second + 1, op_vertex[i], kInf);
+      if (auto it = made.find(t); it != made.end()) edge(it->second + 1, op_vertex[i], inf);
     }
-    if (banned[i]) edge(0, op_vertex[i], kInf);
+    if (banned[i]) edge(0, op_vertex[i], inf);
     for (PlanTensorId t : op.saved)
-      if (auto it = made.find(t); it != made.end()) edge(it->second + 1, 1, kInf);
+      if (auto it = made.find(t); it != made.end()) edge(it->second + 1, 1, inf);
   }
   int64_t flow = boost::push_relabel_max_flow(g, 0, 1);
   std::vector<int> save;
-  if (flow >= kInf) return save;  // no finite cut: save nothing
+  if (flow >= inf) return save;  // no finite cut: save nothing
   // The source side: reachable from the source in the residual graph.
   std::vector<bool> side(v, false);
   std::vector<int> stack = {0};
