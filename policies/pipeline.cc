@@ -259,7 +259,8 @@ Status KeepStage(TrainingPlan& plan, const StageAssignment& a, int stage, int st
     for (PlanTensorId& t : op.inputs) {
       if (t < 0 || root_stage(t) < 0 || root_stage(t) == stage) continue;
       if (clone[t] < 0) {
-        const PlanTensor& orig = plan.tensors[t];
+        // A copy: plan.tensors grows below, which would leave a reference dangling.
+        const PlanTensor orig = plan.tensors[t];
         PlanTensor c;
         c.name = "received " + orig.name;
         c.dtype = orig.dtype;
