@@ -116,6 +116,7 @@ std::string EstimateText(const Estimate& e, size_t largest) {
   out += fmt::format("peak: {} ({} bytes), target {}, optimizer {} ({})\n",
                      FormatBytes(e.peak.peak_bytes), e.peak.peak_bytes, e.plan.target.name,
                      e.plan.optimizer.name, OptimizerImplName(e.plan.optimizer.impl));
+  if (!e.per_rank.empty()) out += e.per_rank + "\n";
   if (e.parameters.trainable < e.parameters.parameters) {
     out += fmt::format(
         "trainable: {} of {} parameters ({} of {} tensors, {} of {}); the rest are frozen\n",

@@ -257,7 +257,46 @@ Result<Estimate> RunPipelineStages(const Graph& graph, const EstimateOptions& op
 
 }  // namespace
 
+namespace {
+
+Result<Estimate> RunEstimateOfRank(const Graph& graph, const EstimateOptions& options);
+
+// "one rank of 16 GPUs: data parallel 4 (ZeRO 1), tensor parallel 2 + sequence parallel, ..."
+// for reports, so that a per-rank figure is never read as the whole job's; empty on one GPU.
+std::string PerRankLine(const EstimateOptions& o) {
+  std::vector<std::string> parts;
+  if (o.data_parallel > 1) {
+    std::string how = fmt::format("ZeRO {}", o.zero_stage);
+    if (o.fsdp == FsdpMode::kFullShard) how = "FSDP full";
+    if (o.fsdp == FsdpMode::kShardGradOp) how = "FSDP shard-grad-op";
+    if (o.fsdp == FsdpMode::kHybridShard)
+      how = fmt::format("FSDP hybrid, {} per node", o.gpus_per_node);
+    parts.push_back(fmt::format("data parallel {} ({})", o.data_parallel, how));
+  }
+  if (o.tensor_parallel > 1) {
+    parts.push_back(fmt::format("tensor parallel {}{}", o.tensor_parallel,
+                                o.sequence_parallel ? " + sequence parallel" : ""));
+  }
+  if (o.context_parallel > 1)
+    parts.push_back(fmt::format("context parallel {}", o.context_parallel));
+  if (o.pipeline.stages > 1) parts.push_back(fmt::format("pipeline {} stages", o.pipeline.stages));
+  if (parts.empty()) return "";
+  const uint64_t gpus = static_cast<uint64_t>(o.data_parallel) * o.tensor_parallel *
+                        o.context_parallel * o.pipeline.stages;
+  return fmt::format("one rank of {} GPUs: {}", gpus, fmt::join(parts, ", "));
+}
+
+}  // namespace
+
 Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options) {
+  auto e = RunEstimateOfRank(graph, options);
+  if (e) e->per_rank = PerRankLine(options);
+  return e;
+}
+
+namespace {
+
+Result<Estimate> RunEstimateOfRank(const Graph& graph, const EstimateOptions& options) {
   if (options.pipeline.stages > 1 && options.pipeline_stage < 0) {
     return RunPipelineStages(graph, options);
   }
@@ -356,7 +395,7 @@ Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options)
   EstimateFlops(*plan);
   auto trace = Simulate(*plan);
   if (!trace) return trace.error();
-  Estimate e{std::move(plan.value()), std::move(trace.value()), {}, {}, 0, 0, 0, 0, {}, {}};
+  Estimate e{std::move(plan.value()), std::move(trace.value()), {}, {}, 0, 0, 0, 0, {}, {}, {}};
   for (PlanTensorId p : parameters) {
     const PlanTensor& t = e.plan.tensors[p];
     uint64_t elements = 1;
@@ -405,6 +444,8 @@ Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options)
   }
   return e;
 }
+
+}  // namespace
 
 Result<Graph> ImportForEstimate(const std::string& path, const std::map<std::string, int64_t>& dims,
                                 const EstimateOptions& options) {
@@ -456,6 +497,7 @@ std::string SummaryLine(const std::map<std::string, int64_t>& dims, const Estima
 nlohmann::json EstimateJson(const Estimate& e, size_t largest) {
   nlohmann::json j;
   j["peak_bytes"] = e.peak.peak_bytes;
+  if (!e.per_rank.empty()) j["per_rank"] = e.per_rank;
   j["target"] = e.plan.target.name;
   j["torch_version"] = std::string(TorchVersionName(e.plan.target.torch_version));
   if (e.plan.loss != LossKind::kNone && !e.plan.outputs.empty()) {

@@ -119,6 +119,8 @@ struct Estimate {
   // Pipeline parallelism: the stage this estimate is of, and every stage's peak.
   PipelineStageReport pipeline;
   std::vector<uint64_t> stage_peaks;
+  // Which rank of which layout the figures are of ("one rank of 8 GPUs: ..."); empty on one.
+  std::string per_rank;
   double overhead_pct() const {
     return step_flops
                ? 100.0 * static_cast<double>(recompute_flops) / static_cast<double>(step_flops)

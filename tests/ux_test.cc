@@ -96,6 +96,28 @@ TEST(ExtraOutputs, MaxPoolIndicesSayWhatTheyAre) {
   EXPECT_TRUE(found);
 }
 
+// A per-rank figure says which rank of which layout it is, so that nobody reads it as the
+// whole job's: 4 data-parallel x 2 tensor-parallel ranks are 8 GPUs.
+TEST(PerRank, TheLayoutIsNamedWithTheRankCount) {
+  EstimateFlags f;
+  f.data_parallel = 4;
+  f.zero = 1;
+  f.tensor_parallel = 2;
+  f.sequence_parallel = true;
+  auto o = ParseEstimateFlags(f);
+  ASSERT_TRUE(o) << o.error().message;
+  auto e = EstimateModel(kExamples + "/gpt.onnx", {{"batch", 8}, {"seq", 128}}, *o);
+  ASSERT_TRUE(e) << e.error().message;
+  EXPECT_EQ(e->per_rank,
+            "one rank of 8 GPUs: data parallel 4 (ZeRO 1), tensor parallel 2 + sequence parallel");
+  EXPECT_EQ(EstimateJson(*e)["per_rank"], e->per_rank);
+  EstimateOptions one_gpu;
+  auto single = EstimateModel(kExamples + "/gpt.onnx", {{"batch", 8}, {"seq", 128}}, one_gpu);
+  ASSERT_TRUE(single) << single.error().message;
+  EXPECT_EQ(single->per_rank, "");
+  EXPECT_FALSE(EstimateJson(*single).contains("per_rank"));
+}
+
 std::string ReadAll(const std::string& path) {
   std::ifstream in(path);
   std::stringstream ss;
