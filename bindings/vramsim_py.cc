@@ -106,6 +106,24 @@ EstimateFlags Flags(const py::kwargs& kw) {
         f.sequence_parallel = value.cast<bool>();
       } else if (k == "context_parallel") {
         f.context_parallel = value.cast<int>();
+      } else if (k == "zero_rank") {
+        f.zero_rank = value.cast<int>();
+      } else if (k == "pipeline_parallel") {
+        f.pipeline_parallel = value.cast<int>();
+      } else if (k == "schedule") {
+        f.schedule = str();
+      } else if (k == "virtual_stages") {
+        f.virtual_stages = value.cast<int>();
+      } else if (k == "stages") {
+        f.stages = Join(list());
+      } else if (k == "pipeline_stage") {
+        f.pipeline_stage = value.cast<int>();
+      } else if (k == "fsdp") {
+        f.fsdp = str();
+      } else if (k == "gpus_per_node") {
+        f.gpus_per_node = value.cast<int>();
+      } else if (k == "offload") {
+        f.offload = str();
       } else if (k == "allow_constant_weights") {
         f.allow_constant_weights = value.cast<bool>();
       } else if (k == "trainable") {

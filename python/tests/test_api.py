@@ -54,6 +54,19 @@ CASES = [
     (["--dim", "batch=8", "--dim", "seq=128", "--freeze", "wte,wpe", "--data-parallel", "4",
       "--zero", "2"],
      {"freeze": ["wte", "wpe"], "data_parallel": 4, "zero": 2}),
+    (["--dim", "batch=8", "--dim", "seq=128", "--tp", "2", "--sequence-parallel"],
+     {"tensor_parallel": 2, "sequence_parallel": True}),
+    (["--dim", "batch=8", "--dim", "seq=128", "--pp", "2", "--stages", "h.2", "--schedule",
+      "gpipe", "--accum", "2", "--offload", "optimizer"],
+     {"pipeline_parallel": 2, "stages": ["h.2"], "schedule": "gpipe", "accum": 2,
+      "offload": "optimizer"}),
+    (["--dim", "batch=8", "--dim", "seq=128", "--pp", "2", "--pp-stage", "1", "--accum", "4",
+      "--data-parallel", "4", "--fsdp", "hybrid", "--gpus-per-node", "2"],
+     {"pipeline_parallel": 2, "pipeline_stage": 1, "accum": 4, "data_parallel": 4,
+      "fsdp": "hybrid", "gpus_per_node": 2}),
+    (["--dim", "batch=8", "--dim", "seq=64", "--target", "torch-cpu", "--data-parallel", "4",
+      "--zero", "1", "--zero-rank", "3"],
+     {"target": "torch-cpu", "data_parallel": 4, "zero": 1, "zero_rank": 3}),
 ]
 
 

@@ -14,9 +14,10 @@
 
 Keywords are the CLI's training flags with underscores (optimizer, optimizer_impl, target,
 loss, precision, torch_version, loss_precision, attention, accum, cpu_threads, dim_name,
-checkpoint (a list or a comma string), data_parallel, zero, tensor_parallel, sequence_parallel,
-context_parallel, trainable, freeze,
-allow_constant_weights); dims is a dict of symbolic dimensions. Results have the fields of the CLI's --json (integers in bytes)
+checkpoint (a list or a comma string), data_parallel, zero, zero_rank, tensor_parallel,
+sequence_parallel, context_parallel, pipeline_parallel (--pp), schedule, virtual_stages, stages
+(a list or a comma string), pipeline_stage (--pp-stage), fsdp, gpus_per_node, offload, trainable,
+freeze, allow_constant_weights); dims is a dict of symbolic dimensions. Results have the fields of the CLI's --json (integers in bytes)
 as attributes and as keys. Errors raise vramsim.Error with the message the CLI prints.
 """
 
