@@ -24,6 +24,16 @@ bool IsReshapeType(const std::string& t) {
 bool IsPieceType(const std::string& t) {
   return t == "Split" || t == "Slice" || t == "Concat" || t == "Pad";
 }
+// Elementwise ops that broadcast their operands (numpy rules): a replicated operand of size 1
+// (or absent) along a split dim leaves the output split; one of full extent there is split
+// with it when it is a parameter (a bias) and refused when it is a whole activation.
+bool IsBroadcastType(const std::string& t) {
+  static const std::set<std::string> kTypes = {
+      "Add", "Sub", "Mul",  "Div",   "Pow",     "Where",       "Max",     "Min",
+      "Mod", "Sum", "Mean", "Equal", "Less",    "LessOrEqual", "Greater", "GreaterOrEqual",
+      "And", "Or",  "Xor",  "PRelu", "BitShift"};
+  return kTypes.count(t) > 0;
+}
 
 class Rewriter {
  public:
@@ -109,7 +119,8 @@ class Rewriter {
     }
   }
 
-  bool gather_kv_ = false;  // context parallelism: attention's K and V count as gathered
+  bool gather_kv_ = false;    // context parallelism: attention's K and V count as gathered
+  bool tensor_mode_ = false;  // following the tensor-parallel split (not the sequence's)
 
   // Marks t split on dim d; false (with error_) on a conflict.
   bool Mark(std::vector<int>& marks, PlanTensorId t, int d, int op) {
@@ -210,6 +221,18 @@ class Rewriter {
       if (op.type == "Expand") return d + (ry - rx);
       int e = ReshapeDim(x.shape, d, y.shape);
       if (e < 0) return fail("reshapes a split tensor so that its split dim disappears");
+      // The heads split inside a merged dim (nn.MultiheadAttention folds batch and heads into
+      // one, [s, b*a, d]): later reshapes cannot tell which factor is split.
+      uint64_t before = 1, prefix = 1;
+      for (int k = 0; k < d; ++k) before *= static_cast<uint64_t>(std::max<int64_t>(x.shape[k], 1));
+      for (int k = 0; k < e; ++k) prefix *= static_cast<uint64_t>(std::max<int64_t>(y.shape[k], 1));
+      if (tensor_mode_ && before != prefix) {
+        return fail(fmt::format(
+            "folds the split dim {} ({}) of {} into dim {} of {} behind the {} entries of the "
+            "dims before it (batch and heads merged into one dim, as nn.MultiheadAttention "
+            "does): the heads' split cannot be followed through the merged dim",
+            d, x.shape[d], ShapeText(x.shape), e, ShapeText(y.shape), before / prefix));
+      }
       return e;
     }
     if (IsLinearType(op.type) && slot <= 1) {
@@ -259,6 +282,7 @@ class Rewriter {
   // Linears are handled by the tensor pass; returns false with error_ set.
   template <typename Admit>
   bool Propagate(std::vector<int>& marks, int begin, int end, Admit admit, Mode mode) {
+    tensor_mode_ = mode == Mode::kTensor;
     for (int i = begin; i < end; ++i) {
       PlanOp& op = plan_.ops[i];
       if (!admit(i)) continue;
@@ -338,13 +362,13 @@ class Rewriter {
         if (mode == Mode::kTensor && param_of_[t] >= 0) {
           MarkWeightChain(marks, t, e);
         } else if (mode == Mode::kTensor && IsActivation(t)) {
-          // A whole activation meeting a split one (a branch beside a column-parallel Linear,
-          // such as a LoRA adapter, or a residual reaching into the split region).
+          // A whole activation of full extent along the split dim meeting a split one (a
+          // branch beside a column-parallel Linear that is not a LoRA adapter, a residual
+          // reaching into the split region): each rank would need all of it.
           error_ = fmt::format(
-              "{} combines {} {}, whole on every rank, with a tensor split across the ranks: "
-              "not the attention/MLP pattern (adapters beside the split Linears are not "
-              "modelled)",
-              OpText(i), T(t).name, ShapeText(T(t).shape));
+              "{} combines {} {}, whole on every rank with all {} entries of dim {}, with a "
+              "tensor split {} ways on that dim: not the attention/MLP pattern",
+              OpText(i), T(t).name, ShapeText(T(t).shape), T(t).shape[e], e, o_.tensor_parallel);
           return false;
         } else if (T(t).role != TensorRole::kParameter) {
           // A view (a same-type Cast) splits the storage it views when it is all of it.
@@ -358,11 +382,101 @@ class Rewriter {
     return true;
   }
 
+  // LoRA adapters (Hu et al. 2021) beside a Linear, found by structure: a Linear A [r, in]
+  // whose output, through shape-keeping unary ops, is the only input of a Linear B [out, r]
+  // (r below both in and out), B's output (through shape-keeping ops: the scaling) added to the
+  // output of a base Linear reading the same input as A (or the input A's dropout reads).
+  // Megatron/PEFT's layout (peft/tuners/lora/tp_layer.py): beside a column-parallel base, A is
+  // replicated and B column-parallel [out/t, r] (its input gradient, r wide, all-reduced);
+  // beside a row-parallel base, A is row-parallel [r, in/t] (its r-wide partial product
+  // all-reduced) and B replicated.
+  std::map<int, int> lora_b_to_a_;  // B op -> A op
+  std::set<int> lora_a_, lora_row_a_;
+  std::vector<std::vector<int>> consumers_;
+
+  // x through unary ops that keep its shape (dropout, cast, identity) back to their source.
+  PlanTensorId UnaryRoot(PlanTensorId x) const {
+    for (int hops = 0; hops < 4 && x >= 0 && producer_[x] >= 0; ++hops) {
+      const PlanOp& p = plan_.ops[producer_[x]];
+      if (p.type != "Dropout" && p.type != "Cast" && p.type != "Identity") break;
+      if (p.inputs.empty() || p.inputs[0] < 0 || T(p.inputs[0]).shape != T(x).shape) break;
+      x = p.inputs[0];
+    }
+    return x;
+  }
+  // The Linear whose output x is, through ops of x's shape with one activation input (a bias
+  // add, a cast, the scaling); -1: none.
+  int LinearOrigin(PlanTensorId x) const {
+    for (int hops = 0; hops < 4 && x >= 0 && producer_[x] >= 0; ++hops) {
+      const int p = producer_[x];
+      if (IsLinear(p)) return p;
+      PlanTensorId next = -1;
+      int activations = 0;
+      for (PlanTensorId in : plan_.ops[p].inputs) {
+        if (!IsActivation(in)) continue;
+        ++activations;
+        next = in;
+      }
+      if (activations != 1 || T(next).shape != T(x).shape) return -1;
+      x = next;
+    }
+    return -1;
+  }
+  void FindLora() {
+    consumers_.assign(plan_.tensors.size(), {});
+    for (size_t i = 0; i < plan_.ops.size(); ++i) {
+      for (PlanTensorId x : plan_.ops[i].inputs) {
+        if (x >= 0) consumers_[x].push_back(static_cast<int>(i));
+      }
+    }
+    for (size_t bi = 0; bi < plan_.ops.size(); ++bi) {
+      const int b = static_cast<int>(bi);
+      if (!IsLinear(b) || plan_.ops[b].outputs.empty() || plan_.ops[b].outputs[0] < 0) continue;
+      PlanTensorId h = plan_.ops[b].inputs[0];
+      if (consumers_[h].size() != 1) continue;
+      const int a = LinearOrigin(UnaryRoot(h));
+      if (a < 0 || producer_[h] < 0 || plan_.ops[a].outputs.empty()) continue;
+      PlanTensorId ha = plan_.ops[a].outputs[0];
+      if (UnaryRoot(h) != ha || consumers_[ha].size() != 1) continue;
+      const int64_t r = T(ha).shape.back();
+      PlanTensorId y = plan_.ops[b].outputs[0];
+      if (r >= T(plan_.ops[a].inputs[0]).shape.back() || r >= T(y).shape.back()) continue;
+      // B's output, through shape-keeping ops, meets the base's output in an Add.
+      for (int hops = 0; hops < 4 && y >= 0 && consumers_[y].size() == 1; ++hops) {
+        const PlanOp& c = plan_.ops[consumers_[y][0]];
+        if (c.outputs.empty() || c.outputs[0] < 0 || T(c.outputs[0]).shape != T(y).shape) break;
+        PlanTensorId other = -1;
+        int activations = 0;
+        for (PlanTensorId in : c.inputs) {
+          if (!IsActivation(in)) continue;
+          ++activations;
+          if (in != y) other = in;
+        }
+        if (c.type == "Add" && activations == 2 && other >= 0) {
+          const int base = LinearOrigin(other);
+          if (base >= 0 && base != a &&
+              UnaryRoot(plan_.ops[base].inputs[0]) == UnaryRoot(plan_.ops[a].inputs[0])) {
+            lora_b_to_a_[b] = a;
+            lora_a_.insert(a);
+          }
+          break;
+        }
+        if (activations != 1) break;
+        y = c.outputs[0];
+      }
+    }
+  }
+
   // Column- or row-parallel, by whether the input is split.
   bool TensorLinear(int i) {
     PlanOp& op = plan_.ops[i];
     PlanTensorId a = op.inputs[0], w = op.inputs[1];
     const int ra = static_cast<int>(T(a).shape.size());
+    if (lora_a_.count(i) && hidden_[a] < 0) return true;  // beside a column base: replicated
+    if (lora_a_.count(i)) lora_row_a_.insert(i);          // beside a row base: row-parallel
+    if (auto b = lora_b_to_a_.find(i); b != lora_b_to_a_.end() && lora_row_a_.count(b->second)) {
+      return true;  // after a row-parallel A (its partial product all-reduced): replicated
+    }
     if (hidden_[a] < 0) {
       PlanTensorId y = op.outputs.empty() ? -1 : op.outputs[0];
       if (y < 0) return true;
@@ -405,9 +519,33 @@ class Rewriter {
   std::vector<std::pair<PlanTensorId, int>> sp_seeds_;
 };
 
+// A pipeline stage may hold a single block (a 2-layer model over 2 stages): then the outermost
+// module paths whose name ends in an index ("model.layers.1", "h.3") are the blocks.
+std::vector<std::string> IndexedBlocks(const TrainingPlan& plan) {
+  std::vector<std::string> chosen;
+  std::set<std::string> seen;
+  for (const PlanOp& op : plan.ops) {
+    size_t pos = 0;
+    while (!op.scope.empty()) {
+      const size_t dot = op.scope.find('.', pos);
+      const std::string prefix = op.scope.substr(0, dot);
+      const std::string last = op.scope.substr(pos, dot == std::string::npos ? dot : dot - pos);
+      if (!last.empty() && last.back() >= '0' && last.back() <= '9') {
+        if (seen.insert(prefix).second) chosen.push_back(prefix);
+        break;  // the outermost indexed path
+      }
+      if (dot == std::string::npos) break;
+      pos = dot + 1;
+    }
+  }
+  return chosen;
+}
+
 Status Rewriter::TensorPass() {
   const int t = o_.tensor_parallel;
+  FindLora();
   std::vector<std::string> blocks = RepeatedBlocks(plan_);
+  if (blocks.empty()) blocks = IndexedBlocks(plan_);
   if (blocks.empty()) {
     return Error{fmt::format(
         "--tp {}: the model has no repeated blocks (h.0, h.1, ... / layers.0, ...): tensor "
@@ -432,6 +570,9 @@ Status Rewriter::TensorPass() {
       PlanTensorId x = op.inputs[k];
       if (x < 0 || param_of_[x] < 0 || T(x).shape.size() < 2) continue;
       if (IsLinear(i) && k == 1) continue;
+      // A replicated tensor made from buffers at run time (rotary cos/sin from inv_freq, a
+      // position table) meeting activations elementwise: Propagate judges the broadcast.
+      if (IsBroadcastType(op.type)) continue;
       return Error{fmt::format(
           "--tp {}: {} in block {} reads the weight {} {} but is not a Linear (a MatMul/Gemm "
           "of an activation by a 2-D weight): tensor parallelism splits the Linears of "
@@ -719,6 +860,14 @@ Status Rewriter::ContextPass() {
 
 Status Rewriter::Divide() {
   const int t = o_.tensor_parallel, c = o_.context_parallel;
+  // Grouped-query attention repeats each key/value head (an Expand of the split heads dim):
+  // the split must divide the key/value heads too.
+  std::set<int64_t> kv_heads;
+  for (const PlanOp& op : plan_.ops) {
+    if (op.type != "Expand" || op.inputs.empty() || op.inputs[0] < 0) continue;
+    PlanTensorId x = op.inputs[0];
+    if (hidden_[x] >= 0 && !T(x).metadata) kv_heads.insert(T(x).shape[hidden_[x]]);
+  }
   for (size_t id = 0; id < plan_.tensors.size(); ++id) {
     PlanTensor& x = plan_.tensors[id];
     if (x.metadata) continue;
@@ -743,6 +892,11 @@ Status Rewriter::Divide() {
             ShapeText(x.shape), p >= 0 ? " made by " + OpText(p) : std::string(), d, x.shape[d],
             factor[d],
             seq ? "the sequence length must be a multiple of the ranks"
+            : static_cast<int>(d) == hidden_[id] && kv_heads.count(x.shape[d])
+                ? fmt::format("the {} key/value heads of grouped-query attention must be a "
+                              "multiple of the tensor-parallel size; Megatron replicates them "
+                              "when it exceeds them, which is not modelled",
+                              x.shape[d])
                 : "the attention heads, hidden size and MLP width must be multiples of the "
                   "tensor-parallel size")};
       }

@@ -11,13 +11,26 @@
 // op reading a split tensor gives split outputs (the split dim followed through Split, Reshape,
 // Transpose, the attention's MatMuls over heads, Softmax, Dropout, GELU, masks), and a Linear
 // whose input is split on its last dim is row-parallel (its weight split on the input features;
-// its bias and output whole: attention's output projection, MLP down). A split tensor read
-// outside its block, a Linear split anywhere else, or a dim that does not divide by N is
-// refused with one line naming the op. Outside the blocks: the embedding whose rows number the
-// logits' last dim (the vocabulary) is vocab-parallel (rows split, output all-reduced), the
-// Linear making the logits is column-parallel over the vocabulary, and the cross-entropy runs on
-// the rank's logits shard (Megatron's vocab_parallel_cross_entropy; its [b, s] max/sum
-// all-reduces are not modelled: b*s*4 bytes). Everything else is replicated.
+// its bias and output whole: attention's output projection, MLP down). Elementwise ops
+// broadcast: a replicated operand of size 1 or absent along the split dim (LLaMA's rotary
+// cos/sin [s, d] built from the inv_freq buffer, the causal mask [1, 1, s, s] built at run
+// time) leaves the output split; a parameter of full extent there (a bias) is split with it; a
+// whole activation of full extent there is refused. SwiGLU's gate and up are column-parallel
+// (their product split), down row-parallel; RMSNorm stays whole; grouped-query attention's key/
+// value heads are split with the heads (repeat_kv's expand follows the split), and a size that
+// does not divide them is refused naming them (Megatron replicates KV heads when N exceeds
+// them: not modelled). LoRA adapters (Linear A [r, in] then Linear B [out, r], added to a base
+// Linear's output reading the same input) follow PEFT's Megatron layout: beside a
+// column-parallel base A is replicated and B column-parallel; beside a row-parallel base A is
+// row-parallel (its r-wide partial product all-reduced) and B replicated. A split tensor read
+// outside its block, a Linear split anywhere else, heads merged with the batch into one dim
+// (nn.MultiheadAttention's [s, b*a, d]: which factor is split is lost), or a dim that does not
+// divide by N is refused with one line naming the op. A pipeline stage holding one block takes
+// the outermost indexed module path ("model.layers.1") for it. Outside the blocks: the embedding
+// whose rows number the logits' last dim (the vocabulary) is vocab-parallel (rows split, output
+// all-reduced), the Linear making the logits is column-parallel over the vocabulary, and the
+// cross-entropy runs on the rank's logits shard (Megatron's vocab_parallel_cross_entropy; its [b,
+// s] max/sum all-reduces are not modelled: b*s*4 bytes). Everything else is replicated.
 //
 // Megatron's conjugate operators, as output-sized tensors:
 //   f (before a column-parallel Linear): identity forward; in the backward the all-reduce of
