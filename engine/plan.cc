@@ -280,6 +280,30 @@ nlohmann::json ResultJson(const PlanResult& r, int micro_batches) {
            }()}};
 }
 
+// "the backward of /relu/Relu (Relu): its tensors a (196 MiB), b (196 MiB) and 215 MiB of
+// parameters, gradients, optimizer state, buffers and batch".
+std::string FloorWhere(const Trace& trace, const StepFloor& f) {
+  if (f.step < 0) return "";
+  std::string tensors;
+  size_t shown = 0;
+  uint64_t rest = 0;
+  for (BufferId b : f.working) {
+    const Buffer& x = trace.buffers[b];
+    if (shown < 4) {
+      tensors += fmt::format("{}{} ({})", shown ? ", " : "", x.name, FormatBytes(x.bytes));
+      ++shown;
+    } else {
+      rest += x.bytes;
+    }
+  }
+  if (rest) tensors += fmt::format(" and {} more", FormatBytes(rest));
+  return fmt::format(
+      "{} needs its own tensors {} at once, beside {} of parameters, gradients, optimizer "
+      "state, buffers and batch",
+      DescribeStep(trace.steps[f.step]), tensors.empty() ? "(none)" : tensors,
+      FormatBytes(f.invariant_bytes));
+}
+
 std::string ScopeList(const std::vector<std::string>& scopes) {
   if (scopes.empty()) return "(none)";
   return CompactScopes(scopes);  // "h.0-31": a list --checkpoint accepts back
@@ -307,6 +331,8 @@ Result<PlanReport> PlanOnnx(const std::string& model, const std::map<std::string
   p.micro_batches = loaded->options.micro_batches;
   p.blocks = problem->blocks.scopes;
   p.model_state_bytes = problem->model_state_bytes;
+  p.floor_bytes = problem->floor.bytes;
+  p.floor_where = FloorWhere(problem->baseline.trace, problem->floor);
   p.block_model = problem->block_model;
   p.block_model_checked = problem->model_checked;
   p.setup_simulations = problem->setup_simulations;
@@ -328,6 +354,9 @@ nlohmann::json OnnxJson(const OnnxPlan& p) {
   j["baseline_peak_bytes"] = p.baseline_peak_bytes;
   j["model_state_bytes"] = p.model_state_bytes;
   j["model_states_exceed_budget"] = p.ModelStatesExceedBudget();
+  j["floor_bytes"] = p.floor_bytes;
+  j["floor_where"] = p.floor_where;
+  j["budget_below_floor"] = p.BudgetBelowFloor();
   j["blocks"] = p.blocks;
   nlohmann::json all = nlohmann::json::array();
   for (const PlanResult& x : p.results) all.push_back(ResultJson(x, p.micro_batches));
@@ -344,6 +373,13 @@ std::string OnnxText(const OnnxPlan& p) {
         "the model states alone (parameters, gradients, optimizer state: {}) exceed the budget "
         "of {}: no checkpointing can fit it; change the precision, optimizer or sharding\n",
         FormatBytes(p.model_state_bytes), FormatBytes(p.budget_bytes));
+  } else if (p.BudgetBelowFloor()) {
+    s += fmt::format(
+        "no plan can fit: whatever is saved or recomputed, {} ({} = {:.2f} of the peak without "
+        "checkpointing, above the budget of {})\n",
+        p.floor_where, FormatBytes(p.floor_bytes),
+        static_cast<double>(p.floor_bytes) / static_cast<double>(p.baseline_peak_bytes),
+        FormatBytes(p.budget_bytes));
   }
   s += fmt::format(
       "plan ({}): checkpoint {}\n"
@@ -484,6 +520,10 @@ std::string PlanNoFitMessage(const PlanReport& report) {
       return fmt::format("no checkpoint plan fits the budget of {}: the model states alone are {}",
                          FormatBytes(o->budget_bytes), FormatBytes(o->model_state_bytes));
     }
+    if (o->BudgetBelowFloor()) {
+      return fmt::format("no checkpoint plan can fit the budget of {}: no plan peaks below {} ({})",
+                         FormatBytes(o->budget_bytes), FormatBytes(o->floor_bytes), o->floor_where);
+    }
     return fmt::format("no checkpoint plan fits the budget of {}; the best found ({}) peaks at {}",
                        FormatBytes(o->budget_bytes), o->chosen().strategy,
                        FormatBytes(o->chosen().peak_bytes));
@@ -522,6 +562,8 @@ Result<StrategiesReport> Strategies(const std::string& model,
   StrategiesReport rep;
   rep.model = model;
   rep.baseline_peak_bytes = problem->baseline.peak.peak_bytes;
+  rep.floor_bytes = problem->floor.bytes;
+  rep.floor_where = FloorWhere(problem->baseline.trace, problem->floor);
   rep.blocks = problem->blocks.scopes;
   rep.block_model = problem->block_model;
   rep.setup_ms = problem->setup_ms;
@@ -541,6 +583,8 @@ nlohmann::json StrategiesJson(const StrategiesReport& r) {
   for (const StrategiesRow& row : r.rows) rows.push_back(ResultJson(row.result, r.micro_batches));
   return {{"model", r.model},
           {"baseline_peak_bytes", r.baseline_peak_bytes},
+          {"floor_bytes", r.floor_bytes},
+          {"floor_where", r.floor_where},
           {"blocks", r.blocks},
           {"setup_ms", r.setup_ms},
           {"block_model", r.block_model},
@@ -550,9 +594,14 @@ nlohmann::json StrategiesJson(const StrategiesReport& r) {
 std::string StrategiesText(const StrategiesReport& r) {
   std::string text = fmt::format(
       "{}: no checkpointing peaks at {}; {} candidate blocks ({:.0f} ms to model: {})\n"
+      "no plan peaks below {} ({:.2f} of it): {}\n"
       "{:<12} {:>11} {:>11} {:>5} {:>9} {:>10} {:>8}\n",
       r.model, FormatBytes(r.baseline_peak_bytes), r.blocks.size(), r.setup_ms, r.block_model,
-      "strategy", "budget", "peak", "fits", "overhead", "solve ms", "regions");
+      FormatBytes(r.floor_bytes),
+      r.baseline_peak_bytes
+          ? static_cast<double>(r.floor_bytes) / static_cast<double>(r.baseline_peak_bytes)
+          : 0.0,
+      r.floor_where, "strategy", "budget", "peak", "fits", "overhead", "solve ms", "regions");
   for (const StrategiesRow& row : r.rows) {
     const PlanResult& x = row.result;
     text += fmt::format("{:<12} {:>11} {:>11} {:>5} {:>8.2f}% {:>10.1f} {:>8}\n", x.strategy,

@@ -70,6 +70,10 @@ struct OnnxPlan {
   // Parameters, gradients and optimizer state at the optimizer step: no plan goes below.
   uint64_t model_state_bytes = 0;
   bool ModelStatesExceedBudget() const { return model_state_bytes > budget_bytes; }
+  // The least any plan can peak at (simulator/peak.h RecomputeFloor) and where, in words.
+  uint64_t floor_bytes = 0;
+  std::string floor_where;
+  bool BudgetBelowFloor() const { return floor_bytes > budget_bytes; }
   std::string block_model;  // how their savings were modelled
   bool block_model_checked = false;
   int setup_simulations = 0;
@@ -123,6 +127,8 @@ struct StrategiesRow {
 struct StrategiesReport {
   std::string model;  // as given
   uint64_t baseline_peak_bytes = 0;
+  uint64_t floor_bytes = 0;  // as OnnxPlan's: no plan peaks below it
+  std::string floor_where;
   std::vector<std::string> blocks;
   std::string block_model;
   double setup_ms = 0;

@@ -294,6 +294,7 @@ Result<PlanProblem> MakePlanProblem(const Graph& graph, EstimateOptions options,
   p.baseline = std::move(base.value());
   p.model_state_bytes =
       ModelStatesAtOptimizerStart(p.baseline.trace, p.baseline.plan.target.round_bytes);
+  p.floor = RecomputeFloor(p.baseline.trace, p.baseline.plan.target.round_bytes);
   p.setup_simulations = 1;
   p.cache->setup_plans.emplace(std::vector<std::string>{}, ResultOf(p.baseline, {}));
   std::vector<std::string> scopes = FindBlockScopes(p.baseline.plan);

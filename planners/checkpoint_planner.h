@@ -23,6 +23,7 @@
 #include "importer/graph.h"
 #include "importer/status.h"
 #include "planners/planner_blocks.h"
+#include "simulator/peak.h"
 
 namespace vramsim {
 
@@ -48,6 +49,8 @@ struct PlanProblem {
   // Parameters, gradients and optimizer state at the optimizer step (rounded as the peak is):
   // checkpointing leaves them as they are, so no plan's peak is below this.
   uint64_t model_state_bytes = 0;
+  // The least any plan can peak at, whatever it saves or recomputes (simulator/peak.h).
+  StepFloor floor;
   // The block model's savings were derived and agreed with the simulated checks: strategies
   // screen candidate plans with it. False when they were measured one block at a time.
   bool model_checked = false;

@@ -6,7 +6,9 @@ reports it (every peak is the simulator's replay of the plan).
     python3 scripts/checkpoint_table.py [build/cli/vramsim] > table.md
 
 A cell is "peak/baseline, recompute overhead, solve ms" for a plan that fits, "no fit
-(lowest peak/baseline)" otherwise. torch-cuda, Adam (foreach), fp32."""
+(lowest peak/baseline)" otherwise. The floor column is the least any plan can peak at
+(simulator/peak.h RecomputeFloor: a step's own tensors plus what no plan changes); a budget
+below it is "proven infeasible". torch-cuda, Adam (foreach), fp32."""
 import json
 import subprocess
 import sys
@@ -38,8 +40,9 @@ def main():
         rows = report["rows"]
         if strategies is None:
             strategies = list(dict.fromkeys(r["strategy"] for r in rows))
-            lines.append("| model | budget | " + " | ".join(strategies) + " |")
-            lines.append("|---|---|" + "---|" * len(strategies))
+            lines.append("| model | budget | floor | " + " | ".join(strategies) + " |")
+            lines.append("|---|---|---|" + "---|" * len(strategies))
+        floor = report["floor_bytes"] / peak
         for f, b in zip(FRACTIONS, budgets):
             cells = []
             for s in strategies:
@@ -49,7 +52,8 @@ def main():
                     cells.append(f"{ratio:.2f} {r['overhead_pct']:.1f}% {r['solve_ms']:.0f}ms")
                 else:
                     cells.append(f"no fit ({ratio:.2f})")
-            lines.append(f"| {model} | {f:g} | " + " | ".join(cells) + " |")
+            below = " proven infeasible" if b < report["floor_bytes"] else ""
+            lines.append(f"| {model} | {f:g} | {floor:.2f}{below} | " + " | ".join(cells) + " |")
     print("\n".join(lines))
 
 

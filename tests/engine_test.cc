@@ -44,8 +44,16 @@ TEST(EnginePlan, ResnetAtHalfItsPeakDoesNotFit) {
   auto r = Plan(kExamples + "/resnet18.onnx", {{"batch", 16}}, sgd, Fraction(0.5));
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_FALSE(r->fits());
-  EXPECT_EQ(PlanNoFitMessage(*r).rfind("no checkpoint plan fits the budget of ", 0), 0u);
+  const auto& p = std::get<OnnxPlan>(r->plan);
+  // Below the floor no plan can fit, and the message says so.
+  EXPECT_EQ(
+      PlanNoFitMessage(*r).rfind(p.BudgetBelowFloor() ? "no checkpoint plan can fit the budget of "
+                                                      : "no checkpoint plan fits the budget of ",
+                                 0),
+      0u);
+  EXPECT_LE(p.floor_bytes, p.chosen().peak_bytes);
   EXPECT_EQ(PlanJson(*r)["fits"], false);
+  EXPECT_EQ(PlanJson(*r)["budget_below_floor"], p.floor_bytes > p.budget_bytes);
 }
 
 TEST(EnginePlan, RefusesWithTheClisMessages) {

@@ -16,6 +16,7 @@
 #include "importer/importer.h"
 #include "planners/checkpoint_planner.h"
 #include "policies/recompute.h"
+#include "simulator/peak.h"
 #include "tests/model_builder.h"
 
 using namespace vramsim;
@@ -227,6 +228,8 @@ void CheckReplays(const std::string& model, std::map<std::string, int64_t> dims,
     auto e = RunEstimate(*g, *ro);
     ASSERT_TRUE(e) << e.error().message;
     EXPECT_EQ(e->peak.peak_bytes, plan.peak_bytes) << model << " " << name;
+    // No plan goes below the floor (simulator/peak.h RecomputeFloor).
+    EXPECT_GE(plan.peak_bytes, p->floor.bytes) << model << " " << name;
     EXPECT_EQ(e->recompute_flops, plan.recompute_flops) << model << " " << name;
   }
   if (below_blocks) {
@@ -235,7 +238,10 @@ void CheckReplays(const std::string& model, std::map<std::string, int64_t> dims,
     auto low = RunStrategies(*p, 1, "knapsack", nullptr);
     ASSERT_TRUE(low) << low.error().message;
     EXPECT_LT(low->front().peak_bytes, block->front().peak_bytes) << model;
+    EXPECT_GE(low->front().peak_bytes, p->floor.bytes) << model;
   }
+  EXPECT_GE(block->front().peak_bytes, p->floor.bytes) << model;
+  EXPECT_GE(p->floor.bytes, p->model_state_bytes) << model;
   // At 0.8 of the peak the best op-level plan fits with less recompute than the optimal
   // block plan (dp).
   const uint64_t budget = p->baseline.peak.peak_bytes / 5 * 4;
@@ -249,7 +255,85 @@ void CheckReplays(const std::string& model, std::map<std::string, int64_t> dims,
   }
   ASSERT_TRUE(dp->front().fits) << model;
   EXPECT_LT(least, dp->front().recompute_flops) << model;
-  {}
+}
+
+// RecomputeFloor on a trace written by hand. P (parameter, 100 B) from the setup; forward
+// step f1 makes A (10 B); f2 makes B (20 B) from A and frees A; f3 makes C (1000 B, saved,
+// read only by the last step); backward step b1 makes G (40 B) and the parameter gradient PG
+// (100 B) from B and frees B; b2 frees C. At b1's second allocation the step holds G and B
+// (it frees B: it reads it) beside P and PG: 40 + 20 + 100 + 100 = 260 B. C (1000 B) is alive
+// there too, but b1 does not touch it: a plan may recompute it after b1. f2 holds A + B +
+// P = 130 B; f3 C + P = 1100 B: C is the step's own output, so the floor is 1100 B at f3.
+// Without f3's C (a 5 B output instead) the floor is b1's 260 B.
+TEST(RecomputeFloor, HandTrace) {
+  auto make = [](uint64_t c_bytes) {
+    Trace t;
+    auto buf = [&](std::string name, uint64_t bytes, Category c) {
+      Buffer b;
+      b.name = std::move(name);
+      b.bytes = bytes;
+      b.category = c;
+      t.buffers.push_back(b);
+      return static_cast<BufferId>(t.buffers.size() - 1);
+    };
+    auto step = [&](Phase ph, std::string name) {
+      Step s;
+      s.phase = ph;
+      s.name = std::move(name);
+      t.steps.push_back(s);
+      return static_cast<StepId>(t.steps.size() - 1);
+    };
+    BufferId P = buf("P", 100, Category::kParameters), A = buf("A", 10, Category::kTransient),
+             B = buf("B", 20, Category::kSavedActivations),
+             C = buf("C", c_bytes, Category::kSavedActivations),
+             G = buf("G", 40, Category::kTransient), PG = buf("PG", 100, Category::kGradients);
+    StepId setup = step(Phase::kSetup, "setup"), f1 = step(Phase::kForward, "f1"),
+           f2 = step(Phase::kForward, "f2"), f3 = step(Phase::kForward, "f3"),
+           b1 = step(Phase::kBackward, "b1"), b2 = step(Phase::kBackward, "b2");
+    using K = Event::Kind;
+    t.events = {{K::kAlloc, P, setup}, {K::kAlloc, A, f1}, {K::kAlloc, B, f2},
+                {K::kFree, A, f2},     {K::kAlloc, C, f3}, {K::kAlloc, G, b1},
+                {K::kAlloc, PG, b1},   {K::kFree, B, b1},  {K::kFree, C, b2}};
+    return t;
+  };
+  Trace big = make(1000);
+  StepFloor f = RecomputeFloor(big);
+  EXPECT_EQ(f.bytes, 1100u);
+  EXPECT_EQ(big.steps[f.step].name, "f3");
+  Trace small = make(5);
+  f = RecomputeFloor(small);
+  EXPECT_EQ(f.bytes, 260u);
+  EXPECT_EQ(small.steps[f.step].name, "b1");
+  EXPECT_EQ(f.invariant_bytes, 200u);
+  ASSERT_EQ(f.working.size(), 2u);
+  EXPECT_EQ(small.buffers[f.working[0]].name, "G");
+  EXPECT_EQ(small.buffers[f.working[1]].name, "B");
+  // The baseline peaks at b1 with C alive: 265 B, above the floor.
+  EXPECT_EQ(FindPeak(small).peak_bytes, 265u);
+}
+
+// resnet18 at batch 64: the stem's backward needs three [64,64,112,112] fp32 tensors at once
+// (64*64*112*112*4 = 205,520,896 B each: the ReLU's output it reads, the gradient it reads and
+// the one it makes, or the BatchNorm's saved input, its incoming and its outgoing gradient),
+// beside the parameters, their gradients, Adam's two moments and the batch. So no plan reaches
+// 0.5 of the peak.
+TEST(RecomputeFloor, Resnet18StemBackward) {
+  ImportOptions io;
+  io.dims = {{"batch", 64}};
+  auto g = ImportModel(kExamples + "/resnet18.onnx", io);
+  ASSERT_TRUE(g) << g.error().message;
+  auto o = ParseEstimateFlags(EstimateFlags{});
+  ASSERT_TRUE(o) << o.error().message;
+  auto p = MakePlanProblem(*g, *o);
+  ASSERT_TRUE(p) << p.error().message;
+  const StepFloor& f = p->floor;
+  ASSERT_GE(f.working.size(), 3u);
+  int stem = 0;
+  for (BufferId b : f.working) stem += p->baseline.trace.buffers[b].bytes == 205520896u;
+  EXPECT_EQ(stem, 3);
+  EXPECT_EQ(p->baseline.trace.steps[f.step].phase, Phase::kBackward);
+  EXPECT_GE(f.bytes, 3 * uint64_t{205520896} + p->model_state_bytes);
+  EXPECT_GT(f.bytes, p->baseline.peak.peak_bytes / 2);
 }
 
 TEST(OpLevelExamples, Resnet18PlansReplayAndBeatBlocks) {
