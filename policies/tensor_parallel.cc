@@ -50,8 +50,12 @@ class Rewriter {
   std::vector<bool> derived_;  // parameters, buffers, constants and what only they make
   std::vector<PlanTensorId> param_of_;
   std::vector<int> hidden_;  // the tensor-parallel split dim, -1: whole
-  std::vector<int> seq_sp_;  // sequence-parallel split dim
-  std::vector<int> seq_cp_;  // context-parallel split dim
+  // Entries of the split dim before the split factor: 1 when the heads lead it, b where
+  // nn.MultiheadAttention folds batch and heads into one dim [s, b*a, d].
+  std::vector<int64_t> outer_;
+  int64_t mapped_outer_ = 1;  // MapDim's answer for outer_ of the output
+  std::vector<int> seq_sp_;   // sequence-parallel split dim
+  std::vector<int> seq_cp_;   // context-parallel split dim
   std::string error_;
 
   // Collectives to insert: before/after an op index.
@@ -76,6 +80,7 @@ class Rewriter {
     derived_.push_back(false);
     param_of_.push_back(-1);
     hidden_.push_back(-1);
+    outer_.push_back(1);
     seq_sp_.push_back(-1);
     seq_cp_.push_back(-1);
     return id;
@@ -88,6 +93,7 @@ class Rewriter {
     derived_.assign(n, false);
     param_of_.assign(n, -1);
     hidden_.resize(n, -1);
+    outer_.resize(n, 1);
     seq_sp_.resize(n, -1);
     seq_cp_.resize(n, -1);
     for (size_t t = 0; t < n; ++t) {
@@ -176,6 +182,10 @@ class Rewriter {
   static int ReshapeDim(const std::vector<int64_t>& x, int d, const std::vector<int64_t>& y) {
     uint64_t before = 1;
     for (int k = 0; k < d; ++k) before *= static_cast<uint64_t>(std::max<int64_t>(x[k], 1));
+    return ReshapeBefore(before, y);
+  }
+  // The dim of y where the flat offset `before` falls (a multiple of the entries before it).
+  static int ReshapeBefore(uint64_t before, const std::vector<int64_t>& y) {
     uint64_t prefix = 1;
     for (size_t e = 0; e < y.size(); ++e) {
       uint64_t next = prefix * static_cast<uint64_t>(std::max<int64_t>(y[e], 1));
@@ -202,6 +212,7 @@ class Rewriter {
       error_ = fmt::format("{} {}", OpText(i), why);
       return -1;
     };
+    mapped_outer_ = tensor_mode_ ? outer_[in] : 1;
     if (op.type == "Transpose") {
       int found = -1, by_size = -1, count = 0;
       for (int e = 0; e < ry; ++e) {
@@ -219,20 +230,15 @@ class Rewriter {
     }
     if (IsReshapeType(op.type) || (op.type == "Expand" && rx != ry)) {
       if (op.type == "Expand") return d + (ry - rx);
-      int e = ReshapeDim(x.shape, d, y.shape);
-      if (e < 0) return fail("reshapes a split tensor so that its split dim disappears");
-      // The heads split inside a merged dim (nn.MultiheadAttention folds batch and heads into
-      // one, [s, b*a, d]): later reshapes cannot tell which factor is split.
-      uint64_t before = 1, prefix = 1;
+      // The split factor starts `before` entries in (the heads inside a merged batch*heads
+      // dim start b entries into it): its dim in y is where that offset falls.
+      uint64_t before = static_cast<uint64_t>(mapped_outer_);
       for (int k = 0; k < d; ++k) before *= static_cast<uint64_t>(std::max<int64_t>(x.shape[k], 1));
+      int e = ReshapeBefore(before, y.shape);
+      if (e < 0) return fail("reshapes a split tensor so that its split dim disappears");
+      uint64_t prefix = 1;
       for (int k = 0; k < e; ++k) prefix *= static_cast<uint64_t>(std::max<int64_t>(y.shape[k], 1));
-      if (tensor_mode_ && before != prefix) {
-        return fail(fmt::format(
-            "folds the split dim {} ({}) of {} into dim {} of {} behind the {} entries of the "
-            "dims before it (batch and heads merged into one dim, as nn.MultiheadAttention "
-            "does): the heads' split cannot be followed through the merged dim",
-            d, x.shape[d], ShapeText(x.shape), e, ShapeText(y.shape), before / prefix));
-      }
+      if (tensor_mode_) mapped_outer_ = static_cast<int64_t>(before / prefix);
       return e;
     }
     if (IsLinearType(op.type) && slot <= 1) {
@@ -310,6 +316,7 @@ class Rewriter {
         if (e == -2) continue;  // context parallelism: attention over gathered K/V
         if (e < 0) return false;
         if (!Mark(marks, y, e, i)) return false;
+        if (mode == Mode::kTensor) outer_[y] = mapped_outer_;
         if (first_out < 0) first_out = y, first_dim = e;
       }
       if (first_out < 0) continue;
@@ -489,7 +496,7 @@ class Rewriter {
       column_.push_back(i);
       return true;
     }
-    if (hidden_[a] != ra - 1) {
+    if (hidden_[a] != ra - 1 || outer_[a] != 1) {
       error_ = fmt::format("{} reads its input split on dim {} of {}, not on its features",
                            OpText(i), hidden_[a], ShapeText(T(a).shape));
       return false;
@@ -879,7 +886,10 @@ Status Rewriter::Divide() {
     for (size_t d = 0; d < x.shape.size(); ++d) {
       if (factor[d] == 1) continue;
       any = true;
-      if (x.shape[d] % factor[d]) {
+      // Heads inside a merged batch*heads dim: the heads (not the product) must divide.
+      const int64_t outer = static_cast<int>(d) == hidden_[id] ? outer_[id] : 1;
+      const bool inner = outer > 1 && (x.shape[d] % outer || (x.shape[d] / outer) % t);
+      if (x.shape[d] % factor[d] || inner) {
         const int p = producer_.size() > id ? producer_[id] : -1;
         const bool seq = static_cast<int>(d) == seq_cp_[id] || static_cast<int>(d) == seq_sp_[id];
         std::string flag =
@@ -888,10 +898,14 @@ Status Rewriter::Divide() {
                 : fmt::format("--tp {}{}", t,
                               o_.sequence_parallel && seq ? " --sequence-parallel" : "");
         return Error{fmt::format(
-            "{}: {} {}{} splits dim {} ({}) {} ways, which does not divide it ({})", flag, x.name,
-            ShapeText(x.shape), p >= 0 ? " made by " + OpText(p) : std::string(), d, x.shape[d],
-            factor[d],
-            seq ? "the sequence length must be a multiple of the ranks"
+            "{}: {} {}{} splits dim {} ({}) {} ways, {} ({})", flag, x.name, ShapeText(x.shape),
+            p >= 0 ? " made by " + OpText(p) : std::string(), d, x.shape[d], factor[d],
+            inner ? fmt::format("which does not divide its {} heads (batch and heads merged "
+                                "into one dim: {} x {})",
+                                x.shape[d] / outer, outer, x.shape[d] / outer)
+                  : "which does not divide it",
+            inner ? "the heads must be a multiple of the tensor-parallel size"
+            : seq ? "the sequence length must be a multiple of the ranks"
             : static_cast<int>(d) == hidden_[id] && kv_heads.count(x.shape[d])
                 ? fmt::format("the {} key/value heads of grouped-query attention must be a "
                               "multiple of the tensor-parallel size; Megatron replicates them "

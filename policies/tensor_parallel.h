@@ -23,14 +23,17 @@
 // Linear's output reading the same input) follow PEFT's Megatron layout: beside a
 // column-parallel base A is replicated and B column-parallel; beside a row-parallel base A is
 // row-parallel (its r-wide partial product all-reduced) and B replicated. A split tensor read
-// outside its block, a Linear split anywhere else, heads merged with the batch into one dim
-// (nn.MultiheadAttention's [s, b*a, d]: which factor is split is lost), or a dim that does not
-// divide by N is refused with one line naming the op. A pipeline stage holding one block takes
-// the outermost indexed module path ("model.layers.1") for it. Outside the blocks: the embedding
-// whose rows number the logits' last dim (the vocabulary) is vocab-parallel (rows split, output
-// all-reduced), the Linear making the logits is column-parallel over the vocabulary, and the
-// cross-entropy runs on the rank's logits shard (Megatron's vocab_parallel_cross_entropy; its [b,
-// s] max/sum all-reduces are not modelled: b*s*4 bytes). Everything else is replicated.
+// outside its block, a Linear split anywhere else, or a dim that does not divide by N is
+// refused with one line naming the op. Heads merged with the batch into one dim
+// (nn.MultiheadAttention's [s, b*a, d], after its packed in_proj [3h, h], column-parallel as
+// Megatron's interleaved QKV) are followed as the split factor inside the merged dim (b entries
+// before it) and back out ([s*b, h] for out_proj); the heads, not b*a, must divide by N. A pipeline
+// stage holding one block takes the outermost indexed module path ("model.layers.1") for it.
+// Outside the blocks: the embedding whose rows number the logits' last dim (the vocabulary) is
+// vocab-parallel (rows split, output all-reduced), the Linear making the logits is column-parallel
+// over the vocabulary, and the cross-entropy runs on the rank's logits shard (Megatron's
+// vocab_parallel_cross_entropy; its [b, s] max/sum all-reduces are not modelled: b*s*4 bytes).
+// Everything else is replicated.
 //
 // Megatron's conjugate operators, as output-sized tensors:
 //   f (before a column-parallel Linear): identity forward; in the backward the all-reduce of
