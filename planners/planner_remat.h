@@ -120,16 +120,16 @@ Result<RematSolution> SolveRematDtr(const RematGraph& g, uint64_t budget, double
 // their last use in the stage, remade outputs dropped after it unless a later node reads them);
 // when an allocation would exceed the budget, the unpinned alive output with the least
 // remaking cost (itself and its missing inputs, recursively) / (bytes * distance to its next
-// reader) is evicted; the inputs of an evicted output stay alive while it is needed, so that
-// remaking it does not cascade. A pass is O(n * (n + edges)) time at most and O(n + edges)
-// memory. The passes: the first max_passes of 12 weightings (0: all), then, when one of them
-// fits, search_passes more, each from the best weighting so far with its exponents and every
-// node's score perturbed by deterministic draws; a pass stops as soon as its recomputation
-// cannot beat the best, or gives up past 16n + 1024 computations. The number of passes is fixed
-// and time_limit_s (0: no limit) is only a safety cut, so that the answer does not depend on the
-// machine's speed. The cheapest replayed schedule that fits is returned (method "evict",
-// explicit only: stages empty). A pass fails when every alive output is pinned and there is
-// still no room (it does not search other stage orders).
+// reader) is evicted; the inputs of an evicted output stay alive while it is needed (an input
+// remade inside a stage too), so that remaking it does not cascade. A pass is O(n * (n + edges))
+// time at most and O(n + edges) memory. The passes: the first max_passes of 12 weightings (0: all),
+// then, when one of them fits, search_passes more, each from the best weighting so far with its
+// exponents and every node's score perturbed by deterministic draws; a pass stops as soon as its
+// recomputation cannot beat the best, or gives up past 16n + 1024 computations. The number of
+// passes is fixed and time_limit_s (0: no limit) is only a safety cut, so that the answer does not
+// depend on the machine's speed. The cheapest replayed schedule that fits is returned (method
+// "evict", explicit only: stages empty). A pass fails when every alive output is pinned and there
+// is still no room (it does not search other stage orders).
 Result<RematSolution> SolveRematEvict(const RematGraph& g, uint64_t budget, double time_limit_s = 0,
                                       int max_passes = 0, int search_passes = 0);
 

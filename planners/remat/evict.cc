@@ -111,6 +111,16 @@ class Evictor {
   std::vector<RematStep> steps_;
 
  private:
+  // Whether an evicted output that is still needed reads v (with keep_inputs).
+  bool NeededByEvicted(int v) const {
+    if (!score_.keep_inputs) return false;
+    for (int u : g_.users[v]) {
+      if (u > t_) break;
+      if (!live_[u] && need_[u]) return true;
+    }
+    return false;
+  }
+
   // Whether a node after the current target reads v.
   bool NeededLater(int v) const {
     const auto& u = g_.users[v];
@@ -204,8 +214,12 @@ class Evictor {
       last_[v] = clock_;
       for (int d : g_.deps[v]) {
         last_[d] = clock_;
-        // A remade input no later node reads is dropped after its last use in the stage.
-        if (--pins_[d] == 0 && in_stage_[d] == stage_id_ && !NeededLater(d)) Free(d);
+        // A remade input no later node reads is dropped after its last use in the stage, unless
+        // an evicted output that is still needed reads it (it would be remade from it: what
+        // keep_inputs keeps between targets is kept inside the stage too, instead of the next
+        // stage remaking the same ancestry).
+        if (--pins_[d] == 0 && in_stage_[d] == stage_id_ && !NeededLater(d) && !NeededByEvicted(d))
+          Free(d);
       }
     }
     for (; k < stage_.size(); ++k)
