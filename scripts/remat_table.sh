@@ -6,6 +6,8 @@
 #
 # usage: scripts/remat_table.sh [VRAMSIM [TIME_LIMIT [JOBS [OUTDIR]]]]
 #   defaults: build/cli/vramsim, 60 s, 1 run at a time, /tmp/remat_table
+#   REMAT_ONLY=REGEX runs only the rows whose "GRAPH-FILE FRACTION" matches (grep -E), e.g.
+#   REMAT_ONLY='n2000.json 0.7|n500' for the rows a change moved.
 # Prints the markdown table on stdout (rows in the order below).
 set -eu
 VRAMSIM=${1:-build/cli/vramsim}
@@ -22,7 +24,8 @@ for g in $GRAPHS; do
     i=$((i + 1))
     echo "$i $g $f"
   done
-done > "$OUT/runs.txt"
+done | { if [ -n "${REMAT_ONLY:-}" ]; then grep -E -- "$REMAT_ONLY" || true; else cat; fi; } \
+  > "$OUT/runs.txt"
 # Each run: plan --json under /usr/bin/time -v, then the checker when a plan fits.
 export VRAMSIM LIMIT OUT ROOT
 # shellcheck disable=SC2016
