@@ -104,8 +104,9 @@ void AddTrainingFlags(CLI::App* app, EstimateFlags* f) {
   app->add_option("--gpus-per-node", f->gpus_per_node, "GPUs per node (--fsdp hybrid)")
       ->capture_default_str();
   app->add_option("--offload", f->offload,
-                  "optimizer: optimizer state in host memory, the step on the CPU (DeepSpeed "
-                  "ZeRO-Offload); the GPU keeps parameters and gradients");
+                  "optimizer: optimizer state in host memory, the step on the CPU, gradient "
+                  "partitions copied out as reduced (DeepSpeed ZeRO-Offload); params: also the "
+                  "parameters (FSDP CPUOffload, needs --fsdp or --zero 3), each unit staged in");
   app->add_option("--pp-stage", f->pipeline_stage,
                   "Report this pipeline stage (0-based) only; -1: every stage, the worst shown")
       ->capture_default_str();

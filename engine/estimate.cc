@@ -181,6 +181,9 @@ Result<EstimateOptions> ParseEstimateFlags(const EstimateFlags& f) {
     return Error{"--offload moves optimizer state from the GPU to the host: --target torch-cuda"};
   }
   o.offload = *offload;
+  if (auto s = ValidateOffload(*offload, sharding.zero_stage); !s) {
+    return Error{s.message()};
+  }
   auto trainable = ParseParameterPatterns("--trainable", f.trainable);
   if (!trainable) return trainable.error();
   auto freeze = ParseParameterPatterns("--freeze", f.freeze);
@@ -386,6 +389,8 @@ Result<Estimate> RunEstimateOfRank(const Graph& graph, const EstimateOptions& op
   // torch-cpu's ZeRO 1 is PyTorch's ZeroRedundancyOptimizer over DDP (policies/sharding.h).
   sharding.zero_redundancy_optimizer = options.target.device == Device::kCpu;
   sharding.zero_rank = options.zero_rank;
+  sharding.offload_gradients = options.offload != OffloadKind::kNone;
+  sharding.offload_params = options.offload == OffloadKind::kParams;
   policies.push_back(std::make_unique<ShardingPolicy>(sharding));
   Status status;
   for (const auto& p : policies) {

@@ -150,7 +150,10 @@ std::vector<std::string> RepeatedBlocks(const TrainingPlan& plan) {
 Status ShardingPolicy::Apply(TrainingPlan& plan) const {
   if (auto s = ValidateSharding(options_); !s) return s;
   const int n = options_.world_size;
-  if (n <= 1) return {};
+  const bool offload_grads = options_.offload_gradients || options_.offload_params;
+  if (n <= 1 && !offload_grads) return {};
+  // One rank with offload: ZeRO-Offload's single-GPU setting, ZeRO 2 over one rank.
+  const int stage = n <= 1 ? 2 : options_.zero_stage;
   const size_t count = plan.tensors.size();
   std::vector<bool> trained(count, false);
   std::vector<std::vector<int>> readers(count);
@@ -175,7 +178,7 @@ Status ShardingPolicy::Apply(TrainingPlan& plan) const {
   // and ZeRO 1-2 leave them whole on every rank; ZeRO 3 (FSDP FULL_SHARD) partitions them
   // too, gathering them like the others but never reducing a gradient.
   std::vector<PlanTensorId> frozen;
-  if (options_.zero_stage >= 3) {
+  if (stage >= 3) {
     for (PlanTensorId p : plan.parameters) {
       const PlanTensor& t = plan.tensors[p];
       if (!trained[p] && !t.requires_grad && t.role == TensorRole::kParameter &&
@@ -185,8 +188,8 @@ Status ShardingPolicy::Apply(TrainingPlan& plan) const {
     }
   }
 
-  const bool zro = options_.zero_stage == 1 && options_.zero_redundancy_optimizer;
-  if (options_.zero_stage == 0 || zro) {
+  const bool zro = stage == 1 && options_.zero_redundancy_optimizer;
+  if (stage == 0 || zro) {
     std::vector<std::pair<uint64_t, int>> grads;
     for (PlanTensorId p : params) {
       grads.push_back({StorageBytes(plan.tensors[p]), static_cast<int>(plan.tensors[p].dtype)});
@@ -230,7 +233,6 @@ Status ShardingPolicy::Apply(TrainingPlan& plan) const {
   }
 
   // Sharding units: a parameter belongs to the first block holding all its readers.
-  const int stage = options_.zero_stage;
   std::vector<std::string> blocks;
   if (stage >= 2) blocks = options_.units.empty() ? RepeatedBlocks(plan) : options_.units;
   struct Group {
@@ -340,22 +342,39 @@ Status ShardingPolicy::Apply(TrainingPlan& plan) const {
     PlanOp op;
     op.scope = g.unit >= 0 ? blocks[g.unit] : "";
     op.inputs = {s};
-    if (!g.frozen) {
-      op.grad_inputs = {0};
+    if (!g.frozen && offload_grads) {
+      // The reduce-scatter's output, the rank's gradient partition, is copied to the host and
+      // freed; the unit's whole gradients go with it. No gradient stays on the GPU, and the
+      // shard gets no optimizer state here (the host steps it).
+      PlanTensor out = shard;
+      out.name = "gradient partition of " + unit + " (" + dtype + "), copied to the host";
+      out.role = TensorRole::kActivation;
+      out.requires_grad = false;
+      op.backward_workspace.push_back(add_tensor(out));
       op.needs_backward = true;
+    } else if (!g.frozen) {
+      // The shard receives the partition's gradient: the optimizer keeps state for it. ZeRO 1
+      // runs no backward here: the whole gradients stay until the step (see sharding.h).
+      op.grad_inputs = {0};
+      op.needs_backward = stage >= 2;
     }
     PlanTensorId base;
     if (stage < 3) {
       // The rest of the flat parameter buffer: this rank's partition is the shard itself.
-      PlanTensor rest = shard;
-      rest.name = "zero unowned params of " + unit + " (" + dtype + ")";
-      rest.shape = {static_cast<int64_t>(g.numel - std::min(g.numel, shard_numel))};
-      rest.requires_grad = false;
-      base = add_tensor(rest);
-      op.inputs.push_back(base);
-      op.name = "zero gradient reduce-scatter of " + unit;
+      op.name = (n > 1 ? "zero gradient reduce-scatter of " : "gradients to the host of ") + unit;
       op.type = "ReduceScatter";
-      new_params[g.params.front()] = {s, base};
+      if (g.numel > shard_numel) {
+        PlanTensor rest = shard;
+        rest.name = "zero unowned params of " + unit + " (" + dtype + ")";
+        rest.shape = {static_cast<int64_t>(g.numel - shard_numel)};
+        rest.requires_grad = false;
+        base = add_tensor(rest);
+        op.inputs.push_back(base);
+        new_params[g.params.front()] = {s, base};
+      } else {
+        base = s;  // one rank: the shard is the whole buffer
+        new_params[g.params.front()] = {s};
+      }
     } else {
       PlanTensor flat = shard;
       flat.name = "all-gathered params of " + unit + " (" + dtype + what + ")";
@@ -366,10 +385,16 @@ Status ShardingPolicy::Apply(TrainingPlan& plan) const {
       op.outputs.push_back(base);
       op.name = "fsdp all-gather of " + unit;
       op.type = "AllGather";
+      if (options_.offload_params) {
+        // The shard comes in from the host into a staging buffer, gathered from there.
+        op.forward_workspace = {{IoRef{false, 0, false}}};
+      }
       // SHARD_GRAD_OP: the gathered parameters stay until the unit's backward has run (its
       // gather op's backward comes after every op of the unit), recompute or not.
       if (!options_.reshard_after_forward && g.unit >= 0) op.saved.push_back(base);
-      new_params[g.params.front()] = {s};
+      // Offloaded: the shard is on the host, not among the GPU's parameters.
+      new_params[g.params.front()] = {};
+      if (!options_.offload_params) new_params[g.params.front()] = {s};
       if (g.unit >= 0 && options_.reshard_after_forward) {
         PlanTensor again = flat;
         again.name = "params of " + unit + " gathered again for its backward";

@@ -6,8 +6,11 @@
 //    at 25 MiB (bucket_cap_mb), filled in reverse parameter order, one dtype per bucket.
 //  - ZeRO 1 (optimizer state partitioning, P_os): parameters stay whole; each rank owns 1/N
 //    of them as one flat partition (part of the flat parameter buffer, not a copy) and keeps
-//    optimizer state only for it. Gradients are whole during the backward and reduced to the
-//    rank's partition when it ends.
+//    optimizer state only for it. Gradients stay whole until the optimizer step: DeepSpeed's
+//    stage 1 (runtime/zero/stage_1_and_2.py) reduces them when the backward ends into the
+//    parameters' own .grad tensors and frees the other ranks' portions only inside step()
+//    (free_grad_in_param_list(params_not_in_partition)); PyTorch's ZeroRedundancyOptimizer
+//    keeps every gradient until zero_grad. Per rank at the step: (P + G) psi + K psi / N.
 //  - ZeRO 2 (+ gradient partitioning, P_os+g): as 1, but the gradients of each sharding unit
 //    (a repeated module block, the rest of the model being one more unit) are
 //    reduce-scattered when the unit's backward ends; only the rank's partition is kept.
@@ -53,6 +56,16 @@ struct ShardingOptions {
   // whole until zero_grad. The rank reported is the one owning the most elements.
   bool zero_redundancy_optimizer = false;
   int zero_rank = -1;  // that rank reported instead (--zero-rank), 0..world_size-1
+  // --offload optimizer or params (policies/offload.h): each unit's reduced gradient
+  // partition is copied to the host as its reduce-scatter finishes (DeepSpeed ZeRO-Offload,
+  // FSDP CPUOffload): the GPU holds the unit's whole gradients until then and the reduced
+  // partition while it is copied out, no gradient at the step. With one rank, ZeRO-Offload's
+  // single-GPU setting: ZeRO 2 over one rank (the units' gradients leave after their
+  // backward). DDP (ZeRO 0 over several ranks) keeps its gradients until the step.
+  bool offload_gradients = false;
+  // --offload params (ZeRO 3 only): the shards live on the host; a unit's shard is copied in
+  // (a shard-sized staging buffer beside the all-gather's output) when it is gathered.
+  bool offload_params = false;
 };
 
 Status ValidateSharding(const ShardingOptions& options);

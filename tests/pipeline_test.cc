@@ -255,14 +255,118 @@ TEST(ModelStates, ZeroStagesAndFsdpModesMatchTheClosedFormsTimesPipeline) {
   }
 }
 
-TEST(ModelStates, ZeroOneKeepsFullParametersAndShardsTheOptimizerState) {
-  // P_os: (P + G) psi + K psi / N, or with the gradients reduced to the partition when the
-  // backward ends (vramsim's ZeRO 1, policies/sharding.h): P psi + (G + K) psi / N.
+Result<Estimate> WideEstimate(int dp, int zero, const std::string& fsdp,
+                              const std::string& offload) {
+  ModelBuilder m;
+  FourWideBlocks(m);
+  auto g = ImportModelProto(m.proto());
+  if (!g) return g.error();
+  EstimateFlags f;
+  f.optimizer = "momentum";
+  f.data_parallel = dp;
+  f.zero = zero;
+  f.fsdp = fsdp;
+  f.offload = offload;
+  auto o = ParseEstimateFlags(f);
+  if (!o) return o.error();
+  return RunEstimate(*g, *o);
+}
+
+// "backward /h.0/fc/Gemm": the phase and the step's name.
+std::string PeakStepName(const Estimate& e) {
+  const Step& s = e.trace.steps[e.peak.peak_step];
+  return std::string(PhaseName(s.phase)) + " " + s.name;
+}
+
+// ZeRO 1 (P_os) as DeepSpeed's stage 1 and PyTorch's ZeroRedundancyOptimizer hold it: whole
+// parameters, whole gradients until the step (DeepSpeed frees the other ranks' portions
+// inside step(); ZeroRedundancyOptimizer keeps them to zero_grad), the optimizer state of the
+// rank's 1/N partition: (P + G) psi + K psi / N = 8 * 65536 + 4 * 65536 / 4 = 589824.
+// The peak, the four wide blocks on CUDA (512-byte blocks): the flat buffer 262144 (this
+// rank's partition 65536 + the rest 196608), momentum of the partition 65536, x [4,128] 2048,
+// labels [4] int64 512; forward a0..a2 2048 each saved, y 2048 held by the script, loss 512.
+// The backward adds each W's gradient 65536; at h.0's (the last) the gradients of all four
+// are alive with grad a0 2048 (a0, a1, a2 and grad y are gone):
+//   589824 + x 2048 + labels 512 + y 2048 + loss 512 + grad a0 2048              = 596992,
+// the model states then being exactly the closed form. Nothing is reduced into a new buffer
+// after the backward, and the step (momentum, in place) allocates nothing.
+TEST(ModelStates, ZeroOneIsTheClosedFormAtThePeak) {
   const double P = 4, G = 4, K = 4, N = 4, psi = 65536;
-  uint64_t b = ModelStateBytes(1, "", 1);
-  EXPECT_TRUE(b == static_cast<uint64_t>((P + G) * psi + K * psi / N) ||
-              b == static_cast<uint64_t>(P * psi + (G + K) * psi / N))
-      << b;
+  auto e = WideEstimate(4, 1, "", "");
+  ASSERT_TRUE(e.ok()) << e.error().message;
+  const uint64_t states = static_cast<uint64_t>((P + G) * psi + K * psi / N);
+  EXPECT_EQ(states, 589824u);
+  EXPECT_EQ(ModelStatesAtOptimizerStart(e->trace, 512), states);
+  EXPECT_EQ(e->peak.peak_bytes, 596992u);
+  EXPECT_EQ(PeakStepName(*e), "backward /h.0/fc/Gemm");
+  EXPECT_EQ(Cat(e->peak, Category::kParameters), static_cast<uint64_t>(P * psi));
+  EXPECT_EQ(Cat(e->peak, Category::kGradients), static_cast<uint64_t>(G * psi));
+  EXPECT_EQ(Cat(e->peak, Category::kOptimizerState), static_cast<uint64_t>(K * psi / N));
+}
+
+// FSDP FULL_SHARD with BACKWARD_PRE prefetch, the four wide blocks over 4 ranks (one unit per
+// block), momentum, CUDA. At rest: four shards 4 * 16384 = 65536, their momentum 65536, x 2048,
+// labels 512 = 133632. Each unit is gathered (65536) for its forward and freed after it. In
+// the backward, unit k's parameters are gathered again and unit k-1's prefetched while its
+// backward runs; when the unit's backward ends its gradient is reduce-scattered into the
+// shard's (16384) and the whole one (65536) freed. At h.1's backward:
+//   133632 + y 2048 + loss 512 + a0 2048 (saved by h.1) + grad a1 2048
+//   + shard gradients of h.3 and h.2 32768 + h.1 gathered 65536 + h.0 prefetched 65536
+//   + grad a0 2048 + grad W1 65536                                                = 371712,
+// above h.3's (133632 + a0..a2 6144 + y 2048 + loss 512 + grad y 2048 + 131072 + grad a2
+// 2048 + grad W3 65536 = 343040) and h.2's (357376); h.0's has no unit before it to prefetch.
+TEST(FsdpBytes, PeakHoldsTheRunningUnitAndThePrefetchedNextByHand) {
+  auto e = WideEstimate(4, 0, "full", "");
+  ASSERT_TRUE(e.ok()) << e.error().message;
+  EXPECT_EQ(e->peak.peak_bytes, 371712u);
+  EXPECT_EQ(PeakStepName(*e), "backward /h.1/fc/Gemm");
+  // The two gathered units are the backward's workspace of h.1's Gemm.
+  uint64_t gathered = 0;
+  for (BufferId b : e->peak.live_at_peak) {
+    if (e->trace.buffers[b].name == "/h.1/fc/Gemm:backward workspace") {
+      gathered += e->trace.buffers[b].bytes;
+    }
+  }
+  EXPECT_EQ(gathered, 2u * 65536u);
+}
+
+// --offload params (FSDP CPUOffload(offload_params=True)): the same FSDP run with shards,
+// their gradients and the momentum on the host. At rest the GPU holds x 2048 + labels 512.
+// The forward's gather of h.3 holds the three saved activations 6144, the gathered unit 65536
+// and the shard copied in from the host 16384: 2560 + 6144 + 65536 + 16384 = 90624. The
+// backward of h.3 holds what the FSDP run held there less the shards and the momentum:
+//   2560 + a0..a2 6144 + y 2048 + loss 512 + grad y 2048 + h.3 gathered and h.2 prefetched
+//   131072 + grad a2 2048 + grad W3 65536                                          = 211968;
+// h.2's: 2560 + a0, a1 4096 + y 2048 + loss 512 + grad a2 2048 + 131072 + grad a1 2048 +
+// grad W2 65536 = 209920 (no shard gradient stays: each is copied out, a 16384-byte
+// partition beside the unit's 65536 gradient while its reduce-scatter runs, 93184 at most).
+// At the step nothing of the model is on the GPU.
+TEST(ModelStates, OffloadParamsStagesUnitsInByHand) {
+  auto e = WideEstimate(4, 0, "full", "params");
+  ASSERT_TRUE(e.ok()) << e.error().message;
+  EXPECT_EQ(e->peak.peak_bytes, 211968u);
+  EXPECT_EQ(PeakStepName(*e), "backward /h.3/fc/Gemm");
+  EXPECT_EQ(ModelStatesAtOptimizerStart(e->trace, 512), 0u);
+  EXPECT_EQ(Cat(e->peak, Category::kParameters), 0u);
+  EXPECT_EQ(Cat(e->peak, Category::kOptimizerState), 0u);
+  // The forward's staging buffer: the gather of h.3 with its shard copied in.
+  uint64_t forward_high = 0, live = 0;
+  for (const Event& ev : e->trace.events) {
+    const uint64_t b = RoundUp(e->trace.buffers[ev.buffer].bytes, 512);
+    live = ev.kind == Event::Kind::kAlloc ? live + b : live - b;
+    if (e->trace.steps[ev.step].phase == Phase::kForward)
+      forward_high = std::max(forward_high, live);
+  }
+  EXPECT_EQ(forward_high, 90624u);
+  // ZeRO 3 is the same; without it, one clear line.
+  auto z3 = WideEstimate(4, 3, "", "params");
+  ASSERT_TRUE(z3.ok()) << z3.error().message;
+  for (auto [dp, zero] : {std::pair{4, 2}, {4, 1}, {4, 0}, {1, 0}}) {
+    auto bad = WideEstimate(dp, zero, "", "params");
+    ASSERT_FALSE(bad.ok()) << dp << " " << zero;
+    EXPECT_NE(bad.error().message.find("--fsdp"), std::string::npos) << bad.error().message;
+    EXPECT_EQ(bad.error().message.find('\n'), std::string::npos);
+  }
 }
 
 TEST(ModelStates, FsdpFlagsAreOneClearError) {
@@ -283,34 +387,36 @@ TEST(ModelStates, FsdpFlagsAreOneClearError) {
 }
 
 // --offload optimizer (ZeRO-Offload, Ren et al. 2021 Sec. 4): the optimizer state leaves the
-// GPU; parameters and gradients stay. Same four wide blocks, momentum (K = 4 per parameter):
-//   one GPU: (P + G) psi = 8 * 65536 = 524288 instead of (P + G + K) psi = 786432;
-//   ZeRO 2 over 4 ranks (ZeRO-Offload's setting): P psi + G psi / 4 = 262144 + 65536 = 327680.
-TEST(ModelStates, OffloadOptimizerLeavesParametersAndGradients) {
-  ModelBuilder m;
-  FourWideBlocks(m);
-  auto g = ImportModelProto(m.proto());
-  ASSERT_TRUE(g.ok());
+// GPU, and each unit's gradient partition is copied to the host as its reduce-scatter ends:
+// at the step the GPU holds the parameters only. Same four wide blocks, momentum (K = 4):
+//   one GPU, no offload: (P + G + K) psi = 12 * 65536 = 786432;
+//   one GPU (ZeRO-Offload's single-GPU setting), ZeRO 1, 2 or 3 over 4 ranks: P psi = 262144
+//   (ZeRO 3: P psi / 4 = 65536).
+// The peak on one GPU: a unit's gradient leaves after its backward. At rest W0..W3 262144 +
+// x 2048 + labels 512 = 264704; at h.3's backward: + a0..a2 6144 + y 2048 + loss 512 +
+// grad y 2048 + grad a2 2048 + grad W3 65536 = 343040; the copy-out of W3's gradient then
+// holds its partition (one rank: the whole gradient, 65536) beside it, grad y and a2 gone:
+//   264704 + a0, a1 4096 + y 2048 + loss 512 + grad a2 2048 + grad W3 65536 + 65536 = 404480;
+// h.2's backward, W3's gradient gone, holds 340992, its copy-out 402432.
+TEST(ModelStates, OffloadOptimizerLeavesOnlyParameters) {
   auto states = [&](int dp, int zero, const std::string& offload) -> uint64_t {
-    EstimateFlags f;
-    f.optimizer = "momentum";
-    f.data_parallel = dp;
-    f.zero = zero;
-    f.offload = offload;
-    auto o = ParseEstimateFlags(f);
-    EXPECT_TRUE(o.ok()) << o.error().message;
-    auto e = RunEstimate(*g, *o);
+    auto e = WideEstimate(dp, zero, "", offload);
     EXPECT_TRUE(e.ok()) << e.error().message;
     return e.ok() ? ModelStatesAtOptimizerStart(e->trace, 512) : 0;
   };
   EXPECT_EQ(states(1, 0, ""), 786432u);
-  EXPECT_EQ(states(1, 0, "optimizer"), 524288u);
-  EXPECT_EQ(states(4, 2, "optimizer"), 327680u);
+  EXPECT_EQ(states(1, 0, "optimizer"), 262144u);
+  EXPECT_EQ(states(4, 1, "optimizer"), 262144u);
+  EXPECT_EQ(states(4, 2, "optimizer"), 262144u);
+  EXPECT_EQ(states(4, 3, "optimizer"), 65536u);
+  auto one = WideEstimate(1, 0, "", "optimizer");
+  ASSERT_TRUE(one.ok()) << one.error().message;
+  EXPECT_EQ(one->peak.peak_bytes, 404480u);
+  EXPECT_EQ(PeakStepName(*one), "backward gradients to the host of h.3");
+  // DDP over several ranks (not ZeRO-Offload: DeepSpeed offloads with ZeRO only) keeps its
+  // all-reduced gradients until the step copies them out: (P + G) psi = 524288.
+  EXPECT_EQ(states(4, 0, "optimizer"), 524288u);
   EstimateFlags f;
-  f.offload = "params";
-  auto o = ParseEstimateFlags(f);
-  ASSERT_FALSE(o.ok());
-  EXPECT_NE(o.error().message.find("not modelled"), std::string::npos);
   f.offload = "disk";
   EXPECT_FALSE(ParseEstimateFlags(f).ok());
 }
