@@ -243,21 +243,89 @@ Status KeepStage(TrainingPlan& plan, const StageAssignment& a, int stage, int st
   }
   // Read by ops of other stages than the producer's.
   std::vector<bool> sent(count, false);
+  for (size_t i = 0; i < plan.ops.size(); ++i) {
+    for (PlanTensorId t : plan.ops[i].inputs) {
+      if (t >= 0 && producer_stage[t] >= 0 && producer_stage[t] != a.stage_of_op[i]) sent[t] = true;
+    }
+  }
+  // The chunk of each block (interleaved: a stage runs several), to send a chunk's outputs
+  // when it ends.
+  std::map<std::string, int> block_index;
+  for (size_t b = 0; b < a.blocks.size(); ++b) block_index[a.blocks[b]] = static_cast<int>(b);
+  std::vector<int> chunk_of_block(a.blocks.size(), 0);
+  for (size_t c = 0; c < a.chunk_first_block.size(); ++c) {
+    for (size_t b = a.chunk_first_block[c]; b < a.blocks.size(); ++b) {
+      chunk_of_block[b] = static_cast<int>(c);
+    }
+  }
   std::vector<PlanTensorId> clone(count, -1);
   std::vector<PlanOp> ops;
   std::set<PlanTensorId> used;
-  auto root_stage = [&](PlanTensorId t) {
-    int s = producer_stage[t];
-    return s;
+  std::vector<PlanTensorId> pending;  // made here, read by another stage, not yet sent
+  PlanTensorId handle = -1;           // the last send's handle while no receive has taken it
+  int chunk = -1;                     // of the last block op kept
+  // A send of what the running chunk made for other stages, with its handle (a 4-byte
+  // tensor standing for the send's completion): its backward receives the gradients of what
+  // it sent (the backward's receive buffers, alive from then on). A send in the middle of the
+  // stage (an interleaved chunk's end) hands its handle to the next receive, whose backward
+  // (sending that receive's gradient back) makes the handle's gradient: the chunk's gradients
+  // are received when the backward reaches that point, not when it starts.
+  auto flush = [&](bool final) -> Status {
+    if (pending.empty() && !final) return {};
+    PlanTensor s;
+    s.name = "pipeline send (stage " + std::to_string(stage) +
+             (final ? std::string(")") : ", chunk " + std::to_string(chunk) + ")");
+    s.dtype = DType::kFloat32;
+    s.shape = {1};
+    s.strides = {1};
+    s.role = TensorRole::kActivation;
+    PlanOp send;
+    send.name = "pipeline send to stage " + std::to_string((stage + 1) % stages);
+    send.type = "PipelineSend";
+    for (PlanTensorId t : pending) {
+      const PlanTensor& x = plan.tensors[t];
+      if (x.requires_grad && IsFloating(x.dtype)) {
+        send.grad_inputs.push_back(static_cast<int>(send.inputs.size()));
+      }
+      send.inputs.push_back(t);
+      used.insert(t);
+    }
+    pending.clear();
+    if (final && send.inputs.empty()) {
+      return Error{"pipeline stage " + std::to_string(stage) +
+                   " hands nothing to the next stage (no tensor crosses its boundary)"};
+    }
+    if (final && send.grad_inputs.empty()) {
+      return Error{"pipeline stage " + std::to_string(stage) +
+                   " hands on no tensor that needs a gradient: its parameters would not train"};
+    }
+    if (handle >= 0) {  // an earlier send's handle no receive took: its gradient comes from here
+      send.grad_inputs.push_back(static_cast<int>(send.inputs.size()));
+      send.grad_passthrough.push_back(static_cast<int>(send.inputs.size()));
+      send.inputs.push_back(handle);
+      handle = -1;
+    }
+    s.requires_grad = !send.grad_inputs.empty();
+    s.bytes = StorageBytes(s);
+    plan.tensors.push_back(std::move(s));
+    send.outputs = {static_cast<PlanTensorId>(plan.tensors.size()) - 1};
+    send.needs_backward = !send.grad_inputs.empty();
+    if (send.needs_backward) handle = send.outputs[0];
+    ops.push_back(std::move(send));
+    return {};
   };
   for (size_t i = 0; i < plan.ops.size(); ++i) {
-    PlanOp op = plan.ops[i];
-    for (PlanTensorId t : op.inputs) {
-      if (t >= 0 && root_stage(t) >= 0 && root_stage(t) != a.stage_of_op[i]) sent[t] = true;
-    }
     if (a.stage_of_op[i] != stage) continue;
+    PlanOp op = plan.ops[i];
+    if (const int b = BlockOf(op, a.blocks, block_index); b >= 0) {
+      const int c = chunk_of_block[b];
+      if (chunk >= 0 && c != chunk) {
+        if (auto s = flush(false); !s) return s;
+      }
+      chunk = c;
+    }
     for (PlanTensorId& t : op.inputs) {
-      if (t < 0 || root_stage(t) < 0 || root_stage(t) == stage) continue;
+      if (t < 0 || producer_stage[t] < 0 || producer_stage[t] == stage) continue;
       if (clone[t] < 0) {
         // A copy: plan.tensors grows below, which would leave a reference dangling.
         const PlanTensor orig = plan.tensors[t];
@@ -282,6 +350,14 @@ Status KeepStage(TrainingPlan& plan, const StageAssignment& a, int stage, int st
         recv.outputs = {clone[t]};
         // Its backward sends the gradient back and frees it.
         recv.needs_backward = plan.tensors[clone[t]].requires_grad;
+        if (handle >= 0 && recv.needs_backward) {
+          // Received after the previous chunk's send: that send's gradients come after this
+          // gradient has gone back.
+          recv.inputs = {handle};
+          recv.grad_inputs = {0};
+          used.insert(handle);
+          handle = -1;
+        }
         ops.push_back(std::move(recv));
       }
       t = clone[t];
@@ -294,6 +370,11 @@ Status KeepStage(TrainingPlan& plan, const StageAssignment& a, int stage, int st
     for (PlanTensorId t : op.inputs) {
       if (t >= 0) used.insert(t);
     }
+    for (const auto* list : {&op.outputs, &op.extras}) {
+      for (PlanTensorId t : *list) {
+        if (t >= 0 && sent[t] && !plan.tensors[t].metadata) pending.push_back(t);
+      }
+    }
     ops.push_back(std::move(op));
   }
   // Views made in this stage of a received tensor view its receive buffer.
@@ -303,49 +384,16 @@ Status KeepStage(TrainingPlan& plan, const StageAssignment& a, int stage, int st
       plan.tensors[t].view_of = clone[v];
     }
   }
-  // What this stage hands on.
-  std::vector<PlanTensorId> out;
-  for (size_t t = 0; t < count; ++t) {
-    if (sent[t] && producer_stage[t] == stage && !plan.tensors[t].metadata) {
-      out.push_back(static_cast<PlanTensorId>(t));
-    }
-  }
   const bool last = stage == stages - 1;
   if (!last) {
-    PlanTensor s;
-    s.name = "pipeline send (stage " + std::to_string(stage) + ")";
-    s.dtype = DType::kFloat32;
-    s.shape = {1};
-    s.strides = {1};
-    s.role = TensorRole::kActivation;
-    PlanOp send;
-    send.name = "pipeline send to stage " + std::to_string(stage + 1);
-    send.type = "PipelineSend";
-    for (PlanTensorId t : out) {
-      const PlanTensor& x = plan.tensors[t];
-      if (x.requires_grad && IsFloating(x.dtype)) {
-        send.grad_inputs.push_back(static_cast<int>(send.inputs.size()));
-      }
-      send.inputs.push_back(t);
-      used.insert(t);
-    }
-    s.requires_grad = !send.grad_inputs.empty();
-    s.bytes = StorageBytes(s);
-    plan.tensors.push_back(std::move(s));
-    send.outputs = {static_cast<PlanTensorId>(plan.tensors.size()) - 1};
-    send.needs_backward = !send.grad_inputs.empty();
-    if (send.inputs.empty()) {
-      return Error{"pipeline stage " + std::to_string(stage) +
-                   " hands nothing to the next stage (no tensor crosses its boundary)"};
-    }
-    if (!send.needs_backward) {
-      return Error{"pipeline stage " + std::to_string(stage) +
-                   " hands on no tensor that needs a gradient: its parameters would not train"};
-    }
-    plan.outputs = send.outputs;
+    if (auto s = flush(true); !s) return s;
+    plan.outputs = {ops.back().outputs[0]};
     plan.loss = LossKind::kNone;
-    ops.push_back(std::move(send));
   } else {
+    if (handle >= 0 || !pending.empty()) {
+      return Error{"pipeline stage " + std::to_string(stage) +
+                   " sends a chunk's output that no later receive of the stage follows"};
+    }
     std::vector<PlanTensorId> outputs;
     for (PlanTensorId t : plan.outputs) {
       if (t >= 0 && producer_stage[t] == stage) outputs.push_back(t);

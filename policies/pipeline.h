@@ -12,10 +12,15 @@
 //
 // One stage's TrainingPlan keeps that stage's ops; what it reads from another stage arrives
 // through a "pipeline recv" op placed before its first reader (an activation-sized receive
-// buffer; its gradient is what the stage sends back in the backward), and what it hands on
-// goes to a "pipeline send" op at its end whose backward receives the output gradients (the
-// backward's receive buffers). A stage other than the last has no loss: its backward starts
-// from the received gradients.
+// buffer; its gradient is what the stage sends back in the backward), and what each of its
+// chunks hands on goes to a "pipeline send" op at the chunk's end whose backward receives the
+// output gradients (the backward's receive buffers). A stage other than the last has no loss:
+// its backward starts from the received gradients of its last chunk. Under the interleaved
+// schedule a stage runs several chunks: a chunk's send hands a 4-byte handle to the next
+// chunk's first receive, whose backward (sending that chunk's input gradient back) makes the
+// handle's gradient, so each chunk's output gradients are received when the backward reaches
+// the chunk, not when it starts (the last stage sends its earlier chunks' outputs the same
+// way).
 //
 // Micro-batches in flight (activations saved for the backward that a stage holds at once):
 //  - GPipe: all m micro-batches' forwards run before any backward: m.

@@ -218,7 +218,8 @@ Status PrecisionPolicy::ApplyAutocast(TrainingPlan& plan, DType half) const {
   for (PlanTensorId t : plan.buffers) from_data[t] = IsFloating(plan.tensors[t].dtype);
   for (PlanTensorId t : plan.batch) from_data[t] = true;
   for (const PlanOp& op : plan.ops) {
-    bool any = false;
+    // What a pipeline stage receives is the previous stage's activation (policies/pipeline.h).
+    bool any = op.type == "PipelineRecv";
     for (PlanTensorId in : op.inputs) {
       any = any || (in >= 0 && !plan.tensors[in].metadata && from_data[in]);
     }

@@ -177,6 +177,106 @@ TEST(PipelineBytes, OneFOneBStageZeroHoldsTheNextMicroBatchByHand) {
   EXPECT_EQ(g1->peak.peak_bytes, 2820u);
 }
 
+// Interleaved, p = 2, V = 2, two micro-batches: one block per chunk, stage 0 runs h.0 and h.2,
+// stage 1 runs h.1 and h.3 (and the loss). Each chunk sends its output when it ends; the
+// send's 4-byte handle goes to the next chunk's receive, whose backward makes the handle's
+// gradient: a chunk's output gradient is received when the backward reaches the chunk.
+// Stage 0, sgd on the CPU: W0, W2 512 + x (whole batch, 2 x 128) 256              = 768.
+//   forward: a0 128, sent (freed after the send, handle 4); received a1 128 (saved by h.2,
+//   the handle freed); a2 128 sent (freed; its handle 4 held as the stage's output).
+//   A = received a1 128 + handle 4 = 132.
+//   The second micro-batch (gradients W0, W2 512 exist) at h.2's backward: 768 + 512 +
+//   received a1 128 + handle 4 + grad a2 128 (received when the backward starts) + grad of the
+//   received a1 128 + new grad W2 256 (before it is added)                         = 1924.
+//   a0's gradient comes only after h.2's backward has sent a1's back: 128 more if it were
+//   received when the backward starts (2052).
+//   In flight: min((2 - 0 - 1) 2 + (2 - 1) 2 + 1, 2 x 2) / 2 = 2: the first micro-batch has
+//   one other beside it: its peak at h.2's backward 768 + 128 + 4 + 128 + 128 + 256 = 1412,
+//   + A = 1544 < 1924; the second has min(2, 2 - 1) - 1 = 0 others.
+// Stage 1: W1, W3 512 + labels (2 x [4] int64) 64 = 576. Forward: received a0 128 (saved by
+//   h.1), a1 128 sent (freed, its handle 4 goes to the receive of a2 and is freed), received
+//   a2 128 (saved by h.3), y 128 (held by the script). The second micro-batch at h.3's
+//   backward: 576 + grads W1, W3 512 + received a0 128 + received a2 128 + y 128 + loss 4 +
+//   grad y 128 + grad of the received a2 128 + new grad W3 256                     = 1988.
+//   (The first micro-batch, A = 384 and (3 - 2) / 2 of one more beside it: 576 + 128 + 128 +
+//   128 + 4 + 128 + 128 + 256 = 1476, + 192 = 1668.) W1 has a gradient: h.1's output a1 is
+//   sent to stage 0 and its gradient comes back.
+TEST(PipelineBytes, InterleavedChunkReceivesItsGradientWhenTheBackwardReachesItByHand) {
+  ModelBuilder m;
+  FourBlocks(m);
+  auto g = ImportModelProto(m.proto());
+  ASSERT_TRUE(g.ok());
+  auto run = [&](int stage) {
+    EstimateFlags f;
+    f.optimizer = "sgd";
+    f.target = "torch-cpu";
+    f.accum = 2;
+    f.pipeline_parallel = 2;
+    f.pipeline_stage = stage;
+    f.schedule = "interleaved";
+    f.virtual_stages = 2;
+    auto o = ParseEstimateFlags(f);
+    EXPECT_TRUE(o.ok()) << o.error().message;
+    return RunEstimate(*g, *o);
+  };
+  auto s0 = run(0);
+  ASSERT_TRUE(s0.ok()) << s0.error().message;
+  EXPECT_EQ(s0->pipeline.first_blocks, (std::vector<std::string>{"h.0", "h.2"}));
+  EXPECT_EQ(s0->pipeline.micro_batch_bytes, 132u);
+  EXPECT_EQ(s0->pipeline.in_flight.num, 4u);
+  EXPECT_EQ(s0->pipeline.in_flight.den, 2u);
+  EXPECT_EQ(s0->peak.peak_bytes, 1924u);
+  auto s1 = run(1);
+  ASSERT_TRUE(s1.ok()) << s1.error().message;
+  EXPECT_EQ(s1->pipeline.first_blocks, (std::vector<std::string>{"h.1", "h.3"}));
+  EXPECT_EQ(s1->pipeline.micro_batch_bytes, 384u);
+  EXPECT_EQ(s1->peak.peak_bytes, 1988u);
+  EXPECT_EQ(Cat(s1->peak, Category::kGradients), 512u);  // W1's and W3's
+  int w1 = 0;
+  for (const Buffer& b : s1->trace.buffers) w1 += b.name == "grad of W1";
+  EXPECT_GE(w1, 1);
+}
+
+// Under autocast a stage's received activation is data, typed as the export has it: a
+// residual block (y = x + Gemm(x)) adds the bf16 Gemm output to the fp32 stream, which stays
+// fp32 (type promotion); stage 1 receives it as fp32 (128 bytes), not retyped to the bf16 it
+// meets as if it were a constant mask.
+TEST(PipelineBytes, ReceivedResidualStaysFloat32UnderAutocast) {
+  ModelBuilder m;
+  m.Input("x", kF32, {4, 8});
+  const char* ins[] = {"x", "a0", "a1", "a2"};
+  const char* mids[] = {"g0", "g1", "g2", "g3"};
+  const char* outs[] = {"a0", "a1", "a2", "y"};
+  const char* weights[] = {"W0", "W1", "W2", "W3"};
+  const char* gemms[] = {"/h.0/fc/Gemm", "/h.1/fc/Gemm", "/h.2/fc/Gemm", "/h.3/fc/Gemm"};
+  const char* adds[] = {"/h.0/Add", "/h.1/Add", "/h.2/Add", "/h.3/Add"};
+  for (int k = 0; k < 4; ++k) {
+    m.Initializer(weights[k], kF32, {8, 8});
+    m.Node("Gemm", {ins[k], weights[k]}, {mids[k]}, gemms[k]).Int("transB", 1);
+    m.Node("Add", {ins[k], mids[k]}, {outs[k]}, adds[k]);
+  }
+  m.Output("y");
+  auto g = ImportModelProto(m.proto());
+  ASSERT_TRUE(g.ok());
+  EstimateFlags f;
+  f.optimizer = "sgd";
+  f.precision = "amp-bf16";
+  f.pipeline_parallel = 2;
+  f.pipeline_stage = 1;
+  auto o = ParseEstimateFlags(f);
+  ASSERT_TRUE(o.ok()) << o.error().message;
+  auto e = RunEstimate(*g, *o);
+  ASSERT_TRUE(e.ok()) << e.error().message;
+  int received = 0;
+  for (const Buffer& b : e->trace.buffers) {
+    if (b.name.rfind("received ", 0) != 0) continue;
+    ++received;
+    EXPECT_EQ(b.dtype, DType::kFloat32) << b.name;
+    EXPECT_EQ(b.bytes, 128u) << b.name;
+  }
+  EXPECT_GE(received, 1);
+}
+
 TEST(PipelineFlags, BadValuesAreOneClearError) {
   EstimateFlags f;
   f.pipeline_parallel = 0;
