@@ -118,6 +118,10 @@ std::string EstimateText(const Estimate& e, size_t largest) {
                      FormatBytes(e.peak.peak_bytes), e.peak.peak_bytes, e.plan.target.name,
                      e.plan.optimizer.name, OptimizerImplName(e.plan.optimizer.impl));
   if (!e.per_rank.empty()) out += e.per_rank + "\n";
+  if (e.nccl.bytes) {
+    out += fmt::format("beside the peak, outside PyTorch's allocator: NCCL buffers {} = {}\n",
+                       FormatBytes(e.nccl.bytes), NcclTermText(e.nccl));
+  }
   if (e.parameters.trainable < e.parameters.parameters) {
     out += fmt::format(
         "trainable: {} of {} parameters ({} of {} tensors, {} of {}); the rest are frozen\n",

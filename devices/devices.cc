@@ -1,5 +1,8 @@
 #include "devices/devices.h"
 
+#include <algorithm>
+#include <cstdio>
+
 namespace vramsim {
 namespace {
 
@@ -34,6 +37,37 @@ constexpr uint64_t kCublasLt = 1024 * KiB;
 // AlgoIterator::try_all). Not modelled per call: an allowance, not a measurement.
 constexpr uint64_t kCudnnAllowance = 64 * MiB;
 
+// NCCL's buffers (devices.h, NcclBuffers). NCCL_BUFFSIZE: "Default is 4194304 (4 MiB)" (NCCL
+// documentation, Environment Variables, NCCL_BUFFSIZE). The channel count is NCCL's choice at
+// communicator setup (NCCL_MIN_NCHANNELS / NCCL_MAX_NCHANNELS, up to 32 by default; topology
+// dependent): 16 is our estimate for NVLink / NVSwitch nodes, not a measurement. A ring has two
+// peers per rank (the previous and the next).
+constexpr char kNcclSources[] =
+    "NCCL_BUFFSIZE default 4194304 bytes (NCCL documentation, Environment Variables); 16 "
+    "channels per communicator is an estimate (NCCL picks 2 to 32 by topology); 2 ring peers; "
+    "LL/LL128 buffers not counted";
+
+// Speeds for `vramsim layout`'s cost model (devices.h). FLOP/s: dense bf16 tensor-core peak
+// without sparsity from the datasheets (A100: 312 TFLOPS; H100 SXM and H200 SXM: 989.4 TFLOPS,
+// the datasheets' 1,979 being with sparsity). NVLink: A100 600 GB/s, H100 SXM and H200 900 GB/s
+// per GPU, both directions together: half each way. PCIe: A100 Gen4 x16 64 GB/s, H100 / H200
+// Gen5 x16 128 GB/s, both directions: half each way. Network per GPU: an assumption, one
+// NIC per GPU as in DGX A100 (200 Gb/s HDR InfiniBand: 25 GB/s) and DGX H100 / H200 (400 Gb/s
+// NDR: 50 GB/s). L4, T4 and RTX 4090 have no NVLink: no speeds (layout refuses them).
+struct Speeds {
+  double flops, nvlink, network, pcie;
+  const char* sources;
+};
+constexpr Speeds kA100{312e12, 300e9, 25e9, 32e9,
+                       "A100 datasheet: 312 TFLOPS dense bf16, NVLink 600 GB/s (300 each way), "
+                       "PCIe Gen4 64 GB/s (32 each way); network 25 GB/s per GPU assumed (one "
+                       "200 Gb/s HDR NIC per GPU, DGX A100)"};
+constexpr Speeds kHopper{989.4e12, 450e9, 50e9, 64e9,
+                         "H100 SXM / H200 SXM datasheets: 989.4 TFLOPS dense bf16 (1,979 with "
+                         "sparsity), NVLink 900 GB/s (450 each way), PCIe Gen5 128 GB/s (64 "
+                         "each way); network 50 GB/s per GPU assumed (one 400 Gb/s NDR NIC per "
+                         "GPU, DGX H100)"};
+
 DeviceProfile Make(std::string name, std::string product, std::string datasheet, uint64_t total_mib,
                    int cc, bool bf16, std::string sources) {
   DeviceProfile d;
@@ -48,19 +82,41 @@ DeviceProfile Make(std::string name, std::string product, std::string datasheet,
   d.compute_capability = cc;
   d.bf16 = bf16;
   d.sources = std::move(sources);
+  d.nccl_buffsize_bytes = kNcclBuffSize;
+  d.nccl_channels = kNcclChannels;
+  d.nccl_peers = kNcclRingPeers;
+  d.nccl_sources = kNcclSources;
+  return d;
+}
+
+DeviceProfile WithSpeeds(DeviceProfile d, const Speeds& s) {
+  d.peak_bf16_flops = s.flops;
+  d.nvlink_bytes_per_s = s.nvlink;
+  d.network_bytes_per_s = s.network;
+  d.pcie_bytes_per_s = s.pcie;
+  d.speed_sources = s.sources;
   return d;
 }
 
 std::vector<DeviceProfile> MakeProfiles() {
   return {
-      Make("a100-40gb", "NVIDIA A100-SXM4-40GB / A100-PCIE-40GB", "40 GB HBM2", 40960, 80, true,
-           "NVIDIA A100 Tensor Core GPU datasheet (40GB HBM2); nvidia-smi total 40960MiB"),
-      Make("a100-80gb", "NVIDIA A100-SXM4-80GB", "80 GB HBM2e", 81920, 80, true,
-           "NVIDIA A100 Tensor Core GPU datasheet (80GB HBM2e); nvidia-smi total 81920MiB"),
-      Make("h100-80gb", "NVIDIA H100 80GB HBM3 (SXM5)", "80 GB HBM3", 81559, 90, true,
-           "NVIDIA H100 Tensor Core GPU datasheet (H100 SXM 80GB); nvidia-smi total 81559MiB"),
-      Make("h200", "NVIDIA H200 (SXM)", "141 GB HBM3e", 143771, 90, true,
-           "NVIDIA H200 Tensor Core GPU datasheet (141GB HBM3e); nvidia-smi total 143771MiB"),
+      WithSpeeds(
+          Make("a100-40gb", "NVIDIA A100-SXM4-40GB / A100-PCIE-40GB", "40 GB HBM2", 40960, 80, true,
+               "NVIDIA A100 Tensor Core GPU datasheet (40GB HBM2); nvidia-smi total "
+               "40960MiB"),
+          kA100),
+      WithSpeeds(Make("a100-80gb", "NVIDIA A100-SXM4-80GB", "80 GB HBM2e", 81920, 80, true,
+                      "NVIDIA A100 Tensor Core GPU datasheet (80GB HBM2e); nvidia-smi total "
+                      "81920MiB"),
+                 kA100),
+      WithSpeeds(Make("h100-80gb", "NVIDIA H100 80GB HBM3 (SXM5)", "80 GB HBM3", 81559, 90, true,
+                      "NVIDIA H100 Tensor Core GPU datasheet (H100 SXM 80GB); nvidia-smi total "
+                      "81559MiB"),
+                 kHopper),
+      WithSpeeds(Make("h200", "NVIDIA H200 (SXM)", "141 GB HBM3e", 143771, 90, true,
+                      "NVIDIA H200 Tensor Core GPU datasheet (141GB HBM3e); nvidia-smi total "
+                      "143771MiB"),
+                 kHopper),
       Make("l4", "NVIDIA L4", "24 GB GDDR6", 23034, 89, true,
            "NVIDIA L4 Tensor Core GPU datasheet (24GB GDDR6); nvidia-smi total 23034MiB (ECC "
            "on)"),
@@ -108,19 +164,65 @@ std::vector<ExtraAllocation> LibraryWorkspaces(const DeviceProfile& d) {
   return out;
 }
 
-DeviceBudget BudgetFor(const DeviceProfile& d, bool has_convolutions) {
+DeviceBudget BudgetFor(const DeviceProfile& d, bool has_convolutions, uint64_t nccl_bytes) {
   DeviceBudget b;
   b.capacity = d.capacity_bytes;
   b.context = d.context_bytes;
   b.cudnn_allowance = has_convolutions ? d.cudnn_workspace_bytes : 0;
-  uint64_t off = b.context + b.cudnn_allowance;
+  b.nccl = nccl_bytes;
+  uint64_t off = b.context + b.cudnn_allowance + b.nccl;
   b.usable = b.capacity > off ? b.capacity - off : 0;
   return b;
 }
 
 uint64_t NcclBufferBytes(int communicators, int channels, uint64_t buffsize) {
   if (communicators <= 0 || channels <= 0) return 0;
-  return static_cast<uint64_t>(communicators) * static_cast<uint64_t>(channels) * 2 * buffsize;
+  return static_cast<uint64_t>(communicators) * static_cast<uint64_t>(channels) * kNcclRingPeers *
+         buffsize;
+}
+
+NcclTerm NcclBuffers(const DeviceProfile& d, const ParallelGroups& g) {
+  NcclTerm t;
+  t.channels = d.nccl_channels;
+  t.peers = d.nccl_peers;
+  t.buffsize = d.nccl_buffsize_bytes;
+  t.sources = d.nccl_sources;
+  if (g.world_size() <= 1) return t;
+  auto add = [&](const char* name, int ranks) {
+    if (ranks > 1) t.communicators.push_back({name, ranks});
+  };
+  add("tensor parallel", g.tensor_parallel);
+  add("context parallel", g.context_parallel);
+  if (g.fsdp_hybrid && g.data_parallel > 1) {
+    const int shard = std::max(1, std::min(g.data_parallel, g.gpus_per_node));
+    add("FSDP hybrid shard", shard);
+    add("FSDP hybrid replicate", (g.data_parallel + shard - 1) / shard);
+  } else {
+    add("data parallel", g.data_parallel);
+  }
+  add("pipeline parallel", g.pipeline_parallel);
+  t.bytes = static_cast<uint64_t>(t.communicators.size()) * static_cast<uint64_t>(t.channels) *
+            static_cast<uint64_t>(t.peers) * t.buffsize;
+  return t;
+}
+
+const DeviceProfile& DefaultNcclProfile() { return DeviceProfiles().front(); }
+
+std::string NcclTermText(const NcclTerm& t) {
+  char size[64];
+  if (t.buffsize % MiB == 0) {
+    std::snprintf(size, sizeof size, "%llu MiB", static_cast<unsigned long long>(t.buffsize / MiB));
+  } else {
+    std::snprintf(size, sizeof size, "%llu B", static_cast<unsigned long long>(t.buffsize));
+  }
+  std::string groups;
+  for (const NcclCommunicator& c : t.communicators) {
+    groups += (groups.empty() ? "" : ", ") + c.name + " " + std::to_string(c.ranks);
+  }
+  return std::to_string(t.communicators.size()) + " communicator" +
+         (t.communicators.size() == 1 ? "" : "s") + " (" + groups + ") x " +
+         std::to_string(t.channels) + " channels (an estimate) x " + std::to_string(t.peers) +
+         " peers x NCCL_BUFFSIZE " + size;
 }
 
 }  // namespace vramsim

@@ -291,9 +291,33 @@ std::string PerRankLine(const EstimateOptions& o) {
 
 }  // namespace
 
+ParallelGroups GroupsOf(const EstimateOptions& o) {
+  ParallelGroups g;
+  g.data_parallel = o.data_parallel;
+  g.tensor_parallel = o.tensor_parallel;
+  g.pipeline_parallel = o.pipeline.stages;
+  g.context_parallel = o.context_parallel;
+  g.fsdp_hybrid = o.fsdp == FsdpMode::kHybridShard;
+  g.gpus_per_node = o.gpus_per_node;
+  return g;
+}
+
+NcclTerm NcclTermOf(const EstimateOptions& o, const DeviceProfile& device) {
+  NcclTerm t = NcclBuffers(device, GroupsOf(o));
+  if (o.target.device != Device::kCuda) {
+    t.communicators.clear();
+    t.bytes = 0;
+  }
+  return t;
+}
+
 Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options) {
   auto e = RunEstimateOfRank(graph, options);
-  if (e) e->per_rank = PerRankLine(options);
+  if (e) {
+    e->per_rank = PerRankLine(options);
+    e->groups = GroupsOf(options);
+    e->nccl = NcclTermOf(options, DefaultNcclProfile());
+  }
   return e;
 }
 
@@ -400,7 +424,8 @@ Result<Estimate> RunEstimateOfRank(const Graph& graph, const EstimateOptions& op
   EstimateFlops(*plan);
   auto trace = Simulate(*plan);
   if (!trace) return trace.error();
-  Estimate e{std::move(plan.value()), std::move(trace.value()), {}, {}, 0, 0, 0, 0, {}, {}, {}};
+  Estimate e{
+      std::move(plan.value()), std::move(trace.value()), {}, {}, 0, 0, 0, 0, {}, {}, {}, {}, {}};
   for (PlanTensorId p : parameters) {
     const PlanTensor& t = e.plan.tensors[p];
     uint64_t elements = 1;
@@ -503,6 +528,21 @@ nlohmann::json EstimateJson(const Estimate& e, size_t largest) {
   nlohmann::json j;
   j["peak_bytes"] = e.peak.peak_bytes;
   if (!e.per_rank.empty()) j["per_rank"] = e.per_rank;
+  // NCCL's buffers: beside peak_bytes, outside the caching allocator (not in "breakdown").
+  if (e.nccl.bytes) {
+    nlohmann::json comms = nlohmann::json::array();
+    for (const NcclCommunicator& c : e.nccl.communicators)
+      comms.push_back({{"group", c.name}, {"ranks", c.ranks}});
+    j["nccl_buffer_bytes"] = e.nccl.bytes;
+    j["outside_allocator"] = {{"nccl_buffers",
+                               {{"bytes", e.nccl.bytes},
+                                {"communicators", comms},
+                                {"channels", e.nccl.channels},
+                                {"peers", e.nccl.peers},
+                                {"buffsize_bytes", e.nccl.buffsize},
+                                {"estimate", true},
+                                {"sources", e.nccl.sources}}}};
+  }
   j["target"] = e.plan.target.name;
   j["torch_version"] = std::string(TorchVersionName(e.plan.target.torch_version));
   if (e.plan.loss != LossKind::kNone && !e.plan.outputs.empty()) {

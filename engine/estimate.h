@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "devices/devices.h"
 #include "importer/graph.h"
 #include "importer/status.h"
 #include "policies/offload.h"
@@ -121,12 +122,23 @@ struct Estimate {
   std::vector<uint64_t> stage_peaks;
   // Which rank of which layout the figures are of ("one rank of 8 GPUs: ..."); empty on one.
   std::string per_rank;
+  // The process groups this rank is in, and NCCL's buffers for them (devices.h): a term beside
+  // the peak, outside PyTorch's caching allocator (like the CUDA context), only on CUDA targets
+  // with more than one rank (gloo on torch-cpu has no such buffers). Not in peak_bytes.
+  ParallelGroups groups;
+  NcclTerm nccl;
   double overhead_pct() const {
     return step_flops
                ? 100.0 * static_cast<double>(recompute_flops) / static_cast<double>(step_flops)
                : 0.0;
   }
 };
+
+// The process groups of one rank under these options (data, tensor, pipeline, context
+// parallel; FSDP hybrid's shard and replicate groups).
+ParallelGroups GroupsOf(const EstimateOptions& options);
+// NCCL's buffers for those groups on `device`; nothing on torch-cpu or on one rank.
+NcclTerm NcclTermOf(const EstimateOptions& options, const DeviceProfile& device);
 
 // On an imported graph (already at the micro-batch size when accumulating).
 Result<Estimate> RunEstimate(const Graph& graph, const EstimateOptions& options);

@@ -57,7 +57,10 @@ Result<FitEvaluation> EvaluateEstimate(Result<Estimate> e,
   for (const PlanOp& op : e->plan.ops) {
     r.has_convolutions = r.has_convolutions || op.type == "Conv" || op.type == "ConvTranspose";
   }
-  r.budget = BudgetFor(fit.device, r.has_convolutions);
+  // NCCL's buffers with this device's figures, where the estimate counted them (CUDA, more
+  // than one rank).
+  if (e->nccl.bytes) r.nccl = NcclBuffers(fit.device, e->groups);
+  r.budget = BudgetFor(fit.device, r.has_convolutions, r.nccl.bytes);
   AllocatorReplayOptions ro;
   ro.allocator.expandable_segments = fit.expandable_segments;
   ro.extra = LibraryWorkspaces(fit.device);
@@ -508,6 +511,7 @@ nlohmann::json FitEvaluationJson(const FitEvaluation& e) {
   j["fragmentation_bytes"] = e.allocator.fragmentation_bytes;
   j["segments"] = e.allocator.segments;
   j["usable_bytes"] = e.budget.usable;
+  j["nccl_buffer_bytes"] = e.budget.nccl;
   j["recompute_pct"] = e.recompute_pct;
   j["model_state_bytes"] = e.model_state_bytes;
   return j;
@@ -523,12 +527,14 @@ nlohmann::json DeviceJson(const FitOptions& fit, const DeviceBudget& b) {
           {"capacity_bytes", b.capacity},
           {"context_bytes", b.context},
           {"cudnn_allowance_bytes", b.cudnn_allowance},
+          {"nccl_buffer_bytes", b.nccl},
           {"usable_bytes", b.usable},
           {"cublas_workspace_bytes", d.cublas_workspace_bytes},
           {"cublaslt_workspace_bytes", d.cublaslt_workspace_bytes},
           {"blas_handles", d.blas_handles},
           {"expandable_segments", fit.expandable_segments},
-          {"sources", d.sources}};
+          {"sources", d.sources},
+          {"nccl_sources", d.nccl_sources}};
 }
 
 std::string BudgetText(const FitOptions& fit, const FitEvaluation& e) {
@@ -539,6 +545,10 @@ std::string BudgetText(const FitOptions& fit, const FitEvaluation& e) {
   if (e.budget.cudnn_allowance) {
     s += fmt::format("  cuDNN workspace allowance    {:>12}\n",
                      FormatBytes(e.budget.cudnn_allowance));
+  }
+  if (e.budget.nccl) {
+    s += fmt::format("  NCCL buffers (estimate)      {:>12}  = {}\n", FormatBytes(e.budget.nccl),
+                     NcclTermText(e.nccl));
   }
   s += fmt::format("  left for PyTorch's allocator {:>12}\n", FormatBytes(e.budget.usable));
   return s;

@@ -35,6 +35,9 @@ struct FitEvaluation {
   uint64_t peak_bytes = 0;       // FindPeak: the tensors alone (512-byte rounded)
   uint64_t workspace_bytes = 0;  // cuBLAS / cuBLASLt workspaces through the allocator
   AllocatorReport allocator;     // unlimited memory: what the step reserves
+  // NCCL's buffers on this device for the rank's process groups (devices.h NcclBuffers): taken
+  // off the usable memory like the CUDA context; none on one rank.
+  NcclTerm nccl;
   DeviceBudget budget;
   int64_t headroom = 0;  // usable - max reserved (negative: short by that much)
   // Fits: the replay under the usable memory never runs out. When the reserved peak is above
