@@ -1,5 +1,6 @@
 // vramsim layout's search (engine/layout.h): the GPT example over 8, 16 and 64 GPUs, and a
 // model given by VRAMSIM_LAYOUT_MODEL (e.g. the LLaMA-2-7B export, seq 4096, bf16) over 64.
+// Counters: layouts enumerated, layouts simulated per rank, per-rank simulations run.
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
@@ -18,7 +19,7 @@ void Search(benchmark::State& state, const std::string& model, int64_t seq, int6
   o.dims = {{"seq", seq}};
   o.base.precision = "bf16";
   if (!freeze.empty()) o.base.freeze = {freeze};
-  int layouts = 0, simulations = 0;
+  int layouts = 0, simulations = 0, simulated = 0;
   for (auto _ : state) {
     auto r = vramsim::SearchLayouts(model, o);
     if (!r) {
@@ -27,8 +28,11 @@ void Search(benchmark::State& state, const std::string& model, int64_t seq, int6
     }
     layouts = static_cast<int>(r->candidates.size());
     simulations = r->simulations;
+    simulated = 0;
+    for (const vramsim::LayoutCandidate& c : r->candidates) simulated += c.simulated;
   }
   state.counters["layouts"] = layouts;
+  state.counters["simulated"] = simulated;  // layouts simulated per rank (the rest pruned)
   state.counters["simulations"] = simulations;
 }
 

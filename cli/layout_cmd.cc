@@ -54,14 +54,16 @@ void AddLayoutCommand(CLI::App* app) {
   auto c = std::make_shared<LayoutCli>();
   CLI::App* sub = app->add_subcommand(
       "layout",
-      "Lay a training job out over many GPUs: tp x pp x dp, sequence parallelism, ZeRO stage, "
-      "micro-batch, accumulation and checkpointing that fit one rank, ranked by a cost model");
+      "Lay a training job out over many GPUs: tp x pp (1F1B or interleaved) x dp, sequence "
+      "parallelism, ZeRO stage or FSDP mode, optimizer offload, micro-batch, accumulation and "
+      "checkpointing that fit one rank, ranked by a cost model");
   sub->add_option("model", c->model, "ONNX file")->required();
   sub->add_option("--dim", c->dims,
                   "Bind a symbolic dimension other than the batch, NAME=VALUE (repeatable)");
   sub->add_option("--gpus", c->options.gpus, "GPUs in all")->required();
   sub->add_option("--gpus-per-node", c->options.gpus_per_node,
-                  "GPUs per node (tensor parallelism stays within one)")
+                  "GPUs per node (tensor parallelism stays within one; FSDP hybrid shards within "
+                  "one)")
       ->capture_default_str();
   sub->add_option("--gpu", c->options.gpu, "Device profile: " + DeviceNames())
       ->capture_default_str();

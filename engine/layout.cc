@@ -18,17 +18,45 @@
 namespace vramsim {
 namespace {
 
-// Peak dense bf16/fp16 FLOP/s (vendor datasheets, without sparsity) and per-GPU bandwidths:
-// NVLink one direction (H100 SXM 900 GB/s total, A100 600 GB/s, halved), the network one
-// 400 Gb/s InfiniBand NIC per GPU (50 GB/s). Only the ranking uses them.
-struct Speeds {
-  double flops = 100e12, nvlink = 100e9, network = 25e9;
-};
-Speeds SpeedsOf(const std::string& gpu) {
-  if (gpu.rfind("h100", 0) == 0) return {989e12, 450e9, 50e9};
-  if (gpu.rfind("h200", 0) == 0) return {989e12, 450e9, 50e9};
-  if (gpu.rfind("a100", 0) == 0) return {312e12, 300e9, 25e9};
-  return {};
+bool IsFsdp(DpSharding d) {
+  return d == DpSharding::kFsdpFull || d == DpSharding::kFsdpShardGradOp ||
+         d == DpSharding::kFsdpHybrid;
+}
+
+int ZeroStageOf(DpSharding d) {
+  switch (d) {
+    case DpSharding::kZero0:
+      return 0;
+    case DpSharding::kZero1:
+      return 1;
+    case DpSharding::kZero2:
+      return 2;
+    default:
+      return 3;
+  }
+}
+
+// The device's speeds, or one line saying which are missing.
+Status CheckSpeeds(const DeviceProfile& d) {
+  std::vector<std::string> missing;
+  if (d.peak_bf16_flops <= 0) missing.push_back("peak bf16 FLOP/s");
+  if (d.nvlink_bytes_per_s <= 0) missing.push_back("NVLink bandwidth");
+  if (d.network_bytes_per_s <= 0) missing.push_back("network bandwidth");
+  if (d.pcie_bytes_per_s <= 0) missing.push_back("PCIe bandwidth");
+  if (missing.empty()) return {};
+  return Error{fmt::format(
+      "--gpu {}: its device profile has no {} (devices/devices.cc), which layout's cost model "
+      "needs; profiles with them: {}",
+      d.name, fmt::join(missing, ", "), [] {
+        std::vector<std::string> names;
+        for (const DeviceProfile& p : DeviceProfiles()) {
+          if (p.peak_bf16_flops > 0 && p.nvlink_bytes_per_s > 0 && p.network_bytes_per_s > 0 &&
+              p.pcie_bytes_per_s > 0) {
+            names.push_back(p.name);
+          }
+        }
+        return fmt::format("{}", fmt::join(names, ", "));
+      }())};
 }
 
 // Tensor / sequence parallelism arrive through EstimateFlags (policies/tensor_parallel.h)
@@ -60,11 +88,11 @@ struct Shared {
   const std::string& path;
   const LayoutOptions& options;
   EstimateOptions base;
-  std::string checkpoint_all;  // every repeated block
-  uint64_t usable = 0;
+  DeviceProfile device;
+  std::string checkpoint_all;    // every repeated block
+  uint64_t usable = 0;           // before NCCL's buffers
   uint64_t block_out_bytes = 0;  // one block's output at micro-batch 1
   int blocks = 0;
-  Speeds speeds;
   std::mutex mutex;
   std::map<int64_t, std::shared_ptr<const Graph>> graphs;
   std::atomic<int> simulations{0};
@@ -85,13 +113,30 @@ struct Shared {
   }
 };
 
+// FSDP hybrid's shard group: the data-parallel ranks within one node (tp innermost).
+int HybridShard(const LayoutOptions& o, int tp, int dp) {
+  return std::max(1, std::min(dp, o.gpus_per_node / tp));
+}
+
 // One rank's estimate of a layout: for pp > 1 the first and the last stage (all stages when
 // `all_stages`).
 Status Evaluate(Shared& s, LayoutCandidate& c, bool all_stages) {
   EstimateFlags f = s.options.base;
   f.data_parallel = c.dp;
-  f.zero = c.zero;
+  f.zero = IsFsdp(c.sharding) ? 0 : c.zero;
+  f.fsdp = c.sharding == DpSharding::kFsdpFull          ? "full"
+           : c.sharding == DpSharding::kFsdpShardGradOp ? "shard-grad-op"
+           : c.sharding == DpSharding::kFsdpHybrid      ? "hybrid"
+                                                        : "";
+  // Hybrid shards within a node; with tp ranks innermost a node holds gpus_per_node / tp
+  // data-parallel ranks.
+  f.gpus_per_node = std::max(1, s.options.gpus_per_node / c.tp);
+  f.offload = c.offload ? "optimizer" : "";
   f.pipeline_parallel = c.pp;
+  if (c.virtual_stages > 1) {
+    f.schedule = "interleaved";
+    f.virtual_stages = c.virtual_stages;
+  }
   f.accum = c.accum;
   f.checkpoint = c.checkpoint ? s.checkpoint_all : "";
   if (!SetTensorParallel(f, c.tp, c.sequence_parallel)) {
@@ -108,7 +153,10 @@ Status Evaluate(Shared& s, LayoutCandidate& c, bool all_stages) {
   c.stage_peaks.clear();
   double psi = 0;
   int stage_blocks = c.pp > 1 ? 0 : s.blocks;
+  const uint64_t nccl_bytes = NcclTermOf(*o, s.device).bytes;
   for (int stage : stages) {
+    // Screening: when the first stage does not fit, the layout does not; the last is skipped.
+    if (stage > 0 && !all_stages && c.peak_bytes + nccl_bytes > s.usable) break;
     o->pipeline_stage = stage;
     auto e = RunEstimate(**graph, *o);
     s.simulations += stage < 0 && c.pp > 1 ? c.pp : 1;
@@ -125,40 +173,110 @@ Status Evaluate(Shared& s, LayoutCandidate& c, bool all_stages) {
     if (c.pp > 1) stage_blocks = std::max(stage_blocks, e->pipeline.block_count);
   }
   c.simulated = true;
-  // NCCL's buffers (devices.h): one communicator per parallel dimension in use.
-  c.nccl_bytes = NcclBufferBytes((c.tp > 1) + (c.dp > 1) + (c.pp > 1));
-  c.fits = c.peak_bytes + c.nccl_bytes <= s.usable;
+  // NCCL's buffers (devices.h) for this rank's communicators, on this device.
+  c.nccl = NcclTermOf(*o, s.device);
+  c.fits = c.peak_bytes + c.nccl.bytes <= s.usable;
   c.status = c.fits ? "fits" : "does not fit";
 
   // The cost model (layout.h).
-  const double m = c.accum, dp = c.dp, tp = c.tp;
+  const DeviceProfile& d = s.device;
+  const double m = c.accum, dp = c.dp, tp = c.tp, v = c.virtual_stages;
   const int per_node = s.options.gpus_per_node;
-  double dp_bytes = dp > 1 ? (c.zero >= 3 ? 2 * m + 1 : 2) * psi * (dp - 1) / dp : 0;
-  double act = static_cast<double>(s.block_out_bytes) * static_cast<double>(c.micro);
-  double tp_bytes = tp > 1 ? 4.0 * stage_blocks * act * m * 2 * (tp - 1) / tp : 0;
-  double pp_bytes = c.pp > 1 ? 2.0 * act * m : 0;
-  c.comm_bytes = dp_bytes + tp_bytes + pp_bytes;
-  const double dp_bw = c.tp * c.dp <= per_node ? s.speeds.nvlink : s.speeds.network;
-  const double pp_bw = c.tp * c.dp * c.pp <= per_node ? s.speeds.nvlink : s.speeds.network;
-  c.bubble = c.pp > 1 ? (c.pp - 1) / m : 0;
-  double t = c.flops_per_gpu / (s.speeds.flops * 0.5) + tp_bytes / s.speeds.nvlink +
-             dp_bytes / dp_bw + pp_bytes / pp_bw;
-  c.step_seconds = t * (1 + c.bubble);
+  const double dp_bw = c.tp * c.dp <= per_node ? d.nvlink_bytes_per_s : d.network_bytes_per_s;
+  double dp_seconds = 0;
+  c.dp_bytes = 0;
+  if (c.dp > 1) {
+    switch (c.sharding) {
+      case DpSharding::kZero0:
+      case DpSharding::kZero1:
+      case DpSharding::kZero2:
+        c.dp_bytes = 2 * psi * (dp - 1) / dp;
+        break;
+      case DpSharding::kZero3:
+      case DpSharding::kFsdpFull:
+        c.dp_bytes = (2 * m + 1) * psi * (dp - 1) / dp;
+        break;
+      case DpSharding::kFsdpShardGradOp:
+        c.dp_bytes = (m + 1) * psi * (dp - 1) / dp;
+        break;
+      case DpSharding::kFsdpHybrid:
+        break;
+    }
+    dp_seconds = c.dp_bytes / dp_bw;
+    if (c.sharding == DpSharding::kFsdpHybrid) {
+      const double sh = c.shard, r = dp / sh;
+      const double intra = (2 * m + 1) * psi * (sh - 1) / sh;
+      const double inter = 2 * (psi / sh) * (r - 1) / r;
+      c.dp_bytes = intra + inter;
+      dp_seconds = intra / d.nvlink_bytes_per_s +
+                   inter / (c.tp * c.dp <= per_node ? d.nvlink_bytes_per_s : d.network_bytes_per_s);
+    }
+  }
+  const double act = static_cast<double>(s.block_out_bytes) * static_cast<double>(c.micro);
+  c.tp_bytes = tp > 1 ? 4.0 * stage_blocks * act * m * 2 * (tp - 1) / tp : 0;
+  c.pp_bytes = c.pp > 1 ? 2.0 * act * m * v : 0;
+  c.comm_bytes = c.dp_bytes + c.tp_bytes + c.pp_bytes;
+  const int sharded_over = c.zero >= 1 ? c.shard : 1;
+  c.offload_bytes = c.offload ? 2 * psi / sharded_over : 0;
+  const double pp_bw =
+      c.tp * c.dp * c.pp <= per_node ? d.nvlink_bytes_per_s : d.network_bytes_per_s;
+  c.bubble = c.pp > 1 ? (c.pp - 1) / (m * v) : 0;
+  const double per_micro = c.flops_per_gpu / (d.peak_bf16_flops * 0.5) +
+                           c.tp_bytes / d.nvlink_bytes_per_s + c.pp_bytes / pp_bw;
+  c.step_seconds = per_micro * (1 + c.bubble) + dp_seconds + c.offload_bytes / d.pcie_bytes_per_s;
   return {};
 }
 
 std::string Why(const LayoutCandidate& c, uint64_t usable) {
-  std::string w = fmt::format("peak {} + NCCL buffers {} of {} usable", FormatBytes(c.peak_bytes),
-                              FormatBytes(c.nccl_bytes), FormatBytes(usable));
+  std::string w = fmt::format("peak {} + NCCL buffers {} ({} communicators) of {} usable",
+                              FormatBytes(c.peak_bytes), FormatBytes(c.nccl.bytes),
+                              c.nccl.communicators.size(), FormatBytes(usable));
   w += fmt::format("; {:.1f} TFLOP per GPU per step", c.flops_per_gpu / 1e12);
   w += fmt::format("; {} moved per GPU", FormatBytes(static_cast<uint64_t>(c.comm_bytes)));
-  if (c.pp > 1) w += fmt::format("; bubble {:.1f}% ({} micro-batches)", 100 * c.bubble, c.accum);
-  if (c.zero >= 3) w += "; ZeRO 3 gathers parameters every micro-batch";
+  if (c.pp > 1) {
+    w += fmt::format(
+        "; bubble {:.1f}% ({} micro-batches{})", 100 * c.bubble, c.accum,
+        c.virtual_stages > 1 ? fmt::format(", {} virtual stages", c.virtual_stages) : "");
+  }
+  if (c.sharding == DpSharding::kZero3 || c.sharding == DpSharding::kFsdpFull) {
+    w += "; parameters gathered twice every micro-batch";
+  }
+  if (c.sharding == DpSharding::kFsdpShardGradOp) w += "; parameters gathered once a micro-batch";
+  if (c.sharding == DpSharding::kFsdpHybrid) {
+    w += fmt::format("; shards over {} within a node, replicas across {}", c.shard,
+                     c.dp / std::max(c.shard, 1));
+  }
+  if (c.offload) {
+    w += fmt::format("; optimizer on the host, {} over PCIe",
+                     FormatBytes(static_cast<uint64_t>(c.offload_bytes)));
+  }
   if (c.checkpoint) w += "; recomputes every block";
   return w;
 }
 
+bool IsError(const LayoutCandidate& c) { return c.status.rfind("error: ", 0) == 0; }
+
 }  // namespace
+
+std::string_view DpShardingName(DpSharding s) {
+  switch (s) {
+    case DpSharding::kZero0:
+      return "zero 0";
+    case DpSharding::kZero1:
+      return "zero 1";
+    case DpSharding::kZero2:
+      return "zero 2";
+    case DpSharding::kZero3:
+      return "zero 3";
+    case DpSharding::kFsdpFull:
+      return "fsdp full";
+    case DpSharding::kFsdpShardGradOp:
+      return "fsdp shard-grad-op";
+    case DpSharding::kFsdpHybrid:
+      return "fsdp hybrid";
+  }
+  return "?";
+}
 
 Status ValidateLayout(const LayoutOptions& o) {
   if (o.gpus < 1 || o.gpus > (1 << 20)) return Error{"--gpus must be between 1 and 1048576"};
@@ -180,12 +298,18 @@ Result<LayoutResult> SearchLayouts(const std::string& path, const LayoutOptions&
   if (auto st = ValidateLayout(options); !st) return Error{st.message()};
   auto device = FindDevice(options.gpu);
   if (!device) return device.error();
+  if (auto st = CheckSpeeds(*device); !st) return Error{st.message()};
+  if (options.capacity_bytes) device->capacity_bytes = options.capacity_bytes;
   EstimateFlags base_flags = options.base;
   base_flags.accum = 1;
   auto base = ParseEstimateFlags(base_flags);
   if (!base) return base.error();
-  Shared s{path, options, *base, "", 0, 0, 0, SpeedsOf(options.gpu), {}, {}, {}};
+  if (base->target.device != Device::kCuda) {
+    return Error{"layout lays a job out over GPUs: --target torch-cuda"};
+  }
+  Shared s{path, options, *base, *device, "", 0, 0, 0, {}, {}, {}};
   LayoutResult r;
+  r.device = *device;
   r.budget = BudgetFor(*device, false);
   for (const ExtraAllocation& w : LibraryWorkspaces(*device)) r.workspace_bytes += w.bytes;
   s.usable = r.budget.usable > r.workspace_bytes ? r.budget.usable - r.workspace_bytes : 0;
@@ -223,20 +347,23 @@ Result<LayoutResult> SearchLayouts(const std::string& path, const LayoutOptions&
     }
   }
 
-  // (tp, pp) pairs; each task searches its ZeRO stage, checkpointing and micro-batch.
+  // (tp, pp, virtual stages); each task searches its sharding, offload, checkpointing and
+  // micro-batch.
   struct Task {
-    int tp, pp, dp;
+    int tp, pp, dp, v;
   };
   std::vector<Task> tasks;
   for (int tp : Divisors(options.gpus)) {
     if (tp > std::min(options.max_tp, options.gpus_per_node)) continue;
     for (int pp : Divisors(options.gpus / tp)) {
       if (pp > 1 && pp > s.blocks) continue;
-      tasks.push_back({tp, pp, options.gpus / tp / pp});
+      const int dp = options.gpus / tp / pp;
+      tasks.push_back({tp, pp, dp, 1});
+      // Interleaved 1F1B with 2 model chunks per stage, when the blocks divide into 2 pp.
+      if (pp > 1 && s.blocks % (2 * pp) == 0) tasks.push_back({tp, pp, dp, 2});
     }
   }
   std::vector<std::vector<LayoutCandidate>> found(tasks.size());
-  std::vector<Status> errors(tasks.size());
   std::atomic<size_t> next{0};
   auto work = [&] {
     for (size_t i = next++; i < tasks.size(); i = next++) {
@@ -246,6 +373,7 @@ Result<LayoutResult> SearchLayouts(const std::string& path, const LayoutOptions&
       c.tp = t.tp;
       c.pp = t.pp;
       c.dp = t.dp;
+      c.virtual_stages = t.v;
       c.sequence_parallel = t.tp > 1 && r.sequence_parallel_available;
       if (options.global_batch % t.dp != 0) {
         c.status = fmt::format("not simulated: the global batch {} does not divide over dp {}",
@@ -261,69 +389,174 @@ Result<LayoutResult> SearchLayouts(const std::string& path, const LayoutOptions&
       const int64_t per_rank = options.global_batch / t.dp;
       std::vector<int64_t> micros;
       for (int64_t b = 1; b <= per_rank; b *= 2) {
-        if (per_rank % b == 0 && per_rank / b <= kMaxMicroBatches) micros.push_back(b);
+        if (per_rank % b != 0 || per_rank / b > kMaxMicroBatches) continue;
+        // Megatron's interleaved schedule runs the micro-batches in groups of pp.
+        if (t.v > 1 && (per_rank / b) % t.pp != 0) continue;
+        micros.push_back(b);
       }
-      std::vector<int> zeros = {0};
-      if (t.dp > 1) zeros = {0, 1, 2, 3};
-      bool done = false;
-      std::string failed;
-      for (bool ckpt : {false, true}) {
-        for (int zero : zeros) {
-          LayoutCandidate base_c = c;
-          base_c.zero = zero;
-          base_c.checkpoint = ckpt;
-          if (done || !failed.empty()) {
-            base_c.status = !failed.empty()
-                                ? "not simulated: the same tp and pp failed (" + failed + ")"
-                                : "not simulated: a layout with less recompute or a lower ZeRO "
-                                  "stage fits (same or less communication)";
-            out.push_back(base_c);
+      if (micros.empty()) {
+        c.status = fmt::format(
+            "not simulated: interleaving needs the micro-batches a multiple of pp {} ({} "
+            "samples per rank)",
+            t.pp, per_rank);
+        out.push_back(c);
+        continue;
+      }
+      // The sharding ladder (layout.h).
+      std::vector<DpSharding> cheap = {DpSharding::kZero0};
+      std::vector<DpSharding> heavy;
+      if (t.dp > 1) {
+        cheap = {DpSharding::kZero0, DpSharding::kZero1, DpSharding::kZero2};
+        heavy = {DpSharding::kFsdpShardGradOp, DpSharding::kZero3, DpSharding::kFsdpFull};
+      }
+      const int hybrid_shard = HybridShard(options, t.tp, t.dp);
+      const bool hybrid =
+          t.dp > 1 && hybrid_shard >= 2 && t.dp > hybrid_shard && t.dp % hybrid_shard == 0;
+      std::string failed;     // the first simulation's error: every layout of this task has it
+      std::string cheap_fit;  // a variant where ZeRO 0-2 fits
+      bool first = true;
+      auto make = [&](DpSharding sh, bool offload, bool ckpt) {
+        LayoutCandidate x = c;
+        x.sharding = sh;
+        x.zero = ZeroStageOf(sh);
+        x.shard = sh == DpSharding::kZero0        ? 1
+                  : sh == DpSharding::kFsdpHybrid ? hybrid_shard
+                                                  : t.dp;
+        x.offload = offload;
+        x.checkpoint = ckpt;
+        return x;
+      };
+      auto skip = [&](DpSharding sh, bool offload, bool ckpt, const std::string& why) {
+        LayoutCandidate x = make(sh, offload, ckpt);
+        x.status = "not simulated: " + why;
+        out.push_back(std::move(x));
+      };
+      auto eval = [&](LayoutCandidate x, int64_t micro) -> LayoutCandidate {
+        x.micro = micro;
+        x.accum = static_cast<int>(per_rank / micro);
+        if (auto st = Evaluate(s, x, false); !st) {
+          x.status = "error: " + st.message();
+          x.simulated = true;
+          x.fits = false;
+          if (first) failed = st.message();
+        }
+        first = false;
+        return x;
+      };
+      // The layouts of one sharding, offload and checkpointing: pp = 1 the largest
+      // micro-batch that fits, pp > 1 the smallest. Returns the fitting micro-batch, or 0.
+      auto search = [&](DpSharding sh, bool offload, bool ckpt) -> int64_t {
+        const LayoutCandidate base_c = make(sh, offload, ckpt);
+        std::vector<LayoutCandidate> tried;
+        int best = -1;
+        if (t.pp == 1) {
+          // The smallest micro-batch first: when it does not fit, none does (one simulation
+          // for a sharding that does not fit at all).
+          size_t lo = 0, hi = micros.size();
+          if (micros.size() > 1) {
+            LayoutCandidate x = eval(base_c, micros[0]);
+            const bool fits = x.fits, error = IsError(x);
+            tried.push_back(std::move(x));
+            if (error || !fits) hi = 0;
+            if (fits) {
+              best = 0;
+              lo = 1;
+            }
+          }
+          while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            LayoutCandidate x = eval(base_c, micros[mid]);
+            const bool fits = x.fits, error = IsError(x);
+            tried.push_back(std::move(x));
+            if (error) break;
+            if (fits) {
+              best = static_cast<int>(tried.size()) - 1;
+              lo = mid + 1;
+            } else {
+              hi = mid;
+            }
+          }
+          for (size_t k = 0; k < tried.size(); ++k) {
+            if (static_cast<int>(k) != best && tried[k].fits) {
+              tried[k].status = "fits (a larger micro-batch fits too)";
+              tried[k].fits = false;
+            }
+          }
+        } else {
+          tried.push_back(eval(base_c, micros[0]));  // the most micro-batches: least bubble
+          if (tried.back().fits) best = 0;
+        }
+        const int64_t fit_micro = best >= 0 ? tried[static_cast<size_t>(best)].micro : 0;
+        for (LayoutCandidate& x : tried) out.push_back(std::move(x));
+        return fit_micro;
+      };
+      const std::pair<bool, bool> variants[] = {
+          {false, false}, {true, false}, {false, true}, {true, true}};  // {offload, ckpt}
+      for (auto [offload, ckpt] : variants) {
+        auto all = [&](const std::string& why) {
+          for (DpSharding sh : cheap) skip(sh, offload, ckpt, why);
+          if (hybrid) skip(DpSharding::kFsdpHybrid, offload, ckpt, why);
+          for (DpSharding sh : heavy) skip(sh, offload, ckpt, why);
+        };
+        if (!failed.empty()) {
+          all("the same tp and pp failed (" + failed + ")");
+          continue;
+        }
+        if (!cheap_fit.empty()) {
+          all(cheap_fit + " fits with less recompute / PCIe traffic and no more communication");
+          continue;
+        }
+        bool cheap_fits = false;
+        for (DpSharding sh : cheap) {
+          if (offload && sh == DpSharding::kZero0 && t.dp > 1) {
+            skip(sh, offload, ckpt,
+                 "ZeRO-Offload partitions the optimizer state over the data-parallel ranks "
+                 "(ZeRO 1 or more)");
             continue;
           }
-          auto eval = [&](size_t k) -> LayoutCandidate {
-            LayoutCandidate x = base_c;
-            x.micro = micros[k];
-            x.accum = static_cast<int>(per_rank / micros[k]);
-            if (auto st = Evaluate(s, x, false); !st) {
-              x.status = "error: " + st.message();
-              x.simulated = true;
-            }
-            return x;
-          };
-          std::vector<LayoutCandidate> tried;
-          if (t.pp == 1) {
-            // The largest micro-batch that fits (the peak grows with it).
-            size_t lo = 0, hi = micros.size();  // fits below lo is unknown; [lo, hi) open
-            int best = -1;
-            while (lo < hi) {
-              size_t mid = (lo + hi) / 2;
-              LayoutCandidate x = eval(mid);
-              bool fits = x.fits;
-              bool error = x.status.rfind("error: ", 0) == 0;
-              tried.push_back(std::move(x));
-              if (error) break;
-              if (fits) {
-                best = static_cast<int>(tried.size()) - 1;
-                lo = mid + 1;
-              } else {
-                hi = mid;
-              }
-            }
-            for (size_t k = 0; k < tried.size(); ++k) {
-              if (static_cast<int>(k) != best && tried[k].fits) {
-                tried[k].status = "fits (a larger micro-batch fits too)";
-                tried[k].fits = false;
-              }
-            }
-          } else {
-            tried.push_back(eval(0));  // the most micro-batches: the least bubble
+          if (cheap_fits || !failed.empty()) {
+            skip(sh, offload, ckpt,
+                 !failed.empty() ? "the same tp and pp failed (" + failed + ")"
+                                 : "a lower ZeRO stage fits (ZeRO 0-2 move the same bytes)");
+            continue;
           }
-          for (LayoutCandidate& x : tried) {
-            done = done || x.fits;
-            // An error (a model tensor parallelism cannot split, ...) is the same for every
-            // ZeRO stage, micro-batch and checkpointing: the rest of this (tp, pp) is skipped.
-            if (x.status.rfind("error: ", 0) == 0 && failed.empty()) failed = x.status.substr(7);
-            out.push_back(std::move(x));
+          if (search(sh, offload, ckpt) > 0) {
+            cheap_fits = true;
+            cheap_fit = fmt::format("{}{}{}", DpShardingName(sh), offload ? " + offload" : "",
+                                    ckpt ? " + checkpointing" : "");
+          }
+        }
+        if (!failed.empty()) {
+          if (hybrid) skip(DpSharding::kFsdpHybrid, offload, ckpt, "the same tp and pp failed");
+          for (DpSharding sh : heavy) skip(sh, offload, ckpt, "the same tp and pp failed");
+          continue;
+        }
+        bool hybrid_fits = false;
+        if (hybrid) hybrid_fits = search(DpSharding::kFsdpHybrid, offload, ckpt) > 0;
+        if (cheap_fits || hybrid_fits) {
+          for (DpSharding sh : heavy) {
+            skip(sh, offload, ckpt,
+                 cheap_fits ? "ZeRO 0-2 fits (fewer bytes moved)"
+                            : "FSDP hybrid fits (fewer bytes across nodes)");
+          }
+          continue;
+        }
+        int64_t zero3_micro = 0;
+        bool grad_op_fits = false;
+        for (DpSharding sh : heavy) {
+          if (sh == DpSharding::kFsdpShardGradOp) {
+            grad_op_fits = search(sh, offload, ckpt) > 0;
+          } else if (grad_op_fits) {
+            skip(sh, offload, ckpt, "FSDP shard-grad-op fits (fewer bytes moved)");
+          } else if (sh == DpSharding::kZero3) {
+            zero3_micro = search(sh, offload, ckpt);
+          } else if (zero3_micro > 0) {
+            // FSDP full moves ZeRO 3's bytes and holds one more unit (the prefetch): PyTorch's
+            // variant, simulated at ZeRO 3's micro-batch.
+            out.push_back(eval(make(sh, offload, ckpt), zero3_micro));
+          } else {
+            skip(sh, offload, ckpt,
+                 "ZeRO 3 does not fit and FSDP full holds more (the prefetched unit)");
           }
         }
       }
@@ -388,25 +621,46 @@ nlohmann::json LayoutJson(const LayoutResult& r) {
   j["simulations"] = r.simulations;
   j["seconds"] = r.seconds;
   j["sequence_parallel_available"] = r.sequence_parallel_available;
+  j["device"] = {{"name", r.device.name},
+                 {"peak_bf16_flops", r.device.peak_bf16_flops},
+                 {"nvlink_bytes_per_s", r.device.nvlink_bytes_per_s},
+                 {"network_bytes_per_s", r.device.network_bytes_per_s},
+                 {"pcie_bytes_per_s", r.device.pcie_bytes_per_s},
+                 {"speed_sources", r.device.speed_sources},
+                 {"nccl_sources", r.device.nccl_sources}};
   nlohmann::json all = nlohmann::json::array();
   for (const LayoutCandidate& c : r.candidates) {
-    nlohmann::json x = {{"tp", c.tp},
-                        {"sequence_parallel", c.sequence_parallel},
-                        {"pp", c.pp},
-                        {"dp", c.dp},
-                        {"zero", c.zero},
-                        {"micro_batch", c.micro},
-                        {"accum", c.accum},
-                        {"checkpoint", c.checkpoint ? "every block" : "none"},
-                        {"status", c.status},
-                        {"fits", c.fits},
-                        {"verified", c.verified}};
+    nlohmann::json x = {
+        {"tp", c.tp},
+        {"sequence_parallel", c.sequence_parallel},
+        {"pp", c.pp},
+        {"schedule", c.pp > 1 ? (c.virtual_stages > 1 ? "interleaved" : "1f1b") : "none"},
+        {"virtual_stages", c.virtual_stages},
+        {"dp", c.dp},
+        {"sharding", std::string(DpShardingName(c.sharding))},
+        {"zero", c.zero},
+        {"shard_ranks", c.shard},
+        {"offload", c.offload ? "optimizer" : "none"},
+        {"micro_batch", c.micro},
+        {"accum", c.accum},
+        {"checkpoint", c.checkpoint ? "every block" : "none"},
+        {"status", c.status},
+        {"fits", c.fits},
+        {"verified", c.verified}};
     if (c.simulated && c.status.rfind("error", 0) != 0) {
       x["peak_bytes"] = c.peak_bytes;
-      x["nccl_buffer_bytes"] = c.nccl_bytes;
+      x["nccl_buffer_bytes"] = c.nccl.bytes;
+      nlohmann::json comms = nlohmann::json::array();
+      for (const NcclCommunicator& k : c.nccl.communicators)
+        comms.push_back({{"group", k.name}, {"ranks", k.ranks}});
+      x["nccl_communicators"] = comms;
       if (!c.stage_peaks.empty()) x["stage_peak_bytes"] = c.stage_peaks;
       x["flops_per_gpu"] = c.flops_per_gpu;
       x["comm_bytes_per_gpu"] = c.comm_bytes;
+      x["dp_bytes_per_gpu"] = c.dp_bytes;
+      x["tp_bytes_per_gpu"] = c.tp_bytes;
+      x["pp_bytes_per_gpu"] = c.pp_bytes;
+      x["offload_pcie_bytes_per_gpu"] = c.offload_bytes;
       x["bubble"] = c.bubble;
       x["step_seconds_model"] = c.step_seconds;
       x["why"] = c.why;
@@ -427,7 +681,8 @@ std::string LayoutText(const LayoutResult& r, size_t top) {
   }
   std::string out = fmt::format(
       "{} layouts considered, {} simulated per rank ({} simulations, {} blocks) in {:.1f} s; {} "
-      "fit in {} per GPU (capacity {} - CUDA context {} - cuBLAS workspaces {})\n",
+      "fit in {} per GPU (capacity {} - CUDA context {} - cuBLAS workspaces {}; less each "
+      "layout's NCCL buffers)\n",
       r.candidates.size(), simulated, r.simulations, r.blocks, r.seconds, fit, FormatBytes(usable),
       FormatBytes(r.budget.capacity), FormatBytes(r.budget.context),
       FormatBytes(r.workspace_bytes));
@@ -437,9 +692,10 @@ std::string LayoutText(const LayoutResult& r, size_t top) {
   if (fit == 0) {
     out += "nothing fits; the closest:\n";
   }
-  out += fmt::format("{:>3} {:>3} {:>3} {:>4} {:>4} {:>5} {:>5} {:>5} {:>5} {:>11} {:>9}  {}\n",
-                     "#", "tp", "sp", "pp", "dp", "zero", "micro", "accum", "ckpt", "peak",
-                     "step (s)", "why");
+  out += fmt::format(
+      "{:>3} {:>3} {:>3} {:>4} {:>2} {:>4} {:>18} {:>3} {:>5} {:>5} {:>4} {:>11} {:>9}  {}\n", "#",
+      "tp", "sp", "pp", "V", "dp", "sharding", "off", "micro", "accum", "ckpt", "peak", "step (s)",
+      "why");
   size_t shown = 0;
   for (const LayoutCandidate& c : r.candidates) {
     if (shown >= top) break;
@@ -447,8 +703,10 @@ std::string LayoutText(const LayoutResult& r, size_t top) {
     if (!c.simulated) continue;
     ++shown;
     out += fmt::format(
-        "{:>3} {:>3} {:>3} {:>4} {:>4} {:>5} {:>5} {:>5} {:>5} {:>11} {:>9.4g}  {}{}\n", shown,
-        c.tp, c.sequence_parallel ? "yes" : "no", c.pp, c.dp, c.zero, c.micro, c.accum,
+        "{:>3} {:>3} {:>3} {:>4} {:>2} {:>4} {:>18} {:>3} {:>5} {:>5} {:>4} {:>11} {:>9.4g}  "
+        "{}{}\n",
+        shown, c.tp, c.sequence_parallel ? "yes" : "no", c.pp, c.virtual_stages, c.dp,
+        c.dp > 1 ? DpShardingName(c.sharding) : "-", c.offload ? "yes" : "no", c.micro, c.accum,
         c.checkpoint ? "all" : "none", FormatBytes(c.peak_bytes), c.step_seconds,
         c.why.empty() ? c.status : c.why, c.verified && c.pp > 1 ? " (every stage simulated)" : "");
   }
