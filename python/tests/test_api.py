@@ -250,3 +250,17 @@ def test_snapshot_and_compare_match_the_cli(tmp_path):
         vramsim.estimate(GPT, dims=dims, target="torch-cpu").write_snapshot(tmp_path / "x")
     with pytest.raises(vramsim.Error, match="absent.pickle"):
         vramsim.compare(tmp_path / "absent.pickle", GPT, dims=dims)
+
+
+def test_nccl_buffers_are_a_term_beside_the_peak():
+    # tp 2 x dp 4: 2 communicators x 16 channels x 2 peers x NCCL_BUFFSIZE 4 MiB = 256 MiB,
+    # beside peak_bytes (not in its breakdown); none on torch-cpu (gloo) or on one rank.
+    dims = {"batch": 8, "seq": 128}
+    r = vramsim.estimate(GPT, dims=dims, tensor_parallel=2, data_parallel=4)
+    assert r.nccl_buffer_bytes == 2 * 16 * 2 * 4 * 1024 * 1024 == 256 * 1024 * 1024
+    assert r.to_dict() == cli_json("estimate", GPT, "--dim", "batch=8", "--dim", "seq=128",
+                                   "--tp", "2", "--data-parallel", "4")
+    assert sum(r.breakdown.values()) == r.peak_bytes
+    assert "nccl_buffer_bytes" not in vramsim.estimate(GPT, dims=dims)
+    assert "nccl_buffer_bytes" not in vramsim.estimate(GPT, dims=dims, target="torch-cpu",
+                                                       data_parallel=4)
