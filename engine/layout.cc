@@ -228,9 +228,10 @@ Status Evaluate(Shared& s, LayoutCandidate& c, bool all_stages) {
 }
 
 std::string Why(const LayoutCandidate& c, uint64_t usable) {
-  std::string w = fmt::format("peak {} + NCCL buffers {} ({} communicators) of {} usable",
-                              FormatBytes(c.peak_bytes), FormatBytes(c.nccl.bytes),
-                              c.nccl.communicators.size(), FormatBytes(usable));
+  const size_t comms = c.nccl.communicators.size();
+  std::string w = fmt::format("peak {} + NCCL buffers {} ({} communicator{}) of {} usable",
+                              FormatBytes(c.peak_bytes), FormatBytes(c.nccl.bytes), comms,
+                              comms == 1 ? "" : "s", FormatBytes(usable));
   w += fmt::format("; {:.1f} TFLOP per GPU per step", c.flops_per_gpu / 1e12);
   w += fmt::format("; {} moved per GPU", FormatBytes(static_cast<uint64_t>(c.comm_bytes)));
   if (c.pp > 1) {
