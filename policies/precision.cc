@@ -38,7 +38,9 @@ Result<TorchVersion> ParseTorchVersion(const std::string& name) {
   return Error{"unknown --torch-version '" + name + "' (2, 1.13)"};
 }
 
-std::string_view TorchVersionName(TorchVersion v) { return v == TorchVersion::k1_13 ? "1.13" : "2"; }
+std::string_view TorchVersionName(TorchVersion v) {
+  return v == TorchVersion::k1_13 ? "1.13" : "2";
+}
 
 Result<LossPrecision> ParseLossPrecision(const std::string& name) {
   if (name == "fp32") return LossPrecision::kFp32;
@@ -69,11 +71,26 @@ struct AutocastLists {
 };
 
 const AutocastLists& ListsFor(Device device, TorchVersion version) {
-  static const std::set<std::string> cuda_fp32 = {
-      "Softmax",  "LogSoftmax", "LayerNormalization", "GroupNormalization", "Exp",
-      "Log",      "Pow",        "Reciprocal",         "ReduceSum",          "ReduceProd",
-      "ReduceLogSumExp", "ReduceL1", "ReduceL2",      "Softplus",           "CumSum",
-      "Acos",     "Asin",       "Cosh",               "Sinh",               "Tan"};
+  static const std::set<std::string> cuda_fp32 = {"Softmax",
+                                                  "LogSoftmax",
+                                                  "LayerNormalization",
+                                                  "GroupNormalization",
+                                                  "Exp",
+                                                  "Log",
+                                                  "Pow",
+                                                  "Reciprocal",
+                                                  "ReduceSum",
+                                                  "ReduceProd",
+                                                  "ReduceLogSumExp",
+                                                  "ReduceL1",
+                                                  "ReduceL2",
+                                                  "Softplus",
+                                                  "CumSum",
+                                                  "Acos",
+                                                  "Asin",
+                                                  "Cosh",
+                                                  "Sinh",
+                                                  "Tan"};
   static const AutocastLists cuda_1_13 = {
       {"Conv", "ConvTranspose", "Gemm", "MatMul", "PRelu", "Einsum", "LSTM", "GRU", "RNN"},
       cuda_fp32};
@@ -100,8 +117,7 @@ bool CpuFp32ByVariant(const PlanOp& op, const TrainingPlan& plan) {
   if (op.type == "Pad") return op.mode == "reflect" || op.mode == "edge";
   if (op.type == "MaxPool" || op.type == "AveragePool" || op.type == "GlobalAveragePool" ||
       op.type == "GlobalMaxPool") {
-    return !op.inputs.empty() && op.inputs[0] >= 0 &&
-           plan.tensors[op.inputs[0]].shape.size() == 5;
+    return !op.inputs.empty() && op.inputs[0] >= 0 && plan.tensors[op.inputs[0]].shape.size() == 5;
   }
   return false;
 }

@@ -30,7 +30,7 @@ enum class LossPrecision { kFp32, kModel };
 
 struct PrecisionOptions {
   Precision precision = Precision::kFp32;
-  Device device = Device::kCuda;                 // selects autocast's op lists
+  Device device = Device::kCuda;                  // selects autocast's op lists
   TorchVersion torch_version = TorchVersion::k2;  // and the release they come from
   LossPrecision loss_precision = LossPrecision::kFp32;
 };
