@@ -72,7 +72,8 @@ void AddLayoutCommand(CLI::App* app) {
       ->required();
   sub->add_option("--max-tp", c->options.max_tp, "Largest tensor-parallel degree to try")
       ->capture_default_str();
-  sub->add_option("--threads", c->options.threads, "Worker threads")->capture_default_str();
+  sub->add_option("--threads", c->options.threads, "Worker threads (0: one per core)")
+      ->capture_default_str();
   sub->add_option("--top", c->top, "How many layouts to print")->capture_default_str();
   sub->add_flag("--json", c->json, "Print one JSON object with every layout considered");
   EstimateFlags& f = c->options.base;

@@ -285,7 +285,9 @@ Status ValidateLayout(const LayoutOptions& o) {
     return Error{"--gpus-per-node must be between 1 and 1024"};
   }
   if (o.global_batch < 1) return Error{"--global-batch must be at least 1"};
-  if (o.threads < 1 || o.threads > 256) return Error{"--threads must be between 1 and 256"};
+  if (o.threads < 0 || o.threads > 256) {
+    return Error{"--threads must be between 1 and 256 (0: one per core)"};
+  }
   if (o.max_tp < 1) return Error{"--max-tp must be at least 1"};
   if (o.dims.count(o.base.dim_name)) {
     return Error{"--dim " + o.base.dim_name +
@@ -563,7 +565,10 @@ Result<LayoutResult> SearchLayouts(const std::string& path, const LayoutOptions&
       }
     }
   };
-  const int threads = std::max(1, std::min<int>(options.threads, static_cast<int>(tasks.size())));
+  const int wanted = options.threads > 0
+                         ? options.threads
+                         : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const int threads = std::max(1, std::min<int>(wanted, static_cast<int>(tasks.size())));
   std::vector<std::thread> pool;
   for (int i = 1; i < threads; ++i) pool.emplace_back(work);
   work();

@@ -70,7 +70,7 @@ struct LayoutOptions {
   int64_t global_batch = 0;
   std::map<std::string, int64_t> dims;  // the other dims (seq=4096)
   EstimateFlags base;                   // precision, optimizer, ...; parallel fields are set
-  int threads = 2;
+  int threads = 0;  // worker threads; 0: one per core (std::thread::hardware_concurrency)
   int max_tp = 8;
   int verify = 3;  // the best this many are simulated stage by stage
 };
