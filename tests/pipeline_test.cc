@@ -345,6 +345,8 @@ TEST(ModelStates, ZeroStagesAndFsdpModesMatchTheClosedFormsTimesPipeline) {
     const double psi = 65536.0 / pp;  // stage 0 holds h.0, h.1 when pp = 2
     auto is = [&](double bytes) { return static_cast<uint64_t>(bytes); };
     EXPECT_EQ(ModelStateBytes(0, "", pp), is((P + G + K) * psi)) << "pp " << pp;
+    // ZeRO 1 keeps whole gradients until the step (DeepSpeed stage 1, ZeroRedundancyOptimizer).
+    EXPECT_EQ(ModelStateBytes(1, "", pp), is((P + G) * psi + K * psi / N)) << "pp " << pp;
     EXPECT_EQ(ModelStateBytes(2, "", pp), is(P * psi + (G + K) * psi / N)) << "pp " << pp;
     EXPECT_EQ(ModelStateBytes(3, "", pp), is((P + G + K) * psi / N)) << "pp " << pp;
     // FSDP: FULL_SHARD and SHARD_GRAD_OP shard all three at rest (the gathered parameters
