@@ -251,6 +251,25 @@ TEST(ModelStates, TensorParallelTimesZero) {
         EXPECT_EQ(got.params, static_cast<uint64_t>(4 * psi)) << what;
       }
     }
+    // FSDP on the tensor-parallel shards: FULL_SHARD and SHARD_GRAD_OP hold all three states
+    // sharded at rest, as ZeRO 3 over the 4 data-parallel ranks; HYBRID_SHARD with 2
+    // data-parallel ranks per node shards over those 2 (and replicates across nodes).
+    for (auto [fsdp, shards] : {std::pair{"full", 4}, {"shard-grad-op", 4}, {"hybrid", 2}}) {
+      EstimateFlags f;
+      f.tensor_parallel = t;
+      f.data_parallel = 4;
+      f.fsdp = fsdp;
+      f.gpus_per_node = 2;
+      auto e =
+          RunModel(std::string(VRAMSIM_EXAMPLES) + "/gpt.onnx", {{"batch", 2}, {"seq", 128}}, f);
+      ASSERT_TRUE(e) << e.error().message;
+      const States got = StatesAtOptimizerStart(*e);
+      const ModelStates want = ZeroModelStates(psi, 4, 4, 8, shards, 3);
+      const std::string what = "tp " + std::to_string(t) + ", fsdp " + fsdp;
+      EXPECT_NEAR(got.params / want.params, 1.0, 1e-3) << what << ": " << got.params;
+      EXPECT_NEAR(got.grads / want.grads, 1.0, 1e-3) << what << ": " << got.grads;
+      EXPECT_NEAR(got.optimizer / want.optimizer, 1.0, 1e-3) << what << ": " << got.optimizer;
+    }
   }
 }
 
