@@ -495,7 +495,10 @@ Result<LayoutResult> SearchLayouts(const std::string& path, const LayoutOptions&
       };
       const std::pair<bool, bool> variants[] = {
           {false, false}, {true, false}, {false, true}, {true, true}};  // {offload, ckpt}
-      for (auto [offload, ckpt] : variants) {
+      for (const auto& variant : variants) {
+        // Named copies: lambdas may not capture structured bindings before C++20's P1091
+        // (clang 14, which the fuzz build uses, refuses them).
+        const bool offload = variant.first, ckpt = variant.second;
         auto all = [&](const std::string& why) {
           for (DpSharding sh : cheap) skip(sh, offload, ckpt, why);
           if (hybrid) skip(DpSharding::kFsdpHybrid, offload, ckpt, why);
