@@ -175,12 +175,6 @@ DeviceBudget BudgetFor(const DeviceProfile& d, bool has_convolutions, uint64_t n
   return b;
 }
 
-uint64_t NcclBufferBytes(int communicators, int channels, uint64_t buffsize) {
-  if (communicators <= 0 || channels <= 0) return 0;
-  return static_cast<uint64_t>(communicators) * static_cast<uint64_t>(channels) * kNcclRingPeers *
-         buffsize;
-}
-
 NcclTerm NcclBuffers(const DeviceProfile& d, const ParallelGroups& g) {
   NcclTerm t;
   t.channels = d.nccl_channels;

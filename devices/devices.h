@@ -83,8 +83,6 @@ DeviceBudget BudgetFor(const DeviceProfile& device, bool has_convolutions, uint6
 inline constexpr uint64_t kNcclBuffSize = 4194304;
 inline constexpr int kNcclChannels = 16;
 inline constexpr int kNcclRingPeers = 2;
-uint64_t NcclBufferBytes(int communicators, int channels = kNcclChannels,
-                         uint64_t buffsize = kNcclBuffSize);
 
 // The process groups a rank of a parallel layout belongs to. Ranks are laid out as Megatron-LM
 // does (tp innermost, then cp, dp, pp); a group of one rank makes no communicator.

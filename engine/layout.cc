@@ -153,10 +153,12 @@ Status Evaluate(Shared& s, LayoutCandidate& c, bool all_stages) {
   c.stage_peaks.clear();
   double psi = 0;
   int stage_blocks = c.pp > 1 ? 0 : s.blocks;
-  const uint64_t nccl_bytes = NcclTermOf(*o, s.device).bytes;
+  // NCCL's buffers (devices.h) for this rank's communicators, on this device: the same on
+  // every stage.
+  c.nccl = NcclTermOf(*o, s.device);
   for (int stage : stages) {
     // Screening: when the first stage does not fit, the layout does not; the last is skipped.
-    if (stage > 0 && !all_stages && c.peak_bytes + nccl_bytes > s.usable) break;
+    if (stage > 0 && !all_stages && c.peak_bytes + c.nccl.bytes > s.usable) break;
     o->pipeline_stage = stage;
     auto e = RunEstimate(**graph, *o);
     s.simulations += stage < 0 && c.pp > 1 ? c.pp : 1;
@@ -173,8 +175,6 @@ Status Evaluate(Shared& s, LayoutCandidate& c, bool all_stages) {
     if (c.pp > 1) stage_blocks = std::max(stage_blocks, e->pipeline.block_count);
   }
   c.simulated = true;
-  // NCCL's buffers (devices.h) for this rank's communicators, on this device.
-  c.nccl = NcclTermOf(*o, s.device);
   c.fits = c.peak_bytes + c.nccl.bytes <= s.usable;
   c.status = c.fits ? "fits" : "does not fit";
 
@@ -286,7 +286,7 @@ Status ValidateLayout(const LayoutOptions& o) {
   }
   if (o.global_batch < 1) return Error{"--global-batch must be at least 1"};
   if (o.threads < 0 || o.threads > 256) {
-    return Error{"--threads must be between 1 and 256 (0: one per core)"};
+    return Error{"--threads must be between 0 (one per core) and 256"};
   }
   if (o.max_tp < 1) return Error{"--max-tp must be at least 1"};
   if (o.dims.count(o.base.dim_name)) {
