@@ -49,11 +49,13 @@ class StopCbcAt : public CbcEventHandler {
 };
 
 constexpr double kLpMsg = 1, kMilpMsg = 2;
+// n2000 at 0.8 would have 3.5M (2 GB across the two processes); n1000 has under 1M.
+constexpr size_t kMaxInputTermNonzeros = 1500000;
 
 }  // namespace
 
 SegmentBoundResult SegmentBound(const RematGraph& g, uint64_t budget, Clock::time_point end,
-                                bool milp) {
+                                bool milp, bool need_inputs) {
   SegmentBoundResult out;
   int n = static_cast<int>(g.nodes.size());
   double base = BaselineCost(g);
@@ -71,60 +73,228 @@ SegmentBoundResult SegmentBound(const RematGraph& g, uint64_t budget, Clock::tim
   }
   for (int t = 1; t <= n; ++t) live[t] += live[t - 1];
   // live[t] now: sum over i < t with last user >= t.
-  std::vector<double> rhs(n, 0);
+  std::vector<int> last(n, -1);
+  for (int i = 0; i < n; ++i)
+    if (!g.users[i].empty()) last[i] = g.users[i].back();
+  std::vector<double> need(n, 0);
+  for (int t = 0; t < n; ++t)
+    need[t] = (static_cast<double>(g.static_bytes) + static_cast<double>(g.nodes[t].memory) +
+               live[t] - static_cast<double>(budget)) *
+              mem_scale;
+  // Where even dropping every whole segment around t leaves too little room, nothing fits.
+  {
+    std::vector<double> room(n + 1, 0);
+    for (int i = 0; i < n; ++i) {
+      double m = static_cast<double>(g.nodes[i].memory) * mem_scale;
+      int prev = i;
+      for (int u : g.users[i]) {
+        if (u > prev + 1) {
+          room[prev + 1] += m;
+          room[u] -= m;
+        }
+        prev = u;
+      }
+    }
+    for (int t = 0; t < n; ++t) {
+      if (t > 0) room[t] += room[t - 1];
+      if (need[t] > 0 && room[t] < need[t] * (1 - 1e-9) - 1e-9) {
+        out.infeasible = true;
+        out.infeasible_at = t;
+        return out;
+      }
+    }
+  }
+  // Candidate columns: output i dropped after `from` and alive again from stage `to` (a
+  // breakpoint: its next reader, or the last reader of one of its inputs in between); with
+  // need_inputs, each input j whose life ended before `to` must be kept through `keep` (the
+  // breakpoint before) or remade after its last reader.
+  struct Drop {
+    int node, from, to, keep;
+  };
+  std::vector<Drop> drops;
+  for (int i = 0; i < n; ++i) {
+    if (Clock::now() >= end) return out;
+    if (g.nodes[i].memory == 0) continue;
+    int prev = i;
+    for (int u : g.users[i]) {
+      std::vector<int> ends{u};
+      if (need_inputs)
+        for (int j : g.deps[i])
+          for (int b : {last[j], last[j] + 1})
+            if (b > prev && b < u) ends.push_back(b);
+      std::sort(ends.begin(), ends.end());
+      ends.erase(std::unique(ends.begin(), ends.end()), ends.end());
+      int before = prev;
+      for (int b : ends) {
+        if (b > prev + 1) drops.push_back({i, prev, b, before});
+        before = b;
+      }
+      prev = u;
+    }
+  }
+  // Extensions (j kept through stage q after its last reader), per j in increasing q.
+  std::vector<std::vector<int>> keep_to(n);
+  if (need_inputs)
+    for (const Drop& d : drops)
+      for (int j : g.deps[d.node])
+        if (last[j] < d.to && d.keep > last[j]) keep_to[j].push_back(d.keep);
+  // A remaking of j after its last reader happens past it: an input k whose own life ended
+  // before must be kept through j's last reader or remade itself (the cascade, transitively).
+  std::vector<uint8_t> remade(n, 0);
+  std::vector<int> work;
+  auto mark_remade = [&](int j) {
+    if (!remade[j]) {
+      remade[j] = 1;
+      work.push_back(j);
+    }
+  };
+  if (need_inputs)
+    for (const Drop& d : drops)
+      for (int j : g.deps[d.node])
+        if (last[j] < d.to && d.keep > last[j]) mark_remade(j);
+  while (!work.empty()) {
+    int j = work.back();
+    work.pop_back();
+    for (int k : g.deps[j]) {
+      if (last[k] >= last[j]) continue;
+      keep_to[k].push_back(last[j]);
+      mark_remade(k);
+    }
+  }
+  std::vector<uint8_t> is_row(n, 0);
+  for (int t = 0; t < n; ++t) is_row[t] = need[t] > 0;
+  for (int j = 0; j < n; ++j) {
+    auto& v = keep_to[j];
+    std::sort(v.begin(), v.end());
+    v.erase(std::unique(v.begin(), v.end()), v.end());
+    if (!v.empty())
+      for (int t = last[j] + 1; t <= v.back(); ++t) is_row[t] = 1;
+  }
   std::vector<int> row_of(n, -1);
   int rows = 0;
+  std::vector<double> rowlb;
   for (int t = 0; t < n; ++t) {
-    double need = static_cast<double>(g.static_bytes) + static_cast<double>(g.nodes[t].memory) +
-                  live[t] - static_cast<double>(budget);
-    if (need > 0) {
-      rhs[t] = need * mem_scale;
-      row_of[t] = rows++;
-    }
+    if (!is_row[t]) continue;
+    row_of[t] = rows++;
+    rowlb.push_back(need[t]);
   }
   out.rows = rows;
   if (rows == 0) {
     out.lp_solved = out.milp_optimal = true;
     return out;
   }
-  // Columns: y(i,k) for each segment with a row inside it.
+  // The size before building it: the inputs' terms add columns over long stretches of stages
+  // (and the transpose below copies them); past the cap, nothing (the baseline).
+  if (need_inputs) {
+    std::vector<size_t> upto(n + 1, 0);  // rows before stage t
+    for (int t = 0; t < n; ++t) upto[t + 1] = upto[t] + (row_of[t] >= 0);
+    size_t nz = 0;
+    for (const Drop& d : drops)
+      if (d.to > d.from + 1) nz += upto[d.to] - upto[d.from + 1] + 3 * g.deps[d.node].size();
+    for (int j = 0; j < n; ++j)
+      if (!keep_to[j].empty()) nz += static_cast<size_t>(keep_to[j].back() - last[j]) + 3;
+    out.nonzeros = nz;
+    if (nz > kMaxInputTermNonzeros) {
+      out.inputs_skipped = true;  // the caller has the plain relaxation's
+      return out;
+    }
+  }
   std::vector<double> obj;
   std::vector<CoinBigIndex> start{0};
   std::vector<int> index;
   std::vector<double> value;
-  std::vector<double> room(n, 0);  // droppable bytes at each t (scaled)
-  for (int i = 0; i < n; ++i) {
+  std::vector<int> drop_col(drops.size(), -1);
+  for (size_t k = 0; k < drops.size(); ++k) {
     if (Clock::now() >= end) return out;
-    int prev = i;
-    double m = static_cast<double>(g.nodes[i].memory) * mem_scale;
-    if (m <= 0) continue;
-    for (int u : g.users[i]) {
-      size_t before = index.size();
-      for (int t = prev + 1; t < u; ++t) {
-        if (row_of[t] < 0) continue;
+    const Drop& d = drops[k];
+    double m = static_cast<double>(g.nodes[d.node].memory) * mem_scale;
+    size_t before = index.size();
+    for (int t = d.from + 1; t < d.to; ++t) {
+      if (row_of[t] < 0) continue;
+      index.push_back(row_of[t]);
+      value.push_back(m);
+    }
+    if (index.size() == before) continue;  // it makes room nowhere it is needed
+    drop_col[k] = static_cast<int>(obj.size());
+    obj.push_back(g.nodes[d.node].cost * cost_scale);
+    start.push_back(static_cast<CoinBigIndex>(index.size()));
+  }
+  // Extension columns (memory at the stages they add, no cost) and one remaking column per
+  // node whose kept-through requirement exists (its cost, no memory).
+  std::vector<std::vector<int>> keep_col(n);
+  std::vector<int> remake_col(n, -1);
+  for (int j = 0; j < n; ++j) {
+    if (keep_to[j].empty() && !remade[j]) continue;
+    double m = static_cast<double>(g.nodes[j].memory) * mem_scale;
+    int from = last[j];
+    for (int q : keep_to[j]) {
+      for (int t = from + 1; t <= q; ++t) {
         index.push_back(row_of[t]);
-        value.push_back(m);
-        room[t] += m;
+        value.push_back(-m);
       }
-      prev = u;
-      if (index.size() == before) continue;
-      obj.push_back(g.nodes[i].cost * cost_scale);
+      from = q;
+      keep_col[j].push_back(static_cast<int>(obj.size()));
+      obj.push_back(0);
       start.push_back(static_cast<CoinBigIndex>(index.size()));
     }
-  }
-  for (int t = 0; t < n; ++t) {
-    if (row_of[t] >= 0 && room[t] < rhs[t] * (1 - 1e-9)) {
-      out.infeasible = true;
-      out.infeasible_at = t;
-      return out;
-    }
+    remake_col[j] = static_cast<int>(obj.size());
+    obj.push_back(g.nodes[j].cost * cost_scale);
+    start.push_back(static_cast<CoinBigIndex>(index.size()));
   }
   int ncols = static_cast<int>(obj.size());
+  // Linking rows, appended as rows of two or three entries: a later extension implies the
+  // earlier; a drop needs each dead input kept or remade.
+  std::vector<std::vector<std::pair<int, double>>> link;
+  for (int j = 0; j < n; ++j)
+    for (size_t l = 1; l < keep_col[j].size(); ++l)
+      link.push_back({{keep_col[j][l - 1], 1}, {keep_col[j][l], -1}});
+  for (size_t k = 0; k < drops.size(); ++k) {
+    if (drop_col[k] < 0 || !need_inputs) continue;
+    const Drop& d = drops[k];
+    for (int j : g.deps[d.node]) {
+      if (!(last[j] < d.to && d.keep > last[j])) continue;
+      int l = static_cast<int>(std::lower_bound(keep_to[j].begin(), keep_to[j].end(), d.keep) -
+                               keep_to[j].begin());
+      link.push_back({{keep_col[j][l], 1}, {remake_col[j], 1}, {drop_col[k], -1}});
+    }
+  }
+  for (int j = 0; j < n; ++j) {
+    if (!remade[j]) continue;
+    for (int k : g.deps[j]) {
+      if (last[k] >= last[j]) continue;
+      int l = static_cast<int>(std::lower_bound(keep_to[k].begin(), keep_to[k].end(), last[j]) -
+                               keep_to[k].begin());
+      link.push_back({{keep_col[k][l], 1}, {remake_col[k], 1}, {remake_col[j], -1}});
+    }
+  }
+  // Column-major for CLP: transpose the link rows into the columns.
+  {
+    std::vector<std::vector<std::pair<int, double>>> extra(ncols);
+    for (size_t r = 0; r < link.size(); ++r)
+      for (auto [c, v] : link[r]) extra[c].push_back({rows + static_cast<int>(r), v});
+    std::vector<CoinBigIndex> start2{0};
+    std::vector<int> index2;
+    std::vector<double> value2;
+    for (int c = 0; c < ncols; ++c) {
+      for (CoinBigIndex e = start[c]; e < start[c + 1]; ++e) {
+        index2.push_back(index[e]);
+        value2.push_back(value[e]);
+      }
+      for (auto [r, v] : extra[c]) {
+        index2.push_back(r);
+        value2.push_back(v);
+      }
+      start2.push_back(static_cast<CoinBigIndex>(index2.size()));
+    }
+    start.swap(start2);
+    index.swap(index2);
+    value.swap(value2);
+    for (size_t r = 0; r < link.size(); ++r) rowlb.push_back(0);
+    rows += static_cast<int>(link.size());
+  }
   out.cols = ncols;
   out.nonzeros = index.size();
-  std::vector<double> collb(ncols, 0), colub(ncols, 1), rowub(rows, 1e30), rowlb;
-  for (int t = 0; t < n; ++t)
-    if (row_of[t] >= 0) rowlb.push_back(rhs[t]);
+  std::vector<double> collb(ncols, 0), colub(ncols, 1), rowub(rows, 1e30);
   Streamed st = RunStreaming(end, true, [&](const Send& send) {
     OsiClpSolverInterface solver;
     solver.messageHandler()->setLogLevel(0);

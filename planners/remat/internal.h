@@ -79,11 +79,15 @@ struct SegmentBoundResult {
   int infeasible_at = -1;   // the node whose first computation cannot fit
   int rows = 0, cols = 0;
   size_t nonzeros = 0;
+  bool inputs_skipped = false;  // need_inputs, but over the size cap: not solved
 };
 
 // Its LP relaxation (CLP), then with milp CBC's best bound, in a child process stopped at `end`.
+// need_inputs (bound.cc): an output dropped until a stage past the last reader of one of its
+// inputs needs that input kept (memory) or remade (cost); not solved (inputs_skipped) past 1.5M
+// nonzeros. Its LP is never below the plain one's; CBC's bound on it may be, in the same time.
 SegmentBoundResult SegmentBound(const RematGraph& g, uint64_t budget, Clock::time_point end,
-                                bool milp);
+                                bool milp, bool need_inputs = true);
 
 }  // namespace remat_internal
 }  // namespace vramsim

@@ -54,8 +54,15 @@ Result<RematSolution> SolveRemat(const RematGraph& g, uint64_t budget,
   {
     // Past the size cap nothing follows it, so it has the time left; below it, a fifth.
     double share = stage_space ? 0.2 : 1.0;
-    SegmentBoundResult sb =
-        SegmentBound(g, budget, After(Clock::now(), share * SecondsLeft(end)), /*milp=*/true);
+    Clock::time_point bound_end = After(Clock::now(), share * SecondsLeft(end));
+    // The plain relaxation first (small: CBC often closes it), then the one with the inputs'
+    // terms (higher LP, larger model) in the rest of the share: the better bound of the two.
+    SegmentBoundResult sb = SegmentBound(
+        g, budget, After(Clock::now(), 0.4 * share * SecondsLeft(end)), /*milp=*/true, false);
+    SegmentBoundResult with;
+    if (!sb.infeasible) with = SegmentBound(g, budget, bound_end, /*milp=*/true, true);
+    if (with.milp_returned) raise_bound(with.milp_bound, "segment-milp");
+    if (with.lp_solved) raise_bound(with.lp_bound, "segment-lp");
     if (sb.infeasible) {
       notes.push_back(
           "the segment relaxation proves that no schedule computing the nodes first "
