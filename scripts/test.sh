@@ -11,10 +11,12 @@ cmake --build build-asan
 # The unit tests; the end-to-end runs (real-PyTorch validation over 36 models, the planners'
 # searches, the browser test) already ran above and would take long under the sanitizers, and
 # the remat planner's runs on generated graphs against its time limit (deadline-bound: the
-# sanitizers' tenfold slowdown leaves their passes unfinished).
+# sanitizers' tenfold slowdown leaves their passes unfinished), and the two slowest whole-model
+# searches (the layout enumeration on a small device, the eviction heuristic on n2000: 83 s and
+# 58 s under the sanitizers, which put CI at 29.5 of its 30 minutes).
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j2 \
-  -E '^(validation_against_pytorch|report\.browser|planner\..*|remat\.RematEvict\.(FeasibleAndReplayedOnGeneratedGraphs|SolveRematOnTwoThousandNodesKeepsItsDeadline))$'
+  -E '^(validation_against_pytorch|report\.browser|planner\..*|remat\.RematEvict\.(FeasibleAndReplayedOnGeneratedGraphs|SolveRematOnTwoThousandNodesKeepsItsDeadline|TwoThousandNodesAtSevenTenths)|layout\.Layout\.ASmallDeviceShardsOrOffloadsAndTheAnswerStillFitsByEstimate)$'
 # Fuzzing (fuzz/, scripts/fuzz.sh): the clang-14 ASan + UBSan + libFuzzer build of the fuzz
 # targets into build-fuzz/ (about 3.5 minutes from scratch on 2 cores), then 5 targets x 16 s
 # = 80 s of fuzzing (CI stays under its 30 minutes: it took 27.8 with 24 s each); fails on any crash, sanitizer report, timeout or OOM.
