@@ -132,14 +132,17 @@ SegmentBoundResult SegmentBound(const RematGraph& g, uint64_t budget, Clock::tim
       prev = u;
     }
   }
+  // The requirements, found once: drop `drop` needs `input` kept through its `keep` or remade
+  // (an input whose life ended before the drop's `to`); and a remaking of j after its last
+  // reader happens past it, so an input k whose own life ended before must be kept through j's
+  // last reader or remade itself (the cascade, transitively): cascade (j, k).
+  struct Need {
+    int drop, input;
+  };
+  std::vector<Need> needs;
+  std::vector<std::pair<int, int>> cascade;
   // Extensions (j kept through stage q after its last reader), per j in increasing q.
   std::vector<std::vector<int>> keep_to(n);
-  if (need_inputs)
-    for (const Drop& d : drops)
-      for (int j : g.deps[d.node])
-        if (last[j] < d.to && d.keep > last[j]) keep_to[j].push_back(d.keep);
-  // A remaking of j after its last reader happens past it: an input k whose own life ended
-  // before must be kept through j's last reader or remade itself (the cascade, transitively).
   std::vector<uint8_t> remade(n, 0);
   std::vector<int> work;
   auto mark_remade = [&](int j) {
@@ -148,15 +151,23 @@ SegmentBoundResult SegmentBound(const RematGraph& g, uint64_t budget, Clock::tim
       work.push_back(j);
     }
   };
-  if (need_inputs)
-    for (const Drop& d : drops)
-      for (int j : g.deps[d.node])
-        if (last[j] < d.to && d.keep > last[j]) mark_remade(j);
+  if (need_inputs) {
+    for (size_t k = 0; k < drops.size(); ++k) {
+      const Drop& d = drops[k];
+      for (int j : g.deps[d.node]) {
+        if (last[j] >= d.to || d.keep <= last[j]) continue;
+        needs.push_back({static_cast<int>(k), j});
+        keep_to[j].push_back(d.keep);
+        mark_remade(j);
+      }
+    }
+  }
   while (!work.empty()) {
     int j = work.back();
     work.pop_back();
     for (int k : g.deps[j]) {
       if (last[k] >= last[j]) continue;
+      cascade.push_back({j, k});
       keep_to[k].push_back(last[j]);
       mark_remade(k);
     }
@@ -248,24 +259,19 @@ SegmentBoundResult SegmentBound(const RematGraph& g, uint64_t budget, Clock::tim
   for (int j = 0; j < n; ++j)
     for (size_t l = 1; l < keep_col[j].size(); ++l)
       link.push_back({{keep_col[j][l - 1], 1}, {keep_col[j][l], -1}});
-  for (size_t k = 0; k < drops.size(); ++k) {
-    if (drop_col[k] < 0 || !need_inputs) continue;
-    const Drop& d = drops[k];
-    for (int j : g.deps[d.node]) {
-      if (!(last[j] < d.to && d.keep > last[j])) continue;
-      int l = static_cast<int>(std::lower_bound(keep_to[j].begin(), keep_to[j].end(), d.keep) -
-                               keep_to[j].begin());
-      link.push_back({{keep_col[j][l], 1}, {remake_col[j], 1}, {drop_col[k], -1}});
-    }
+  // "Kept through q, or remade" for input j: its extension column to q, and its remaking.
+  auto kept_or_remade = [&](int j, int q) {
+    auto l = std::lower_bound(keep_to[j].begin(), keep_to[j].end(), q) - keep_to[j].begin();
+    return std::pair{keep_col[j][static_cast<size_t>(l)], remake_col[j]};
+  };
+  for (const Need& r : needs) {
+    if (drop_col[r.drop] < 0) continue;
+    auto [keep, remake] = kept_or_remade(r.input, drops[r.drop].keep);
+    link.push_back({{keep, 1}, {remake, 1}, {drop_col[r.drop], -1}});
   }
-  for (int j = 0; j < n; ++j) {
-    if (!remade[j]) continue;
-    for (int k : g.deps[j]) {
-      if (last[k] >= last[j]) continue;
-      int l = static_cast<int>(std::lower_bound(keep_to[k].begin(), keep_to[k].end(), last[j]) -
-                               keep_to[k].begin());
-      link.push_back({{keep_col[k][l], 1}, {remake_col[k], 1}, {remake_col[j], -1}});
-    }
+  for (auto [j, k] : cascade) {
+    auto [keep, remake] = kept_or_remade(k, last[j]);
+    link.push_back({{keep, 1}, {remake, 1}, {remake_col[j], -1}});
   }
   // Column-major for CLP: transpose the link rows into the columns.
   {
