@@ -4,11 +4,14 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
 #include "importer/remat_graph.h"
 #include "planners/planner_remat.h"
+#include "planners/remat/child_process.h"
 #include "planners/remat/internal.h"
 
 using namespace vramsim;
@@ -118,4 +121,26 @@ TEST(RematBound, NeverAboveTheOptimumOnSmallGraphs) {
     }
   }
   EXPECT_GE(compared, 16);
+}
+
+// The solver's child process (planners/remat/child_process.h): a message sent before the child
+// aborts (as CBC does on some of its own failed assertions) arrives, the run is marked crashed
+// and not finished, and in quiet mode what the child wrote on stderr does not reach ours.
+TEST(RematChildProcess, AnAbortIsReportedAndItsNoiseKeptOffStderr) {
+  ::testing::internal::CaptureStderr();
+  Streamed st = RunStreaming(Soon(), /*quiet=*/true, [](const Send& send) {
+    send({1.0, 2.0});
+    std::fprintf(stderr, "solver.cpp:1: an assertion failed\n");
+    std::abort();
+  });
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  ASSERT_EQ(st.messages.size(), 1u);
+  EXPECT_EQ(st.messages[0], (std::vector<double>{1.0, 2.0}));
+  EXPECT_FALSE(st.finished);
+  EXPECT_TRUE(st.crashed);
+  EXPECT_EQ(err.find("assertion"), std::string::npos) << err;
+  // A child that ends normally is neither.
+  Streamed ok = RunStreaming(Soon(), true, [](const Send& send) { send({3.0}); });
+  EXPECT_TRUE(ok.finished);
+  EXPECT_FALSE(ok.crashed);
 }

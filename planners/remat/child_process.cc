@@ -37,10 +37,12 @@ Streamed RunStreaming(Clock::time_point end, bool quiet,
   }
   if (pid == 0) {
     close(fds[0]);
-    if (quiet) {  // solver output must not mix with the caller's (JSON on stdout)
+    if (quiet) {  // solver output must not mix with the caller's (JSON on stdout, one line
+                  // on stderr): a failed assertion inside CBC is reported by the parent instead
       int null_fd = open("/dev/null", O_WRONLY);
       if (null_fd >= 0) {
         dup2(null_fd, 1);
+        dup2(null_fd, 2);
         close(null_fd);
       }
     }
@@ -101,6 +103,7 @@ Streamed RunStreaming(Clock::time_point end, bool quiet,
   int status = 0;
   waitpid(pid, &status, 0);
   out.finished = !killed && eof && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  out.crashed = !killed && !out.finished;
   return out;
 }
 

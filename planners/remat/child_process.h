@@ -18,6 +18,9 @@ namespace remat_internal {
 struct Streamed {
   std::vector<std::vector<double>> messages;
   bool finished = false;  // the child exited normally before the deadline
+  // It ended before the deadline without finishing: a signal or a failed exit (CBC aborts on
+  // some of its own assertions, e.g. in its diving heuristic's reduced-cost fixing).
+  bool crashed = false;
 };
 
 using Send = std::function<void(const std::vector<double>&)>;

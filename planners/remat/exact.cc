@@ -145,6 +145,7 @@ ExactRun RunExact(const RematGraph& g, uint64_t budget, const Lp& lp, const Rema
   });
   ExactRun ex;
   ex.killed = !st.finished;
+  ex.crashed = st.crashed;
   for (std::vector<double>& m : st.messages) {
     if (m.size() >= 5 && m[0] == kLpMessage) {
       ex.lp_solved = m[1] > 0.5;
@@ -212,8 +213,10 @@ Result<RematSolution> SolveRematMilp(const RematGraph& g, uint64_t budget,
   if (ex.milp_x.empty()) {
     if (ex.lp_infeasible || ex.milp_infeasible)
       return Error{"milp: no schedule in Checkmate's stage space fits the budget"};
-    return Error{std::string("milp: ") + (ex.killed ? "CBC did not finish within the time limit"
-                                                    : "no schedule found in the time limit")};
+    return Error{std::string("milp: ") +
+                 (ex.crashed  ? "CBC's process ended abnormally (a failed assertion inside CBC)"
+                  : ex.killed ? "CBC did not finish within the time limit"
+                              : "no schedule found in the time limit")};
   }
   auto sol = FromStagesTidied(g, StagesFromColumns(lp, n, ex.milp_x.data()), budget, "milp");
   if (!sol) return sol.error();

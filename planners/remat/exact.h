@@ -34,6 +34,7 @@ struct ExactRun {
   int milp_start = kNoStart;
   std::optional<RematSchedule> rounded_start;  // the rounded relaxation CBC started from
   bool killed = false;                         // the child was still running at the deadline
+  bool crashed = false;  // it ended early without finishing (an assertion inside CBC)
 };
 
 ExactRun RunExact(const RematGraph& g, uint64_t budget, const Lp& lp, const RematSolution* start,

@@ -167,8 +167,10 @@ Result<RematSolution> SolveRemat(const RematGraph& g, uint64_t budget,
       consider(std::move(sol));
     } else if (ex.lp_solved) {
       notes.push_back(ex.milp_infeasible ? "milp: no schedule in Checkmate's stage space fits"
-                      : ex.killed ? "milp: CBC was stopped at the deadline without a schedule"
-                                  : "milp: no schedule found in the time limit");
+                      : ex.crashed ? "milp: CBC's process ended abnormally (a failed assertion "
+                                     "inside CBC); the relaxation it sent is kept"
+                      : ex.killed  ? "milp: CBC was stopped at the deadline without a schedule"
+                                   : "milp: no schedule found in the time limit");
     }
   }
   if (!best) {
