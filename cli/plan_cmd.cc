@@ -112,7 +112,7 @@ void RegisterPlanCommands(CLI::App& app) {
   plan->add_option("--time-limit", plan_flags.plan.time_limit_s,
                    std::string("Seconds: on a remat graph the whole command's wall clock (the "
                                "best schedule found by then is the answer); on an ONNX model the "
-                               "MILP strategy's solve, ") +
+                               "MILP strategy's solve and the remat strategy's safety cut, ") +
                        kTimeLimitRange)
       ->capture_default_str();
   plan->add_flag("--json", plan_flags.json, "Print one JSON object");
@@ -130,9 +130,10 @@ void RegisterPlanCommands(CLI::App& app) {
   strategies->add_option("--budgets", strat_flags.budgets, "Budgets, SIZE[,SIZE]...")->required();
   strategies->add_option("--strategy", strat_flags.plan.strategy, "Run only this strategy");
   strategies
-      ->add_option(
-          "--time-limit", strat_flags.plan.time_limit_s,
-          std::string("Seconds for the MILP strategy's solve at each budget, ") + kTimeLimitRange)
+      ->add_option("--time-limit", strat_flags.plan.time_limit_s,
+                   std::string("Seconds for the MILP strategy's solve and the remat strategy's "
+                               "safety cut at each budget, ") +
+                       kTimeLimitRange)
       ->capture_default_str();
   strategies->add_option("--html", strat_flags.html, "Write the table and chart as an HTML page");
   strategies->add_flag("--json", strat_flags.json, "Print one JSON object");

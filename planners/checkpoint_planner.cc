@@ -779,7 +779,7 @@ std::vector<std::unique_ptr<CheckpointStrategy>> AllStrategies(const StrategyOpt
   v.push_back(std::make_unique<DpStrategy>());
   v.push_back(std::make_unique<MilpStrategy>(o.milp_time_limit_s));
   v.push_back(std::make_unique<DtrStrategy>());
-  AddOpLevelStrategies(&v);  // planners/op_level.h
+  AddOpLevelStrategies(&v, o);  // planners/op_level.h
   return v;
 }
 

@@ -351,10 +351,12 @@ std::string OpLevelEntry(const TrainingPlan& plan, const std::string& scope,
   return s;
 }
 
-void AddOpLevelStrategies(std::vector<std::unique_ptr<CheckpointStrategy>>* strategies) {
+void AddOpLevelStrategies(std::vector<std::unique_ptr<CheckpointStrategy>>* strategies,
+                          const StrategyOptions& options) {
   strategies->push_back(std::make_unique<SacMatmulStrategy>());
   strategies->push_back(std::make_unique<MinCutStrategy>());
   strategies->push_back(std::make_unique<KnapsackStrategy>());
+  strategies->push_back(MakeRematOpLevelStrategy(options.milp_time_limit_s));
 }
 
 }  // namespace vramsim

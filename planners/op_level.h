@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "importer/remat_graph.h"
 #include "planners/checkpoint_planner.h"
 
 namespace vramsim {
@@ -46,7 +47,23 @@ std::vector<int> MinCutSaveOps(const TrainingPlan& plan, const std::vector<int>&
 std::string OpLevelEntry(const TrainingPlan& plan, const std::string& scope,
                          const std::vector<int>& save_ops);
 
-// sac-matmul, min-cut, knapsack.
-void AddOpLevelStrategies(std::vector<std::unique_ptr<CheckpointStrategy>>* strategies);
+// The model's training step as a tensor-level remat graph (planners/op_level_remat.cc): forward
+// ops, the loss, then the backward ops in reverse order; forward_op[v] is node v's op in the
+// plan, -1 for the loss and the backward nodes.
+struct TrainingRematGraph {
+  RematGraph graph;
+  std::vector<int> forward_op;
+  // For each forward op, the nodes whose storage its outputs live in: its own, and for an
+  // in-place op or a view the earlier node that made the storage.
+  std::vector<std::vector<int>> storage_nodes;
+};
+Result<TrainingRematGraph> MakeTrainingRematGraph(const TrainingPlan& plan);
+
+// remat: the tensor-level planner on that graph, projected per region (op_level_remat.cc).
+std::unique_ptr<CheckpointStrategy> MakeRematOpLevelStrategy(double time_limit_s);
+
+// sac-matmul, min-cut, knapsack, remat.
+void AddOpLevelStrategies(std::vector<std::unique_ptr<CheckpointStrategy>>* strategies,
+                          const StrategyOptions& options);
 
 }  // namespace vramsim

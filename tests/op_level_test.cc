@@ -199,6 +199,53 @@ TEST(OpLevelMinCut, CutsAtTheMatMulOutputOnlyWhenMatMulsAreBanned) {
             "blk:save=/blk/MatMul|/blk/MatMul_1");
 }
 
+// The tiny model's training step as a remat graph, by hand. Forward: Add h (x is the batch,
+// B a parameter: no input node), MatMul a, Tanh b, Tanh_1 c, MatMul_1 y, each 4*64*4 = 1024 B,
+// each reading the one before; the loss reads y and makes its gradient (1024 B). Backward, in
+// reverse: MatMul_1's reads c (saved) and the loss's gradient and makes c's gradient (W2's
+// gradient is a parameter's: left out); Tanh_1's reads its output c and MatMul_1's gradient and
+// makes b's; Tanh's reads b and Tanh_1's gradient and makes a's; MatMul's reads h and Tanh's
+// gradient and makes h's; Add's reads MatMul's gradient and makes only B's: 0 B.
+TEST(OpLevelRemat, TrainingGraphOfTheTinyModel) {
+  auto e = RunTiny("");
+  ASSERT_TRUE(e) << e.error().message;
+  auto tg = MakeTrainingRematGraph(e->plan);
+  ASSERT_TRUE(tg) << tg.error().message;
+  const RematGraph& g = tg->graph;
+  ASSERT_EQ(g.nodes.size(), 11u);
+  const std::vector<std::string> names = {"/pre/Add",
+                                          "/blk/MatMul",
+                                          "/blk/Tanh",
+                                          "/blk/Tanh_1",
+                                          "/blk/MatMul_1",
+                                          "loss",
+                                          "/blk/MatMul_1.backward",
+                                          "/blk/Tanh_1.backward",
+                                          "/blk/Tanh.backward",
+                                          "/blk/MatMul.backward",
+                                          "/pre/Add.backward"};
+  const std::vector<uint64_t> memory = {1024, 1024, 1024, 1024, 1024, 1024,
+                                        1024, 1024, 1024, 1024, 0};
+  const std::vector<std::vector<int>> deps = {{},     {0},    {1},    {2},    {3}, {4},
+                                              {3, 5}, {3, 6}, {2, 7}, {0, 8}, {9}};
+  double forward_cost = 0;
+  for (size_t v = 0; v < g.nodes.size(); ++v) {
+    EXPECT_EQ(g.nodes[v].name, names[v]) << v;
+    EXPECT_EQ(g.nodes[v].memory, memory[v]) << v;
+    EXPECT_EQ(g.deps[v], deps[v]) << v;
+    EXPECT_EQ(g.nodes[v].backward, v >= 6) << v;
+    EXPECT_EQ(tg->forward_op[v], v < 5 ? static_cast<int>(v) : -1) << v;
+    if (v < 5) forward_cost += g.nodes[v].cost;
+  }
+  // MatMul: 2*4*64*64 = 32768 FLOPs, in GFLOP.
+  EXPECT_NEAR(g.nodes[1].cost, 32768e-9, 1e-5);
+  // No backward node is worth remaking instead of the whole forward.
+  for (size_t v = 6; v < g.nodes.size(); ++v) EXPECT_GT(g.nodes[v].cost, forward_cost);
+  // Each op's outputs live in its own node's storage.
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(tg->storage_nodes[i], std::vector<int>{i});
+  EXPECT_EQ(g.static_bytes, 0u);
+}
+
 // Every op-level strategy's plan, replayed by estimate from its --checkpoint text, peaks where
 // the planner said; at 0.8 of the peak op-level plans fit with less recompute than the optimal
 // block plan; on resnet18 they go below the lowest peak any block plan reaches.
@@ -215,7 +262,7 @@ void CheckReplays(const std::string& model, std::map<std::string, int64_t> dims,
   ASSERT_TRUE(p) << p.error().message;
   auto block = RunStrategies(*p, 1, "dp", nullptr);  // 1 byte: the lowest block plan
   ASSERT_TRUE(block) << block.error().message;
-  for (const char* name : {"sac-matmul", "min-cut", "knapsack"}) {
+  for (const char* name : {"sac-matmul", "min-cut", "knapsack", "remat"}) {
     auto r = RunStrategies(*p, p->baseline.peak.peak_bytes / 2, name, nullptr);
     ASSERT_TRUE(r) << r.error().message;
     const PlanResult& plan = r->front();
@@ -248,7 +295,7 @@ void CheckReplays(const std::string& model, std::map<std::string, int64_t> dims,
   auto dp = RunStrategies(*p, budget, "dp", nullptr);
   ASSERT_TRUE(dp) << dp.error().message;
   uint64_t least = UINT64_MAX;
-  for (const char* name : {"sac-matmul", "min-cut", "knapsack"}) {
+  for (const char* name : {"sac-matmul", "min-cut", "knapsack", "remat"}) {
     auto r = RunStrategies(*p, budget, name, nullptr);
     ASSERT_TRUE(r) << r.error().message;
     if (r->front().fits) least = std::min(least, r->front().recompute_flops);

@@ -175,8 +175,8 @@ def plan(model, dims=None, *, budget_bytes=None, budget=None, budget_fraction=No
          time_limit_s=60.0, **options):
     """What to checkpoint so that the step fits a budget (`vramsim plan --json`): one of
     budget_bytes (an int), budget (a size, "6GiB") or budget_fraction (of the peak without
-    checkpointing). strategy runs only that one; time_limit_s is the MILP's limit (for a
-    remat-graph JSON, the whole call's). A plan that does not fit is returned with fits False."""
+    checkpointing). strategy runs only that one; time_limit_s is the MILP's limit and the
+    remat strategy's safety cut (for a remat-graph JSON, the whole call's). A plan that does not fit is returned with fits False."""
     if budget_bytes is not None and budget is not None:
         raise Error("give budget_bytes or budget, not both")
     if budget_bytes is not None:
