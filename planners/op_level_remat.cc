@@ -42,6 +42,14 @@ PlanTensorId Root(const TrainingPlan& plan, PlanTensorId t) {
   return t;
 }
 
+// An op that makes only metadata (Shape, Constant and the arithmetic on them).
+bool ShapeOnly(const TrainingPlan& plan, const PlanOp& op) {
+  for (const std::vector<PlanTensorId>* list : {&op.outputs, &op.extras, &op.copies})
+    for (PlanTensorId t : *list)
+      if (t >= 0 && !plan.tensors[t].metadata) return false;
+  return true;
+}
+
 double SecondsSince(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
@@ -240,8 +248,8 @@ class RematStrategy : public CheckpointStrategy {
         for (int i : r.ops) {
           if (remade[i]) {
             any = true;
-          } else {
-            save.push_back(i);
+          } else if (!ShapeOnly(plan, plan.ops[i])) {
+            save.push_back(i);  // shape arithmetic holds no memory: not listed
           }
         }
         if (any) entries.push_back(OpLevelEntry(plan, r.scope, save));
