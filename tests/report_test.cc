@@ -29,7 +29,6 @@ using nlohmann::json;
 using Kind = Event::Kind;
 
 constexpr size_t P = static_cast<size_t>(Category::kParameters);
-constexpr size_t Bf = static_cast<size_t>(Category::kBuffers);
 constexpr size_t G = static_cast<size_t>(Category::kGradients);
 constexpr size_t O = static_cast<size_t>(Category::kOptimizerState);
 constexpr size_t S = static_cast<size_t>(Category::kSavedActivations);
