@@ -193,6 +193,9 @@ Result<TrainingRematGraph> MakeTrainingRematGraph(const TrainingPlan& plan) {
 namespace {
 
 constexpr int kBisectionSteps = 8;
+// Eviction passes' work in all, in node x (node + edge) visits (one pass is about n (n + e)):
+// about 4 s on this project's machine (GPT-48: 29 passes).
+constexpr double kRematWork = 2.5e9;
 
 bool BetterPlan(const PlanResult& a, const PlanResult& b) {
   if (a.fits != b.fits) return a.fits;
@@ -221,13 +224,19 @@ class RematStrategy : public CheckpointStrategy {
     bool have = false;
     int sims = 0, solves = 0;
     std::string best_how;
-    // The eviction search's passes cost O(n^2) each: fewer on large graphs (GPT-48's 7,039
-    // nodes: 14), fixed by the size so that the answer does not depend on the machine.
-    const int search_passes = static_cast<int>(
-        std::clamp<size_t>(100000 / std::max<size_t>(g.nodes.size(), 1), 10, kRematSearchPasses));
+    // An eviction pass costs O(n (n + edges)): on large graphs fewer passes, fixed by the
+    // graph's size (not by the clock) so that the answer does not depend on the machine. Up to
+    // 12 weightings per bisection step and 100 search passes while the work allows.
+    const double pass_work = static_cast<double>(g.nodes.size()) *
+                             static_cast<double>(g.nodes.size() + g.edge_count());
+    const int passes = static_cast<int>(std::clamp(kRematWork / pass_work, 10.0, 1000.0));
+    const int weightings = std::clamp(passes / (kBisectionSteps + 2), 1, 12);
+    const int search_passes =
+        std::clamp(passes - weightings * (kBisectionSteps + 2), 0, kRematSearchPasses);
     // One planner run at `x` bytes, projected and simulated.
     auto at = [&](uint64_t x, double seconds, bool search) -> Result<PlanResult> {
-      Result<RematSolution> sol = SolveRematEvict(g, x, seconds, 0, search ? search_passes : 0);
+      Result<RematSolution> sol =
+          SolveRematEvict(g, x, seconds, weightings, search ? search_passes : 0);
       ++solves;
       if (!sol) return sol.error();
       std::vector<int> computed(g.nodes.size(), 0);
@@ -326,7 +335,9 @@ class RematStrategy : public CheckpointStrategy {
     best.simulations = sims;
     best.budget_bytes = budget;
     best.note = fmt::format(
-        "training graph of {} nodes; {} planner runs{}; best: {}", g.nodes.size(), solves,
+        "training graph of {} nodes; {} planner runs of {} eviction passes, {} search passes{}; "
+        "best: {}",
+        g.nodes.size(), solves, weightings, search_passes,
         cut ? " (stopped at the time limit: a slower machine gets fewer)" : "", best_how);
     return best;
   }
