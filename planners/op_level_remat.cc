@@ -227,8 +227,8 @@ class RematStrategy : public CheckpointStrategy {
     // An eviction pass costs O(n (n + edges)): on large graphs fewer passes, fixed by the
     // graph's size (not by the clock) so that the answer does not depend on the machine. Up to
     // 12 weightings per bisection step and 100 search passes while the work allows.
-    const double pass_work = static_cast<double>(g.nodes.size()) *
-                             static_cast<double>(g.nodes.size() + g.edge_count());
+    const double pass_work =
+        static_cast<double>(g.nodes.size()) * static_cast<double>(g.nodes.size() + g.edge_count());
     const int passes = static_cast<int>(std::clamp(kRematWork / pass_work, 10.0, 1000.0));
     const int weightings = std::clamp(passes / (kBisectionSteps + 2), 1, 12);
     const int search_passes =
