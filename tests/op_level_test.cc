@@ -246,6 +246,49 @@ TEST(OpLevelRemat, TrainingGraphOfTheTinyModel) {
   EXPECT_EQ(g.static_bytes, 0u);
 }
 
+// An in-place op in the remat graph: x -> Add h -> MatMul a -> Relu b -> MatMul_1 y, where Relu
+// runs in place on a (MatMul's backward does not read its output, and nothing else reads a), so
+// b is a's storage: Relu's node makes no bytes, its output lives in MatMul's node (saving the
+// Relu holds that storage, remaking MatMul remakes it), and Relu's backward, which reads its
+// output, reads MatMul's node.
+TEST(OpLevelRemat, AnInPlaceOpLivesInItsInputsNode) {
+  ModelBuilder m;
+  m.Input("x", kF32, {4, 64});
+  m.Initializer("B", kF32, {64});
+  m.Initializer("W1", kF32, {64, 64});
+  m.Initializer("W2", kF32, {64, 64});
+  m.Node("Add", {"x", "B"}, {"h"}, "/pre/Add");
+  m.Node("MatMul", {"h", "W1"}, {"a"}, "/blk/MatMul");
+  m.Node("Relu", {"a"}, {"b"}, "/blk/Relu");
+  m.Node("MatMul", {"b", "W2"}, {"y"}, "/blk/MatMul_1");
+  m.Output("y");
+  auto g = ImportModelProto(m.proto());
+  ASSERT_TRUE(g) << g.error().message;
+  EstimateFlags flags;
+  flags.optimizer = "sgd";
+  flags.target = "torch-cpu";
+  flags.loss = "none";
+  auto o = ParseEstimateFlags(flags);
+  ASSERT_TRUE(o) << o.error().message;
+  auto e = RunEstimate(*g, *o);
+  ASSERT_TRUE(e) << e.error().message;
+  ASSERT_EQ(e->plan.ops.size(), 4u);
+  ASSERT_EQ(e->plan.ops[2].name, "/blk/Relu");
+  ASSERT_GE(e->plan.tensors[e->plan.ops[2].outputs[0]].view_of, 0) << "Relu not in place";
+  auto tg = MakeTrainingRematGraph(e->plan);
+  ASSERT_TRUE(tg) << tg.error().message;
+  const RematGraph& rg = tg->graph;
+  ASSERT_EQ(rg.nodes.size(), 9u);  // 4 forward, the loss, 4 backward (Add's makes only B's: 0 B)
+  EXPECT_EQ(rg.nodes[1].memory, 1024u);
+  EXPECT_EQ(rg.nodes[2].memory, 0u);
+  EXPECT_EQ(tg->storage_nodes[2], (std::vector<int>{1, 2}));
+  EXPECT_EQ(rg.deps[3], std::vector<int>{1});  // MatMul_1 reads b: a's storage
+  // Backward in reverse: MatMul_1's (node 5) reads b, Relu's (node 6) reads b and MatMul_1's
+  // gradient.
+  EXPECT_EQ(rg.nodes[6].name, "/blk/Relu.backward");
+  EXPECT_EQ(rg.deps[6], (std::vector<int>{1, 5}));
+}
+
 // Every op-level strategy's plan, replayed by estimate from its --checkpoint text, peaks where
 // the planner said; at 0.8 of the peak op-level plans fit with less recompute than the optimal
 // block plan; on resnet18 they go below the lowest peak any block plan reaches.
