@@ -41,13 +41,6 @@ bool Under(const std::string& scope, const std::string& path) {
                            scope[path.size()] == '.');
 }
 
-bool BetterResult(const PlanResult& a, const PlanResult& b) {
-  if (a.fits != b.fits) return a.fits;
-  if (a.fits && a.recompute_flops != b.recompute_flops)
-    return a.recompute_flops < b.recompute_flops;
-  return a.peak_bytes < b.peak_bytes;
-}
-
 }  // namespace
 
 std::vector<std::string> FindBlockScopes(const TrainingPlan& plan) {
@@ -487,7 +480,7 @@ class Search {
     }
     r.budget_bytes = budget_;
     r.fits = r.peak_bytes <= budget_;
-    if (!have_ || BetterResult(r, best_)) {
+    if (!have_ || BetterPlanResult(r, best_)) {
       std::string name = best_.strategy;
       best_ = r;
       best_.strategy = name;
@@ -770,6 +763,13 @@ class DtrStrategy : public CheckpointStrategy {
 
 }  // namespace
 
+bool BetterPlanResult(const PlanResult& a, const PlanResult& b) {
+  if (a.fits != b.fits) return a.fits;
+  if (a.fits && a.recompute_flops != b.recompute_flops)
+    return a.recompute_flops < b.recompute_flops;
+  return a.peak_bytes < b.peak_bytes;
+}
+
 std::vector<std::unique_ptr<CheckpointStrategy>> AllStrategies(const StrategyOptions& o) {
   std::vector<std::unique_ptr<CheckpointStrategy>> v;
   v.push_back(std::make_unique<NoneStrategy>());
@@ -815,7 +815,7 @@ Result<std::vector<PlanResult>> RunStrategies(const PlanProblem& problem, uint64
   if (best) {
     *best = 0;
     for (size_t i = 1; i < out.size(); ++i)
-      if (BetterResult(out[i], out[*best])) *best = i;
+      if (BetterPlanResult(out[i], out[*best])) *best = i;
   }
   return out;
 }

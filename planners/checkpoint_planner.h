@@ -98,6 +98,10 @@ struct PlanResult {
   std::string note;
 };
 
+// The better of two plans: one that fits over one that does not; of two that fit, the least
+// recompute; otherwise the lower peak.
+bool BetterPlanResult(const PlanResult& a, const PlanResult& b);
+
 class CheckpointStrategy {
  public:
   virtual ~CheckpointStrategy() = default;

@@ -24,26 +24,9 @@ using FlowGraph = boost::adjacency_list<
         boost::property<boost::edge_residual_capacity_t, int64_t,
                         boost::property<boost::edge_reverse_t, Traits::edge_descriptor>>>>;
 
-bool Persistent(const PlanTensor& t) {
-  return t.metadata || t.role == TensorRole::kParameter || t.role == TensorRole::kBuffer ||
-         t.role == TensorRole::kDataInput;
-}
-
-PlanTensorId Root(const TrainingPlan& plan, PlanTensorId t) {
-  while (plan.tensors[t].view_of >= 0) t = plan.tensors[t].view_of;
-  return t;
-}
-
 double MsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
       .count();
-}
-
-bool Better(const PlanResult& a, const PlanResult& b) {
-  if (a.fits != b.fits) return a.fits;
-  if (a.fits && a.recompute_flops != b.recompute_flops)
-    return a.recompute_flops < b.recompute_flops;
-  return a.peak_bytes < b.peak_bytes;
 }
 
 // Simulates candidate plans and keeps the best (fits with the least recompute, else the lowest
@@ -60,7 +43,7 @@ class OpSearch {
     ++sims_;
     r->strategy = name_;
     seen_.emplace(entries, *r);
-    if (!have_ || Better(*r, best_)) {
+    if (!have_ || BetterPlanResult(*r, best_)) {
       best_ = *r;
       have_ = true;
     }
@@ -217,6 +200,16 @@ class KnapsackStrategy : public CheckpointStrategy {
 
 }  // namespace
 
+bool PersistentTensor(const PlanTensor& t) {
+  return t.metadata || t.role == TensorRole::kParameter || t.role == TensorRole::kBuffer ||
+         t.role == TensorRole::kDataInput;
+}
+
+PlanTensorId StorageRoot(const TrainingPlan& plan, PlanTensorId t) {
+  while (plan.tensors[t].view_of >= 0) t = plan.tensors[t].view_of;
+  return t;
+}
+
 std::vector<OpLevelRegion> OpLevelRegions(const PlanProblem& p) {
   const TrainingPlan& plan = p.baseline.plan;
   const size_t n = plan.ops.size();
@@ -269,7 +262,7 @@ std::vector<int> MinCutSaveOps(const TrainingPlan& plan, const std::vector<int>&
     const PlanOp& op = plan.ops[i];
     for (const std::vector<PlanTensorId>* list : {&op.copies, &op.extras, &op.outputs}) {
       for (PlanTensorId t : *list) {
-        if (t < 0 || Persistent(plan.tensors[t]) || made.count(t)) continue;
+        if (t < 0 || PersistentTensor(plan.tensors[t]) || made.count(t)) continue;
         made[t] = v;
         producer[t] = i;
         v += 2;
@@ -303,7 +296,8 @@ std::vector<int> MinCutSaveOps(const TrainingPlan& plan, const std::vector<int>&
   for (const auto& [t, in] : made) {
     const PlanTensor& x = plan.tensors[t];
     int64_t c = static_cast<int64_t>(TensorBytes(x) >> shift);
-    if (x.view_of >= 0) c = made.count(Root(plan, t)) ? inf : 0;  // saving a view holds its base
+    if (x.view_of >= 0)
+      c = made.count(StorageRoot(plan, t)) ? inf : 0;  // saving a view holds its base
     edge(in, in + 1, c);
     edge(op_vertex[producer[t]], in, inf);
   }

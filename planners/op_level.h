@@ -34,6 +34,11 @@ struct OpLevelRegion {
   std::vector<int> ops;  // indices into the baseline plan's ops, forward order
 };
 
+// A tensor no plan frees or remakes: shape metadata, parameters, buffers, the batch.
+bool PersistentTensor(const PlanTensor& t);
+// The tensor whose storage t lives in: itself, or what it is a view of (through views).
+PlanTensorId StorageRoot(const TrainingPlan& plan, PlanTensorId t);
+
 // The regions op-level strategies checkpoint: every block, and every run of ops between
 // blocks that module scopes name exactly (ops without a scope stay outside).
 std::vector<OpLevelRegion> OpLevelRegions(const PlanProblem& problem);

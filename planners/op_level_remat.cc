@@ -32,16 +32,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-bool Persistent(const PlanTensor& t) {
-  return t.metadata || t.role == TensorRole::kParameter || t.role == TensorRole::kBuffer ||
-         t.role == TensorRole::kDataInput;
-}
-
-PlanTensorId Root(const TrainingPlan& plan, PlanTensorId t) {
-  while (plan.tensors[t].view_of >= 0) t = plan.tensors[t].view_of;
-  return t;
-}
-
 // An op that makes only metadata (Shape, Constant and the arithmetic on them).
 bool ShapeOnly(const TrainingPlan& plan, const PlanOp& op) {
   for (const std::vector<PlanTensorId>* list : {&op.outputs, &op.extras, &op.copies})
@@ -75,8 +65,8 @@ Result<TrainingRematGraph> MakeTrainingRematGraph(const TrainingPlan& plan) {
     const PlanOp& op = plan.ops[i];
     std::set<int> deps;
     for (PlanTensorId t : op.inputs) {
-      if (t < 0 || Persistent(plan.tensors[t])) continue;
-      auto it = maker.find(Root(plan, t));
+      if (t < 0 || PersistentTensor(plan.tensors[t])) continue;
+      auto it = maker.find(StorageRoot(plan, t));
       if (it != maker.end()) deps.insert(it->second);
     }
     // In GFLOP, plus a little so that remaking a free op (a view, a reshape) still costs
@@ -91,9 +81,9 @@ Result<TrainingRematGraph> MakeTrainingRematGraph(const TrainingPlan& plan) {
     for (const std::vector<PlanTensorId>* list : {&op.outputs, &op.copies, &op.extras}) {
       const bool extra = list == &op.extras;
       for (PlanTensorId t : *list) {
-        if (t < 0 || Persistent(plan.tensors[t])) continue;
+        if (t < 0 || PersistentTensor(plan.tensors[t])) continue;
         if (list == &op.outputs) output_of.emplace(t, i);
-        PlanTensorId r = Root(plan, t);
+        PlanTensorId r = StorageRoot(plan, t);
         if (maker.count(r)) continue;  // in place, or a view of an earlier op's output
         (extra ? extra_made : main_made).push_back(r);
         (extra ? extra_bytes : main_bytes) += StorageBytes(plan.tensors[r]);
@@ -102,8 +92,8 @@ Result<TrainingRematGraph> MakeTrainingRematGraph(const TrainingPlan& plan) {
     // The nodes whose storage its outputs live in (an in-place op or a view writes another's).
     std::set<int> holds;
     for (PlanTensorId t : op.outputs) {
-      if (t < 0 || Persistent(plan.tensors[t])) continue;
-      auto it = maker.find(Root(plan, t));
+      if (t < 0 || PersistentTensor(plan.tensors[t])) continue;
+      auto it = maker.find(StorageRoot(plan, t));
       if (it != maker.end()) holds.insert(it->second);
     }
     RematNode main;
@@ -135,7 +125,7 @@ Result<TrainingRematGraph> MakeTrainingRematGraph(const TrainingPlan& plan) {
       if (t < 0) continue;
       graph_outputs.insert(t);
       node.memory += TensorBytes(plan.tensors[t]);
-      auto it = maker.find(Root(plan, t));
+      auto it = maker.find(StorageRoot(plan, t));
       if (it != maker.end()) deps.insert(it->second);
     }
     loss = add_node(std::move(node), deps, -1);
@@ -165,13 +155,14 @@ Result<TrainingRematGraph> MakeTrainingRematGraph(const TrainingPlan& plan) {
             op.grad_passthrough.end())
           continue;  // the output's gradient itself
         PlanTensorId t = op.inputs[slot];
-        if (t >= 0 && !Persistent(plan.tensors[t])) node.memory += TensorBytes(plan.tensors[t]);
+        if (t >= 0 && !PersistentTensor(plan.tensors[t]))
+          node.memory += TensorBytes(plan.tensors[t]);
       }
     }
     std::set<int> deps;
     for (PlanTensorId t : op.saved) {
-      if (t < 0 || Persistent(plan.tensors[t])) continue;
-      auto it = maker.find(Root(plan, t));
+      if (t < 0 || PersistentTensor(plan.tensors[t])) continue;
+      auto it = maker.find(StorageRoot(plan, t));
       if (it != maker.end()) deps.insert(it->second);
     }
     // The gradient of its outputs: from the backward of each reader, or from the loss.
@@ -196,13 +187,6 @@ constexpr int kBisectionSteps = 8;
 // Eviction passes' work in all, in node x (node + edge) visits (one pass is about n (n + e)):
 // about 4 s on this project's machine (GPT-48: 29 passes).
 constexpr double kRematWork = 2.5e9;
-
-bool BetterPlan(const PlanResult& a, const PlanResult& b) {
-  if (a.fits != b.fits) return a.fits;
-  if (a.fits && a.recompute_flops != b.recompute_flops)
-    return a.recompute_flops < b.recompute_flops;
-  return a.peak_bytes < b.peak_bytes;
-}
 
 class RematStrategy : public CheckpointStrategy {
  public:
@@ -274,7 +258,7 @@ class RematStrategy : public CheckpointStrategy {
         res = *e;
         seen.emplace(entries, res);
       }
-      if (!have || BetterPlan(res, best)) {
+      if (!have || BetterPlanResult(res, best)) {
         best = res;
         have = true;
         best_how = fmt::format("{} at {} B of the graph's {} B ({:.3f}; {:+.3f}% compute on it)",
