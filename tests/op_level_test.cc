@@ -30,22 +30,26 @@ const std::string kExamples = VRAMSIM_EXAMPLES;
 // x -> [pre: h = x + B] -> [blk: a = h @ W1; b = tanh(a); c = tanh(b); y = c @ W2], every
 // activation [4,64] float32 = 4*64*4 = 1024 bytes. In the backward the region's ops save:
 // MatMul h (a region input) and W1, Tanh its output b, Tanh_1 its output c, MatMul_1 c and W2.
-void TinyRegion(ModelBuilder& m) {
+// Its inputs, weights and first two ops, shared with the in-place variant below.
+void TinyHead(ModelBuilder& m) {
   m.Input("x", kF32, {4, 64});
   m.Initializer("B", kF32, {64});
   m.Initializer("W1", kF32, {64, 64});
   m.Initializer("W2", kF32, {64, 64});
   m.Node("Add", {"x", "B"}, {"h"}, "/pre/Add");
   m.Node("MatMul", {"h", "W1"}, {"a"}, "/blk/MatMul");
+}
+
+void TinyRegion(ModelBuilder& m) {
+  TinyHead(m);
   m.Node("Tanh", {"a"}, {"b"}, "/blk/Tanh");
   m.Node("Tanh", {"b"}, {"c"}, "/blk/Tanh_1");
   m.Node("MatMul", {"c", "W2"}, {"y"}, "/blk/MatMul_1");
   m.Output("y");
 }
 
-Result<Estimate> RunTiny(const std::string& checkpoint) {
-  ModelBuilder m;
-  TinyRegion(m);
+// SGD on the CPU target, no loss (the output's gradient is given).
+Result<Estimate> RunTinyModel(ModelBuilder& m, const std::string& checkpoint) {
   auto g = ImportModelProto(m.proto());
   if (!g) return g.error();
   EstimateFlags flags;
@@ -56,6 +60,12 @@ Result<Estimate> RunTiny(const std::string& checkpoint) {
   auto o = ParseEstimateFlags(flags);
   if (!o) return o.error();
   return RunEstimate(*g, *o);
+}
+
+Result<Estimate> RunTiny(const std::string& checkpoint) {
+  ModelBuilder m;
+  TinyRegion(m);
+  return RunTinyModel(m, checkpoint);
 }
 
 // (A|F, step, buffer, bytes) of the events in the recompute's steps.
@@ -253,24 +263,11 @@ TEST(OpLevelRemat, TrainingGraphOfTheTinyModel) {
 // output, reads MatMul's node.
 TEST(OpLevelRemat, AnInPlaceOpLivesInItsInputsNode) {
   ModelBuilder m;
-  m.Input("x", kF32, {4, 64});
-  m.Initializer("B", kF32, {64});
-  m.Initializer("W1", kF32, {64, 64});
-  m.Initializer("W2", kF32, {64, 64});
-  m.Node("Add", {"x", "B"}, {"h"}, "/pre/Add");
-  m.Node("MatMul", {"h", "W1"}, {"a"}, "/blk/MatMul");
+  TinyHead(m);
   m.Node("Relu", {"a"}, {"b"}, "/blk/Relu");
   m.Node("MatMul", {"b", "W2"}, {"y"}, "/blk/MatMul_1");
   m.Output("y");
-  auto g = ImportModelProto(m.proto());
-  ASSERT_TRUE(g) << g.error().message;
-  EstimateFlags flags;
-  flags.optimizer = "sgd";
-  flags.target = "torch-cpu";
-  flags.loss = "none";
-  auto o = ParseEstimateFlags(flags);
-  ASSERT_TRUE(o) << o.error().message;
-  auto e = RunEstimate(*g, *o);
+  auto e = RunTinyModel(m, "");
   ASSERT_TRUE(e) << e.error().message;
   ASSERT_EQ(e->plan.ops.size(), 4u);
   ASSERT_EQ(e->plan.ops[2].name, "/blk/Relu");
