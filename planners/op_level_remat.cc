@@ -1,9 +1,11 @@
 // The `remat` op-level strategy: the tensor-level planner (planners/planner_remat.h) on the
 // model's own training step, its schedule projected onto what PyTorch can apply.
 //
-// The step as a RematGraph: one node per forward op (its output: the storage of everything it
-// makes), one for the loss (the logits' gradient), one per forward op that has a backward, in
-// reverse order (its output: the gradients of its activation inputs). A forward node reads the
+// The step as a RematGraph: one node per forward op (its output: the storage its outputs and
+// contiguous copies take; what it makes beside them, BatchNorm's statistics or a dropout mask, is
+// a second node with the same inputs and cost), one for the loss (the logits' gradient), one per
+// forward op that has a backward, in reverse order (its output: the gradients of its activation
+// inputs). A forward node reads the
 // producers of its inputs; a backward node reads the producers of what its op saves and the
 // backward nodes of the ops that read its outputs (or the loss). Parameters, their gradients and
 // optimizer state are what no schedule changes: they are left out, and the simulator judges.
