@@ -276,9 +276,11 @@ class RematStrategy : public CheckpointStrategy {
     // batch); the difference of the two baselines says how much of the budget that takes.
     const uint64_t sim_peak = p.baseline.peak.peak_bytes;
     const uint64_t other = sim_peak > top ? sim_peak - top : 0;
-    const uint64_t x0 = std::clamp(budget > other ? budget - other : least, least, top);
-    // A bisection over the planner's budget, a fixed number of heuristic runs (12 weightings
-    // each), so that the answer does not depend on the machine's speed; then the eviction search
+    // (max of min, not std::clamp: no precondition on least <= top to break.)
+    const uint64_t x0 = std::max(least, std::min(top, budget > other ? budget - other : least));
+    // A bisection over the planner's budget, a fixed number of heuristic runs (each with the
+    // same weightings), so that the answer does not depend on the machine's speed; then the
+    // eviction search
     // at the best budget. The time limit is only a safety cut, said in the note when it acts.
     bool cut = false;
     auto run = [&](uint64_t x, bool search) -> bool {
@@ -291,7 +293,7 @@ class RematStrategy : public CheckpointStrategy {
       if (SecondsSince(start) >= time_limit_s_) cut = true;  // the run itself was cut short
       return r && r->fits;
     };
-    uint64_t lo = least, hi = top;  // lo: fits (or the least), hi: does not
+    uint64_t lo = least, hi = std::max(top, least);  // lo: fits (or the least), hi: does not
     std::optional<uint64_t> fit_x;
     if (run(x0, false)) {
       lo = x0;
