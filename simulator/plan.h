@@ -140,6 +140,9 @@ struct TrainingPlan {
   std::vector<CheckpointRegion> regions;
 };
 
+// False for shape arithmetic (only metadata outputs, no extras): it holds no device memory.
+bool MakesTensors(const TrainingPlan& plan, const PlanOp& op);
+
 // Bytes of a tensor's own storage from its dtype and shape (0 for views and metadata).
 uint64_t StorageBytes(const PlanTensor& t);
 // Bytes of the tensor's elements, whether or not it owns storage (what a copy of it takes).

@@ -20,6 +20,13 @@ uint64_t TensorBytes(const PlanTensor& t) {
   return n;
 }
 
+bool MakesTensors(const TrainingPlan& plan, const PlanOp& op) {
+  for (PlanTensorId t : op.outputs) {
+    if (t >= 0 && !plan.tensors[t].metadata) return true;
+  }
+  return !op.extras.empty();
+}
+
 uint64_t StorageBytes(const PlanTensor& t) {
   return t.metadata || t.view_of >= 0 ? 0 : TensorBytes(t);
 }

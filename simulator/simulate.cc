@@ -158,13 +158,6 @@ class Runtime {
     Unref(Alloc(op.name + ":workspace", most, Category::kTransient, DType::kUInt8, {}, op.scope,
                 "forward workspace"));
   }
-  // False for shape arithmetic: it gets no step of its own.
-  bool MakesTensors(const PlanOp& op) const {
-    for (PlanTensorId t : op.outputs) {
-      if (t >= 0 && !plan_.tensors[t].metadata) return true;
-    }
-    return !op.extras.empty();
-  }
   void Ref(BufferId b) { ++refs_[b]; }
   void Unref(BufferId b) {
     if (b < 0) return;
@@ -398,7 +391,7 @@ class Runtime {
       if (!schedule.run[k]) continue;
       const PlanOp& op = plan_.ops[region.ops[k]];
       // One step per recomputed op, so the peak inside a recompute names its op.
-      if (!first && MakesTensors(op))
+      if (!first && MakesTensors(plan_, op))
         Step(Phase::kBackward, "recompute " + op.name, op.type, op.scope);
       first = false;
       for (PlanTensorId t : op.copies) make(t, op);
@@ -487,7 +480,7 @@ class Runtime {
     finished_.assign(Regions().size(), false);
     kept_released_.assign(Regions().size(), false);
     for (const PlanOp& op : plan_.ops) {
-      if (!MakesTensors(op)) {
+      if (!MakesTensors(plan_, op)) {
         // Shape arithmetic reads only metadata, but it still counted as a reader.
         ReleaseInputs(op);
         continue;
