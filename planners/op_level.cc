@@ -29,46 +29,6 @@ double MsSince(std::chrono::steady_clock::time_point start) {
       .count();
 }
 
-// Simulates candidate plans and keeps the best (fits with the least recompute, else the lowest
-// peak).
-class OpSearch {
- public:
-  OpSearch(const PlanProblem& p, uint64_t budget, std::string name)
-      : p_(p), budget_(budget), name_(std::move(name)), start_(std::chrono::steady_clock::now()) {}
-  Result<PlanResult> Try(const std::vector<std::string>& entries) {
-    auto it = seen_.find(entries);
-    if (it != seen_.end()) return it->second;
-    auto r = EvaluateCheckpoint(p_, entries, budget_);
-    if (!r) return r.error();
-    ++sims_;
-    r->strategy = name_;
-    seen_.emplace(entries, *r);
-    if (!have_ || BetterPlanResult(*r, best_)) {
-      best_ = *r;
-      have_ = true;
-    }
-    return r;
-  }
-  Result<PlanResult> Finish(const std::string& note) {
-    if (!have_) return Error{name_ + ": no plan"};
-    best_.solve_ms = MsSince(start_);
-    best_.simulations = sims_;
-    best_.budget_bytes = budget_;
-    best_.note = note;
-    return best_;
-  }
-
- private:
-  const PlanProblem& p_;
-  uint64_t budget_;
-  std::string name_;
-  std::chrono::steady_clock::time_point start_;
-  std::map<std::vector<std::string>, PlanResult> seen_;
-  PlanResult best_;
-  bool have_ = false;
-  int sims_ = 0;
-};
-
 std::vector<bool> MatmulBans(const TrainingPlan& plan) {
   std::vector<bool> banned(plan.ops.size(), false);
   for (size_t i = 0; i < plan.ops.size(); ++i) banned[i] = IsMatmulType(plan.ops[i].type);
@@ -199,6 +159,35 @@ class KnapsackStrategy : public CheckpointStrategy {
 };
 
 }  // namespace
+
+OpSearch::OpSearch(const PlanProblem& p, uint64_t budget, std::string name)
+    : p_(p), budget_(budget), name_(std::move(name)), start_(std::chrono::steady_clock::now()) {}
+
+Result<PlanResult> OpSearch::Try(const std::vector<std::string>& entries, bool* improved) {
+  if (improved) *improved = false;
+  auto it = seen_.find(entries);
+  if (it != seen_.end()) return it->second;
+  auto r = EvaluateCheckpoint(p_, entries, budget_);
+  if (!r) return r.error();
+  ++sims_;
+  r->strategy = name_;
+  seen_.emplace(entries, *r);
+  if (!have_ || BetterPlanResult(*r, best_)) {
+    best_ = *r;
+    have_ = true;
+    if (improved) *improved = true;
+  }
+  return r;
+}
+
+Result<PlanResult> OpSearch::Finish(const std::string& note) {
+  if (!have_) return Error{name_ + ": no plan"};
+  best_.solve_ms = MsSince(start_);
+  best_.simulations = sims_;
+  best_.budget_bytes = budget_;
+  best_.note = note;
+  return best_;
+}
 
 bool PersistentTensor(const PlanTensor& t) {
   return t.metadata || t.role == TensorRole::kParameter || t.role == TensorRole::kBuffer ||

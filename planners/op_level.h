@@ -21,6 +21,8 @@
 // Every plan is replayed through the simulator (EvaluateCheckpoint); its peak is what is reported.
 #pragma once
 
+#include <chrono>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -38,6 +40,28 @@ struct OpLevelRegion {
 bool PersistentTensor(const PlanTensor& t);
 // The tensor whose storage t lives in: itself, or what it is a view of (through views).
 PlanTensorId StorageRoot(const TrainingPlan& plan, PlanTensorId t);
+
+// Simulates candidate plans (lists of --checkpoint entries, each simulated once) and keeps the
+// best (BetterPlanResult), for the op-level strategies.
+class OpSearch {
+ public:
+  OpSearch(const PlanProblem& p, uint64_t budget, std::string name);
+  // The simulated plan; `improved` (when given) says whether it became the best.
+  Result<PlanResult> Try(const std::vector<std::string>& entries, bool* improved = nullptr);
+  bool have() const { return have_; }
+  // The best plan, with the solve time, the simulations run and `note`.
+  Result<PlanResult> Finish(const std::string& note);
+
+ private:
+  const PlanProblem& p_;
+  uint64_t budget_;
+  std::string name_;
+  std::chrono::steady_clock::time_point start_;
+  std::map<std::vector<std::string>, PlanResult> seen_;
+  PlanResult best_;
+  bool have_ = false;
+  int sims_ = 0;
+};
 
 // The regions op-level strategies checkpoint: every block, and every run of ops between
 // blocks that module scopes name exactly (ops without a scope stay outside).

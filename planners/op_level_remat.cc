@@ -34,14 +34,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// An op that makes only metadata (Shape, Constant and the arithmetic on them).
-bool ShapeOnly(const TrainingPlan& plan, const PlanOp& op) {
-  for (const std::vector<PlanTensorId>* list : {&op.outputs, &op.extras, &op.copies})
-    for (PlanTensorId t : *list)
-      if (t >= 0 && !plan.tensors[t].metadata) return false;
-  return true;
-}
-
 double SecondsSince(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
@@ -56,6 +48,12 @@ Result<TrainingRematGraph> MakeTrainingRematGraph(const TrainingPlan& plan) {
   std::vector<std::pair<int, int>> edges;
   TrainingRematGraph out;
   double forward_cost = 0;
+  // The node that made t's storage, or -1 (omitted, persistent, or made by no op).
+  auto made_by = [&](PlanTensorId t) {
+    if (t < 0 || PersistentTensor(plan.tensors[t])) return -1;
+    auto it = maker.find(StorageRoot(plan, t));
+    return it == maker.end() ? -1 : it->second;
+  };
   auto add_node = [&](RematNode node, const std::set<int>& deps, int op) {
     const int id = static_cast<int>(nodes.size());
     for (int d : deps) edges.emplace_back(d, id);
@@ -66,11 +64,8 @@ Result<TrainingRematGraph> MakeTrainingRematGraph(const TrainingPlan& plan) {
   for (int i = 0; i < n; ++i) {
     const PlanOp& op = plan.ops[i];
     std::set<int> deps;
-    for (PlanTensorId t : op.inputs) {
-      if (t < 0 || PersistentTensor(plan.tensors[t])) continue;
-      auto it = maker.find(StorageRoot(plan, t));
-      if (it != maker.end()) deps.insert(it->second);
-    }
+    for (PlanTensorId t : op.inputs)
+      if (int d = made_by(t); d >= 0) deps.insert(d);
     // In GFLOP, plus a little so that remaking a free op (a view, a reshape) still costs
     // something: the schedule does not remake what it has no reason to.
     const double cost = static_cast<double>(op.forward_flops) * 1e-9 + 1e-6;
@@ -93,11 +88,8 @@ Result<TrainingRematGraph> MakeTrainingRematGraph(const TrainingPlan& plan) {
     }
     // The nodes whose storage its outputs live in (an in-place op or a view writes another's).
     std::set<int> holds;
-    for (PlanTensorId t : op.outputs) {
-      if (t < 0 || PersistentTensor(plan.tensors[t])) continue;
-      auto it = maker.find(StorageRoot(plan, t));
-      if (it != maker.end()) holds.insert(it->second);
-    }
+    for (PlanTensorId t : op.outputs)
+      if (int d = made_by(t); d >= 0) holds.insert(d);
     RematNode main;
     main.name = op.name;
     main.cost = cost;
@@ -127,8 +119,7 @@ Result<TrainingRematGraph> MakeTrainingRematGraph(const TrainingPlan& plan) {
       if (t < 0) continue;
       graph_outputs.insert(t);
       node.memory += TensorBytes(plan.tensors[t]);
-      auto it = maker.find(StorageRoot(plan, t));
-      if (it != maker.end()) deps.insert(it->second);
+      if (int d = made_by(t); d >= 0) deps.insert(d);
     }
     loss = add_node(std::move(node), deps, -1);
   }
@@ -162,11 +153,8 @@ Result<TrainingRematGraph> MakeTrainingRematGraph(const TrainingPlan& plan) {
       }
     }
     std::set<int> deps;
-    for (PlanTensorId t : op.saved) {
-      if (t < 0 || PersistentTensor(plan.tensors[t])) continue;
-      auto it = maker.find(StorageRoot(plan, t));
-      if (it != maker.end()) deps.insert(it->second);
-    }
+    for (PlanTensorId t : op.saved)
+      if (int d = made_by(t); d >= 0) deps.insert(d);
     // The gradient of its outputs: from the backward of each reader, or from the loss.
     bool reaches_loss = false;
     for (PlanTensorId t : op.outputs)
@@ -200,16 +188,16 @@ class RematStrategy : public CheckpointStrategy {
   }
   Result<PlanResult> Solve(const PlanProblem& p, uint64_t budget) const override {
     const auto start = Clock::now();
+    OpSearch plans(p, budget, std::string(name()));
     const TrainingPlan& plan = p.baseline.plan;
     auto tg = MakeTrainingRematGraph(plan);
     if (!tg) return tg.error();
     const RematGraph& g = tg->graph;
     const auto regions = OpLevelRegions(p);
-    std::map<std::vector<std::string>, PlanResult> seen;
-    PlanResult best;
-    bool have = false;
-    int sims = 0, solves = 0;
+    int solves = 0;
     std::string best_how;
+    const uint64_t top = BaselinePeak(g);
+    const double base_cost = BaselineCost(g);
     // An eviction pass costs O(n (n + edges)): on large graphs fewer passes, fixed by the
     // graph's size (not by the clock) so that the answer does not depend on the machine. Up to
     // 12 weightings per bisection step and 100 search passes while the work allows.
@@ -243,34 +231,21 @@ class RematStrategy : public CheckpointStrategy {
         for (int i : r.ops) {
           if (remade[i]) {
             any = true;
-          } else if (!ShapeOnly(plan, plan.ops[i])) {
+          } else if (MakesTensors(plan, plan.ops[i])) {
             save.push_back(i);  // shape arithmetic holds no memory: not listed
           }
         }
         if (any) entries.push_back(OpLevelEntry(plan, r.scope, save));
       }
-      auto it = seen.find(entries);
-      PlanResult res;
-      if (it != seen.end()) {
-        res = it->second;
-      } else {
-        auto e = EvaluateCheckpoint(p, entries, budget);
-        if (!e) return e.error();
-        ++sims;
-        res = *e;
-        seen.emplace(entries, res);
-      }
-      if (!have || BetterPlanResult(res, best)) {
-        best = res;
-        have = true;
-        best_how = fmt::format("{} at {} B of the graph's {} B ({:.3f}; {:+.3f}% compute on it)",
-                               sol->method, x, BaselinePeak(g),
-                               static_cast<double>(x) / static_cast<double>(BaselinePeak(g)),
-                               100.0 * (sol->cost / BaselineCost(g) - 1));
+      bool improved = false;
+      auto res = plans.Try(entries, &improved);
+      if (improved) {
+        best_how = fmt::format(
+            "{} at {} B of the graph's {} B ({:.3f}; {:+.3f}% compute on it)", sol->method, x, top,
+            static_cast<double>(x) / static_cast<double>(top), 100.0 * (sol->cost / base_cost - 1));
       }
       return res;
     };
-    const uint64_t top = BaselinePeak(g);
     const uint64_t least = LeastFeasibleBudget(g);
     // The graph leaves out what no plan changes (parameters, gradients, optimizer state, the
     // batch); the difference of the two baselines says how much of the budget that takes.
@@ -313,21 +288,15 @@ class RematStrategy : public CheckpointStrategy {
     if (!fit_x && least < x0 && !cut && run(least, false)) fit_x = least;
     if (!cut) run(fit_x.value_or(least), true);
     // No schedule under any budget tried: the graph's baseline (nothing remade) is the plan.
-    if (!have) {
+    if (!plans.have()) {
       auto r = at(top, 0, false);
       if (!r) return r.error();
     }
-    if (!have) return Error{"remat: the planner found no schedule on the training graph"};
-    best.strategy = std::string(name());
-    best.solve_ms = 1000 * SecondsSince(start);
-    best.simulations = sims;
-    best.budget_bytes = budget;
-    best.note = fmt::format(
+    return plans.Finish(fmt::format(
         "training graph of {} nodes; {} planner runs of {} eviction passes, {} search passes{}; "
         "best: {}",
         g.nodes.size(), solves, weightings, search_passes,
-        cut ? " (stopped at the time limit: a slower machine gets fewer)" : "", best_how);
-    return best;
+        cut ? " (stopped at the time limit: a slower machine gets fewer)" : "", best_how));
   }
 
  private:
