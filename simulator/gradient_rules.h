@@ -19,6 +19,11 @@ namespace vramsim {
 
 enum class Device { kCpu, kCuda };
 
+// The PyTorch release whose behaviour is simulated where releases differ (autocast's op
+// lists, policies/precision.cc; CPU kernels' scratch, measured on 1.13). 1.13 is what
+// validation/ measured; 2.x is current.
+enum class TorchVersion { k1_13, k2 };
+
 struct SavedSpec {
   enum class From { kInput, kOutput, kExtra };
   From from = From::kInput;
@@ -41,6 +46,9 @@ struct ExtraSpec {
   // Held only while the op's input 0 stays fp32 (scratch measured for the fp32 kernel only;
   // under a half-precision policy the kernel differs and nothing is assumed).
   bool fp32_input_only = false;
+  // Of input 0's type, following it when a precision policy changes that type (dtype above is
+  // input 0's type in the graph).
+  bool like_input = false;
 };
 
 // One stage of a backward that runs in stages: recurrent ops walk their time steps in reverse,
@@ -101,6 +109,7 @@ struct RuleContext {
   // CPU threads the target runs ops with (TargetSpec::cpu_threads): oneDNN's per-thread
   // scratch scales with it.
   int cpu_threads = 1;
+  TorchVersion torch_version = TorchVersion::k2;
 
   const Tensor* in(size_t i) const {
     return i < op.inputs.size() && op.inputs[i] != kNoTensor ? &graph.tensors[op.inputs[i]]

@@ -80,10 +80,6 @@ struct OptimizerSpec {
   uint64_t step_counter_bytes = 0;  // per-parameter step tensor (Adam's state['step'])
 };
 
-// The PyTorch release whose behaviour is simulated where releases differ (autocast's op
-// lists, policies/precision.cc). 1.13 is what validation/ measured; 2.x is current.
-enum class TorchVersion { k1_13, k2 };
-
 struct TargetSpec {
   std::string name = "torch-cuda";
   Device device = Device::kCuda;

@@ -222,6 +222,7 @@ class Builder {
       if (auto f = fused_attrs_.find(i); f != fused_attrs_.end()) view.attrs = f->second;
       RuleContext ctx{g_, view, o_.target.device};
       ctx.cpu_threads = o_.target.cpu_threads;
+      ctx.torch_version = o_.target.torch_version;
       auto r = (*rule)(ctx);
       if (!r) return Error{Label(src) + ": " + r.error().message};
       rules_[i] = r.value();
@@ -340,6 +341,8 @@ class Builder {
       for (const ExtraSpec& w : r.backward_workspace) {
         PlanTensorId t = NewTensor(op.name + ":" + w.name, w.dtype, w.shape);
         if (w.fp32_input_only && !op.inputs.empty()) plan_.tensors[t].only_if_fp32 = op.inputs[0];
+        if (w.like_input && !op.inputs.empty() && op.inputs[0] >= 0)
+          plan_.tensors[t].dtype_follows = op.inputs[0];
         op.backward_workspace.push_back(t);
       }
       for (size_t e = 0; e < r.extras.size(); ++e) {
@@ -411,6 +414,7 @@ class Builder {
     view.inputs = op.inputs;
     RuleContext ctx{g_, view, o_.target.device, folded_into};
     ctx.cpu_threads = o_.target.cpu_threads;
+    ctx.torch_version = o_.target.torch_version;
     auto r = rule(ctx);
     if (!r) return Error{Label(*src_[i]) + ": " + r.error().message};
     rules_[i] = r.value();

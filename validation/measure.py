@@ -18,7 +18,9 @@ Optional per-case settings (recorded in the JSON only where not the default):
   accum K               K micro-batches (x.chunk(K), y.chunk(K)), loss / K, one backward each,
                         then one optimizer step
   checkpoint [paths]    these submodules' forwards run through torch.utils.checkpoint
-                        (use_reentrant=False); the ONNX export is the plain model
+                        (use_reentrant=False); "a+b" checkpoints consecutive modules as one
+                        region, as vramsim's --checkpoint does; the ONNX export is the plain
+                        model
 
 Tensor storage is counted exactly by validation/alloc_counter.c, an LD_PRELOAD library that
 records the requested size of every posix_memalign() called from libc10 (c10::alloc_cpu, the
@@ -116,6 +118,10 @@ PRECISIONS = ("amp-bf16", "bf16")
 CHECKPOINT_SETS = {
     "resnet18:layers": [f"layer{i}" for i in range(1, 5)],
     "resnet18:blocks": [f"layer{i}.{j}" for i in range(1, 5) for j in range(2)],
+    # the op-level strategies' stem cut in two (planners/op_level.h OpLevelRegionSets), and
+    # every block: the plan that reaches resnet18's floor
+    "resnet18:stem-split": ["conv1+bn1", "relu+maxpool"]
+                           + [f"layer{i}.{j}" for i in range(1, 5) for j in range(2)],
     "resnet50:layers": [f"layer{i}" for i in range(1, 5)],
     "gpt:blocks": [f"h.{i}" for i in range(4)],
     "vit_b_16:layers": [f"encoder.layers.encoder_layer_{i}" for i in range(12)],
@@ -155,6 +161,8 @@ MAIN_CASES = ([_case(a, o, b, 128 if a == "gpt" else None)
               # activation checkpointing (non-reentrant) of the listed submodules
               + [_case("resnet18", "sgd", 16, ckpt="resnet18:layers"),
                  _case("resnet18", "adam", 16, ckpt="resnet18:blocks"),
+                 _case("resnet18", "adam", 4, ckpt="resnet18:stem-split"),
+                 _case("resnet18", "sgd", 16, ckpt="resnet18:stem-split"),
                  _case("gpt", "sgd", 16, 128, ckpt="gpt:blocks"),
                  _case("vit_b_16", "adam", 2, ckpt="vit_b_16:layers"),
                  _case("mobilenet_v2", "sgd", 16, ckpt="mobilenet_v2:blocks"),
@@ -619,7 +627,10 @@ def train_step(model, opt, x, y, precision=None, accum=1, loss_precision="model"
 def apply_checkpointing(model, paths):
     """Runs each named submodule's forward through non-reentrant activation checkpointing
     (torch.utils.checkpoint.checkpoint(orig_forward, *args, use_reentrant=False), default
-    preserve_rng_state=True).  Only the training model is wrapped, never the ONNX export."""
+    preserve_rng_state=True).  A path "a+b" is a group of consecutive one-input modules the
+    model's forward calls in that order (resnet's conv1, bn1, relu, maxpool): the first runs
+    the whole chain under one checkpoint, the others pass their input through, as a user who
+    checkpoints the group does.  Only the training model is wrapped, never the ONNX export."""
     import torch.utils.checkpoint
 
     def wrap(orig):
@@ -627,9 +638,22 @@ def apply_checkpointing(model, paths):
             return torch.utils.checkpoint.checkpoint(orig, *args, use_reentrant=False)
         return forward
 
+    def chain(forwards):
+        def forward(x):
+            for f in forwards:
+                x = f(x)
+            return x
+        return forward
+
     for path in paths:
-        mod = model.get_submodule(path)
-        mod.forward = wrap(mod.forward)
+        mods = [model.get_submodule(p) for p in path.split("+")]
+        if len(mods) == 1:
+            mods[0].forward = wrap(mods[0].forward)
+            continue
+        forwards = [m.forward for m in mods]
+        mods[0].forward = wrap(chain(forwards))
+        for m in mods[1:]:
+            m.forward = lambda x: x
 
 
 def prepare_case(case):
