@@ -7,7 +7,9 @@
 #include <boost/graph/push_relabel_max_flow.hpp>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "policies/recompute.h"
@@ -55,10 +57,11 @@ class SacMatmulStrategy : public CheckpointStrategy {
   }
   Result<PlanResult> Solve(const PlanProblem& p, uint64_t budget) const override {
     OpSearch s(p, budget, std::string(name()));
-    std::vector<std::string> entries;
-    for (const OpLevelRegion& r : OpLevelRegions(p))
-      entries.push_back(r.scope + kSaveMarker + "@matmul");
-    if (auto r = s.Try(entries); !r) return r.error();
+    for (const auto& regions : OpLevelRegionSets(p)) {
+      std::vector<std::string> entries;
+      for (const OpLevelRegion& r : regions) entries.push_back(r.scope + kSaveMarker + "@matmul");
+      if (auto r = s.Try(entries); !r) return r.error();
+    }
     return s.Finish("");
   }
 };
@@ -72,8 +75,10 @@ class MinCutStrategy : public CheckpointStrategy {
   }
   Result<PlanResult> Solve(const PlanProblem& p, uint64_t budget) const override {
     OpSearch s(p, budget, std::string(name()));
-    auto entries = MinCutEntries(p, OpLevelRegions(p), MatmulBans(p.baseline.plan));
-    if (auto r = s.Try(entries); !r) return r.error();
+    for (const auto& regions : OpLevelRegionSets(p)) {
+      auto entries = MinCutEntries(p, regions, MatmulBans(p.baseline.plan));
+      if (auto r = s.Try(entries); !r) return r.error();
+    }
     return s.Finish("");
   }
 };
@@ -131,30 +136,31 @@ class KnapsackStrategy : public CheckpointStrategy {
   }
   Result<PlanResult> Solve(const PlanProblem& p, uint64_t budget) const override {
     OpSearch s(p, budget, std::string(name()));
-    const auto regions = OpLevelRegions(p);
     const TrainingPlan& plan = p.baseline.plan;
-    auto at = [&](double b) {
-      return s.Try(MinCutEntries(p, regions, KnapsackBans(plan, regions, b)));
-    };
-    auto top = at(1);
-    if (!top) return top.error();
-    double chosen = 1;
-    if (!top->fits) {
+    // The fraction b of the best plan (the last try that improved on the best), for the note.
+    double best_b = 1;
+    for (const auto& regions : OpLevelRegionSets(p)) {
+      auto at = [&](double b) {
+        bool improved = false;
+        auto r = s.Try(MinCutEntries(p, regions, KnapsackBans(plan, regions, b)), &improved);
+        if (improved) best_b = b;
+        return r;
+      };
+      auto top = at(1);
+      if (!top) return top.error();
+      if (top->fits) continue;
       auto bottom = at(0);
       if (!bottom) return bottom.error();
-      chosen = 0;
-      if (bottom->fits) {
-        double lo = 0, hi = 1;  // lo fits, hi does not
-        for (int k = 0; k < 7; ++k) {
-          double mid = (lo + hi) / 2;
-          auto r = at(mid);
-          if (!r) return r.error();
-          (r->fits ? lo : hi) = mid;
-        }
-        chosen = lo;
+      if (!bottom->fits) continue;
+      double lo = 0, hi = 1;  // lo fits, hi does not
+      for (int k = 0; k < 7; ++k) {
+        double mid = (lo + hi) / 2;
+        auto r = at(mid);
+        if (!r) return r.error();
+        (r->fits ? lo : hi) = mid;
       }
     }
-    return s.Finish(fmt::format("memory budget b = {:.3f}", chosen));
+    return s.Finish(fmt::format("memory budget b = {:.3f}", best_b));
   }
 };
 
@@ -237,6 +243,122 @@ std::vector<OpLevelRegion> OpLevelRegions(const PlanProblem& p) {
     }
   }
   return out;
+}
+
+namespace {
+
+// The ways to cut one run: the scopes it joins, and the cut positions allowed (c: between
+// parts[c-1] and parts[c]).
+struct RunCuts {
+  std::vector<std::string> parts;
+  std::vector<std::vector<int>> part_ops;
+  std::vector<size_t> allowed;
+};
+
+RunCuts CutsOf(const TrainingPlan& plan, const OpLevelRegion& run) {
+  RunCuts c;
+  size_t from = 0;
+  while (from <= run.scope.size()) {
+    size_t plus = run.scope.find('+', from);
+    if (plus == std::string::npos) plus = run.scope.size();
+    c.parts.push_back(run.scope.substr(from, plus - from));
+    from = plus + 1;
+  }
+  for (const std::string& part : c.parts) {
+    std::vector<int> ops;
+    for (int i : run.ops)
+      if (InScope(plan.ops[i], part)) ops.push_back(i);
+    c.part_ops.push_back(std::move(ops));
+  }
+  for (size_t k = 1; k < c.parts.size(); ++k) {
+    int last_before = -1, first_after = std::numeric_limits<int>::max();
+    for (size_t j = 0; j < c.parts.size(); ++j) {
+      for (int i : c.part_ops[j]) {
+        if (j < k) {
+          last_before = std::max(last_before, i);
+        } else {
+          first_after = std::min(first_after, i);
+        }
+      }
+    }
+    if (last_before < first_after) c.allowed.push_back(k);
+  }
+  return c;
+}
+
+// The run cut at the positions in `cuts` (sorted), as regions.
+std::vector<OpLevelRegion> CutRun(const RunCuts& c, const std::vector<size_t>& cuts) {
+  std::vector<OpLevelRegion> out;
+  size_t start = 0;
+  for (size_t k = 0; k <= cuts.size(); ++k) {
+    size_t end = k < cuts.size() ? cuts[k] : c.parts.size();
+    OpLevelRegion r;
+    for (size_t j = start; j < end; ++j) {
+      r.scope += (r.scope.empty() ? "" : "+") + c.parts[j];
+      r.ops.insert(r.ops.end(), c.part_ops[j].begin(), c.part_ops[j].end());
+    }
+    std::sort(r.ops.begin(), r.ops.end());
+    out.push_back(std::move(r));
+    start = end;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::vector<OpLevelRegion>> OpLevelRegionSets(const PlanProblem& p) {
+  const TrainingPlan& plan = p.baseline.plan;
+  std::vector<OpLevelRegion> merged = OpLevelRegions(p);
+  std::vector<std::vector<OpLevelRegion>> sets{merged};
+  // Each region as one group of regions; runs are replaced by their best cut, one at a time.
+  std::vector<std::vector<OpLevelRegion>> groups;
+  for (const OpLevelRegion& r : merged) groups.push_back({r});
+  auto peak_of = [&]() -> std::optional<uint64_t> {
+    std::vector<std::string> entries;
+    for (const auto& g : groups)
+      for (const OpLevelRegion& r : g) entries.push_back(r.scope + kSaveMarker);
+    auto e = EvaluateCheckpoint(p, entries, 0);
+    if (!e) return std::nullopt;  // a cut the policy cannot apply: not offered
+    return e->peak_bytes;
+  };
+  bool any = false;
+  for (size_t k = 0; k < merged.size(); ++k) {
+    const bool block = std::find(p.blocks.scopes.begin(), p.blocks.scopes.end(), merged[k].scope) !=
+                       p.blocks.scopes.end();
+    if (block) continue;
+    RunCuts c = CutsOf(plan, merged[k]);
+    if (c.allowed.empty()) continue;
+    std::vector<std::vector<size_t>> options;
+    if (c.allowed.size() <= 5) {
+      for (uint32_t mask = 1; mask < (1u << c.allowed.size()); ++mask) {
+        std::vector<size_t> cuts;
+        for (size_t b = 0; b < c.allowed.size(); ++b)
+          if (mask & (1u << b)) cuts.push_back(c.allowed[b]);
+        options.push_back(std::move(cuts));
+      }
+    } else {
+      for (size_t cut : c.allowed) options.push_back({cut});
+    }
+    auto best = peak_of();
+    if (!best) continue;
+    std::vector<OpLevelRegion> best_group = groups[k];
+    for (const auto& cuts : options) {
+      groups[k] = CutRun(c, cuts);
+      auto peak = peak_of();
+      if (peak && (*peak < *best || (*peak == *best && groups[k].size() < best_group.size()))) {
+        best = peak;
+        best_group = groups[k];
+      }
+    }
+    groups[k] = best_group;
+    any = any || best_group.size() > 1;
+  }
+  if (any) {
+    std::vector<OpLevelRegion> split;
+    for (const auto& g : groups) split.insert(split.end(), g.begin(), g.end());
+    sets.push_back(std::move(split));
+  }
+  return sets;
 }
 
 std::vector<int> MinCutSaveOps(const TrainingPlan& plan, const std::vector<int>& region_ops,

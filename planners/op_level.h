@@ -67,6 +67,17 @@ class OpSearch {
 // blocks that module scopes name exactly (ops without a scope stay outside).
 std::vector<OpLevelRegion> OpLevelRegions(const PlanProblem& problem);
 
+// The region sets the op-level strategies plan over: OpLevelRegions, and, where it reaches a
+// lower peak, the same with each run between blocks cut into groups of its module scopes
+// ("conv1+bn1", "relu+maxpool" instead of "conv1+bn1+relu+maxpool"). A checkpointed region
+// recomputes all it drops when its backward starts, so one region over a stem holds the stem's
+// recomputed activations beside the gradients of its last ops; cut in two, the second part's
+// backward runs before the first part is recomputed. Of the ways to cut each run (all of them
+// up to 5 possible cuts, else one cut at a time), the simulator judges: the one whose plan with
+// every region checkpointed and nothing saved peaks lowest, the fewest regions on a tie.
+// Cuts only where the run's ops of the scopes before all come before those after.
+std::vector<std::vector<OpLevelRegion>> OpLevelRegionSets(const PlanProblem& problem);
+
 // The min-cut rule on one region: the ops whose outputs are saved. `banned` ops may not be
 // recomputed (their outputs are saved when needed).
 std::vector<int> MinCutSaveOps(const TrainingPlan& plan, const std::vector<int>& region_ops,

@@ -193,7 +193,7 @@ class RematStrategy : public CheckpointStrategy {
     auto tg = MakeTrainingRematGraph(plan);
     if (!tg) return tg.error();
     const RematGraph& g = tg->graph;
-    const auto regions = OpLevelRegions(p);
+    const auto region_sets = OpLevelRegionSets(p);
     int solves = 0;
     std::string best_how;
     const uint64_t top = BaselinePeak(g);
@@ -224,25 +224,33 @@ class RematStrategy : public CheckpointStrategy {
       for (size_t i = 0; i < plan.ops.size(); ++i)
         for (int v : tg->storage_nodes[i])
           if (computed[v] > 1) remade[i] = true;
-      std::vector<std::string> entries;
-      for (const OpLevelRegion& r : regions) {
-        std::vector<int> save;
-        bool any = false;
-        for (int i : r.ops) {
-          if (remade[i]) {
-            any = true;
-          } else if (MakesTensors(plan, plan.ops[i])) {
-            save.push_back(i);  // shape arithmetic holds no memory: not listed
+      // The schedule projected onto each region set; the better plan is kept.
+      Result<PlanResult> res = Error{"no region set"};
+      for (const auto& regions : region_sets) {
+        std::vector<std::string> entries;
+        for (const OpLevelRegion& r : regions) {
+          std::vector<int> save;
+          bool any = false;
+          for (int i : r.ops) {
+            if (remade[i]) {
+              any = true;
+            } else if (MakesTensors(plan, plan.ops[i])) {
+              save.push_back(i);  // shape arithmetic holds no memory: not listed
+            }
           }
+          if (any) entries.push_back(OpLevelEntry(plan, r.scope, save));
         }
-        if (any) entries.push_back(OpLevelEntry(plan, r.scope, save));
-      }
-      bool improved = false;
-      auto res = plans.Try(entries, &improved);
-      if (improved) {
-        best_how = fmt::format(
-            "{} at {} B of the graph's {} B ({:.3f}; {:+.3f}% compute on it)", sol->method, x, top,
-            static_cast<double>(x) / static_cast<double>(top), 100.0 * (sol->cost / base_cost - 1));
+        bool improved = false;
+        auto r = plans.Try(entries, &improved);
+        if (!r) return r.error();
+        if (improved) {
+          best_how =
+              fmt::format("{} at {} B of the graph's {} B ({:.3f}; {:+.3f}% compute on it)",
+                          sol->method, x, top, static_cast<double>(x) / static_cast<double>(top),
+                          100.0 * (sol->cost / base_cost - 1));
+        }
+        // The bisection follows whether the schedule fits on either set.
+        if (!res || (r->fits && !res->fits)) res = std::move(r);
       }
       return res;
     };
