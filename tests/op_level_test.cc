@@ -8,6 +8,7 @@
 
 #include <climits>
 #include <map>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -404,15 +405,27 @@ TEST(RecomputeFloor, HandTrace) {
 // the one it makes, or the BatchNorm's saved input, its incoming and its outgoing gradient),
 // beside the parameters, their gradients, Adam's two moments and the batch. So no plan reaches
 // 0.5 of the peak.
-TEST(RecomputeFloor, Resnet18StemBackward) {
-  ImportOptions io;
-  io.dims = {{"batch", 64}};
-  auto g = ImportModel(kExamples + "/resnet18.onnx", io);
-  ASSERT_TRUE(g) << g.error().message;
-  auto o = ParseEstimateFlags(EstimateFlags{});
-  ASSERT_TRUE(o) << o.error().message;
-  auto p = MakePlanProblem(*g, *o);
-  ASSERT_TRUE(p) << p.error().message;
+// resnet18 at batch 64 with the default flags (torch-cuda, Adam), as a plan problem.
+class Resnet18Batch64 : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ImportOptions io;
+    io.dims = {{"batch", 64}};
+    auto g = ImportModel(kExamples + "/resnet18.onnx", io);
+    ASSERT_TRUE(g) << g.error().message;
+    graph_ = std::make_unique<Graph>(std::move(*g));
+    auto o = ParseEstimateFlags(EstimateFlags{});
+    ASSERT_TRUE(o) << o.error().message;
+    auto p = MakePlanProblem(*graph_, *o);  // keeps a pointer to the graph
+    ASSERT_TRUE(p) << p.error().message;
+    problem_ = std::make_unique<PlanProblem>(std::move(*p));
+  }
+  std::unique_ptr<Graph> graph_;
+  std::unique_ptr<PlanProblem> problem_;
+};
+
+TEST_F(Resnet18Batch64, RecomputeFloorIsTheStemBackward) {
+  const PlanProblem* p = problem_.get();
   const StepFloor& f = p->floor;
   ASSERT_GE(f.working.size(), 3u);
   int stem = 0;
@@ -430,15 +443,8 @@ TEST(RecomputeFloor, Resnet18StemBackward) {
 // it: the floor's 3 tensors (the BatchNorm's backward). The op-level strategies get that cut
 // as a second region set, and the knapsack's lowest plan comes within 1 MiB of the floor
 // (0.53 of the peak; 0.66 with the stem whole).
-TEST(OpLevelRegionSets, Resnet18StemIsCutAfterItsBatchNorm) {
-  ImportOptions io;
-  io.dims = {{"batch", 64}};
-  auto g = ImportModel(kExamples + "/resnet18.onnx", io);
-  ASSERT_TRUE(g) << g.error().message;
-  auto o = ParseEstimateFlags(EstimateFlags{});
-  ASSERT_TRUE(o) << o.error().message;
-  auto p = MakePlanProblem(*g, *o);
-  ASSERT_TRUE(p) << p.error().message;
+TEST_F(Resnet18Batch64, OpLevelRegionSetsCutTheStemAfterItsBatchNorm) {
+  const PlanProblem* p = problem_.get();
   auto sets = OpLevelRegionSets(*p);
   ASSERT_EQ(sets.size(), 2u);
   auto scopes = [](const std::vector<OpLevelRegion>& set) {
