@@ -211,13 +211,12 @@ GRAD_RULE({"BatchNormalization"}, [](const RuleContext& c) -> Result<OpRule> {
   r.extras = {{"save_mean", DType::kFloat32, {channels}},
               {"save_invstd", DType::kFloat32, {channels}}};
   r.outputs_not_allocated = {1, 2};
-  // torch 1.13 on CPU allocates the input gradient twice (batch_norm_backward_cpu_template: an
-  // empty_like before it checks for the contiguous kernel, and again inside it), so the
-  // backward holds twice the input's bytes at its start: measured 2.000 x the input for fp32
-  // and bf16, 1-D and 2-D, 1 and 2 threads (validation/README.md). Not assumed for 2.x or CUDA.
+  // torch 1.13's CPU backward holds 2.000 x the input's bytes beside what was alive before it:
+  // its input gradient and a second buffer of the same size (measured for fp32 and bf16, 1-D
+  // and 2-D, 1 and 2 threads; validation/README.md). Not assumed for 2.x or CUDA.
   if (c.device == Device::kCpu && c.torch_version == TorchVersion::k1_13) {
     if (const Tensor* x = c.in(0); x && !x->shape.empty()) {
-      ExtraSpec twice{"grad_input allocated twice", x->dtype, s};
+      ExtraSpec twice{"second input-sized buffer", x->dtype, s};
       twice.like_input = true;
       r.backward_workspace.push_back(twice);
     }

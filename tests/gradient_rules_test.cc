@@ -623,8 +623,8 @@ TEST(GradientRules, BatchNormSavesInputWeightAndFloatStatsOfChannels) {
   EXPECT_EQ(NamesOf(*plan, plan->parameters), Names({"scale", "bias"}));
 }
 
-// torch 1.13's CPU batch_norm backward allocates the input gradient twice before freeing the
-// first (measured: 2.000 x the input's bytes over what was alive, fp32 and bf16). x [2,4,3,3]
+// torch 1.13's CPU batch_norm backward holds a second input-sized buffer beside its input
+// gradient (measured: 2.000 x the input's bytes over what was alive, fp32 and bf16). x [2,4,3,3]
 // fp32 = 72 elements = 288 bytes held during the backward beside its outputs; none for torch
 // 2.x on CPU (not measured, not assumed) nor on CUDA.
 TEST(GradientRules, BatchNormBackwardOnCpu113HoldsASecondInputGradient) {
