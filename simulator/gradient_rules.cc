@@ -202,6 +202,20 @@ GRAD_RULE({"Max", "Min"}, [](const RuleContext& c) -> Result<OpRule> {
 });
 
 // ---- normalization -----------------------------------------------------------------------
+// torch 1.13's CPU batch_norm backward holds 2.000 x the input's bytes beside what was alive
+// before it: its input gradient and a second buffer of the same size (measured for fp32 and
+// bf16, 1-D and 2-D, 1 and 2 threads; instance_norm, which runs batch_norm on the reshaped
+// input, the same; group_norm and layer_norm not; validation/README.md). Not assumed for 2.x or
+// CUDA.
+void SecondInputBufferOnCpu113(const RuleContext& c, OpRule* r) {
+  if (c.device != Device::kCpu || c.torch_version != TorchVersion::k1_13) return;
+  const Tensor* x = c.in(0);
+  if (!x || x->shape.empty()) return;
+  ExtraSpec twice{"second input-sized buffer", x->dtype, x->shape};
+  twice.like_input = true;
+  r->backward_workspace.push_back(twice);
+}
+
 // native_batch_norm (training): saves input, weight, save_mean, save_invstd (fp32 [C]);
 // running stats are updated in place.
 GRAD_RULE({"BatchNormalization"}, [](const RuleContext& c) -> Result<OpRule> {
@@ -211,16 +225,7 @@ GRAD_RULE({"BatchNormalization"}, [](const RuleContext& c) -> Result<OpRule> {
   r.extras = {{"save_mean", DType::kFloat32, {channels}},
               {"save_invstd", DType::kFloat32, {channels}}};
   r.outputs_not_allocated = {1, 2};
-  // torch 1.13's CPU backward holds 2.000 x the input's bytes beside what was alive before it:
-  // its input gradient and a second buffer of the same size (measured for fp32 and bf16, 1-D
-  // and 2-D, 1 and 2 threads; validation/README.md). Not assumed for 2.x or CUDA.
-  if (c.device == Device::kCpu && c.torch_version == TorchVersion::k1_13) {
-    if (const Tensor* x = c.in(0); x && !x->shape.empty()) {
-      ExtraSpec twice{"second input-sized buffer", x->dtype, s};
-      twice.like_input = true;
-      r.backward_workspace.push_back(twice);
-    }
-  }
+  SecondInputBufferOnCpu113(c, &r);
   return r;
 });
 // native_layer_norm: saves input, weight, bias, mean and rstd (fp32, one per normalized row).
@@ -244,6 +249,7 @@ GRAD_RULE({"InstanceNormalization", "GroupNormalization"},
                                                                : (s.size() > 1 ? s[1] : 1);
             std::vector<int64_t> stat = {s.empty() ? 1 : s[0], groups};
             r.extras = {{"mean", DType::kFloat32, stat}, {"rstd", DType::kFloat32, stat}};
+            if (c.op.type == "InstanceNormalization") SecondInputBufferOnCpu113(c, &r);
             return r;
           });
 

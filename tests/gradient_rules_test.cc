@@ -660,6 +660,36 @@ TEST(GradientRules, BatchNormBackwardOnCpu113HoldsASecondInputGradient) {
   EXPECT_TRUE(workspace(TargetSpec{"torch-cpu", Device::kCpu, 1}).empty());  // torch 2.x
   EXPECT_TRUE(workspace(TargetSpec{"torch-cuda", Device::kCuda, 512}).empty());
 }
+
+// instance_norm runs batch_norm on the input reshaped to [1, N*C, ...]: the same second buffer
+// on CPU 1.13 (measured 2.000 x). group_norm's backward holds only its input gradient
+// (measured 1.002 x: the gradient and its [N, groups] statistics' gradients): none.
+TEST(GradientRules, InstanceNormOnCpu113HoldsTheSecondBufferAndGroupNormDoesNot) {
+  auto plan_of = [](const char* type) {
+    ModelBuilder m(18);  // GroupNormalization is opset 18 (exports fuse to it: exporter_patterns)
+    m.Input("x", kF32, {2, 4, 3, 3});
+    m.Initializer("scale", kF32, {4});
+    m.Initializer("bias", kF32, {4});
+    auto node = m.Node(type, {"x", "scale", "bias"}, {"y"}, "norm");
+    if (std::string(type) == "GroupNormalization") node.Int("num_groups", 2);
+    m.Output("y");
+    auto g = ImportModelProto(m.proto());
+    EXPECT_TRUE(g.ok()) << g.error().message;
+    PlanOptions o;
+    o.target = TargetSpec{"torch-cpu", Device::kCpu, 1};
+    o.target.torch_version = TorchVersion::k1_13;
+    o.loss = LossKind::kNone;
+    return BuildPlan(*g, o);
+  };
+  auto instance = plan_of("InstanceNormalization");
+  ASSERT_TRUE(instance.ok()) << instance.error().message;
+  const PlanOp* in = OpNamed(*instance, "norm");
+  ASSERT_EQ(in->backward_workspace.size(), 1u);
+  EXPECT_EQ(instance->tensors[in->backward_workspace[0]].bytes, 288u);  // 72 float32
+  auto group = plan_of("GroupNormalization");
+  ASSERT_TRUE(group.ok()) << group.error().message;
+  EXPECT_TRUE(OpNamed(*group, "norm")->backward_workspace.empty());
+}
 TEST(GradientRules, LayerNormSavesInputWeightBiasAndRowStats) {
   ModelBuilder m;
   m.Input("x", kF32, {2, 5, 8});
