@@ -440,6 +440,35 @@ Result<PlanResult> EvaluateCheckpoint(const PlanProblem& problem,
   return r;
 }
 
+Result<PlanResult> CachedCheckpoint(const PlanProblem& problem,
+                                    const std::vector<std::string>& scopes, uint64_t budget,
+                                    bool* simulated) {
+  if (simulated) *simulated = false;
+  PlanResult r;
+  bool cached = false;
+  if (problem.cache) {
+    std::lock_guard<std::mutex> lock(problem.cache->mu);
+    auto it = problem.cache->plans.find(scopes);
+    if (it != problem.cache->plans.end()) {
+      r = it->second;
+      cached = true;
+    }
+  }
+  if (!cached) {
+    if (simulated) *simulated = true;
+    auto e = EvaluateCheckpoint(problem, scopes, budget);
+    if (!e) return e.error();
+    r = std::move(e.value());
+    if (problem.cache) {
+      std::lock_guard<std::mutex> lock(problem.cache->mu);
+      problem.cache->plans.emplace(scopes, r);
+    }
+  }
+  r.budget_bytes = budget;
+  r.fits = r.peak_bytes <= budget;
+  return r;
+}
+
 namespace {
 
 std::vector<std::string> ScopesOf(const BlockModel& m, const std::vector<bool>& c) {
@@ -458,28 +487,11 @@ class Search {
     best_.strategy = std::move(name);
   }
   Result<PlanResult> Try(const std::vector<std::string>& scopes) {
-    PlanResult r;
-    bool cached = false;
-    if (p_.cache) {
-      std::lock_guard<std::mutex> lock(p_.cache->mu);
-      auto it = p_.cache->plans.find(scopes);
-      if (it != p_.cache->plans.end()) {
-        r = it->second;
-        cached = true;
-      }
-    }
-    if (!cached) {
-      auto e = EvaluateCheckpoint(p_, scopes, budget_);
-      ++sims_;
-      if (!e) return e.error();
-      r = std::move(e.value());
-      if (p_.cache) {
-        std::lock_guard<std::mutex> lock(p_.cache->mu);
-        p_.cache->plans.emplace(scopes, r);
-      }
-    }
-    r.budget_bytes = budget_;
-    r.fits = r.peak_bytes <= budget_;
+    bool simulated = false;
+    auto e = CachedCheckpoint(p_, scopes, budget_, &simulated);
+    if (simulated) ++sims_;
+    if (!e) return e.error();
+    PlanResult r = std::move(e.value());
     if (!have_ || BetterPlanResult(r, best_)) {
       std::string name = best_.strategy;
       best_ = r;

@@ -133,4 +133,10 @@ Result<std::vector<PlanResult>> RunStrategies(const PlanProblem& problem, uint64
 Result<PlanResult> EvaluateCheckpoint(const PlanProblem& problem,
                                       const std::vector<std::string>& scopes, uint64_t budget);
 
+// EvaluateCheckpoint through the problem's cache of simulated plans, which the strategies of
+// one run share (ForgetStrategyPlans empties it); `simulated` says whether it ran the simulator.
+Result<PlanResult> CachedCheckpoint(const PlanProblem& problem,
+                                    const std::vector<std::string>& scopes, uint64_t budget,
+                                    bool* simulated = nullptr);
+
 }  // namespace vramsim

@@ -171,13 +171,11 @@ OpSearch::OpSearch(const PlanProblem& p, uint64_t budget, std::string name)
 
 Result<PlanResult> OpSearch::Try(const std::vector<std::string>& entries, bool* improved) {
   if (improved) *improved = false;
-  auto it = seen_.find(entries);
-  if (it != seen_.end()) return it->second;
-  auto r = EvaluateCheckpoint(p_, entries, budget_);
+  bool simulated = false;
+  auto r = CachedCheckpoint(p_, entries, budget_, &simulated);
+  if (simulated) ++sims_;
   if (!r) return r.error();
-  ++sims_;
   r->strategy = name_;
-  seen_.emplace(entries, *r);
   if (!have_ || BetterPlanResult(*r, best_)) {
     best_ = *r;
     have_ = true;
@@ -317,7 +315,7 @@ std::vector<std::vector<OpLevelRegion>> OpLevelRegionSets(const PlanProblem& p) 
     std::vector<std::string> entries;
     for (const auto& g : groups)
       for (const OpLevelRegion& r : g) entries.push_back(r.scope + kSaveMarker);
-    auto e = EvaluateCheckpoint(p, entries, 0);
+    auto e = CachedCheckpoint(p, entries, 0);
     if (!e) return std::nullopt;  // a cut the policy cannot apply: not offered
     return e->peak_bytes;
   };

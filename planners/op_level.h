@@ -22,7 +22,6 @@
 #pragma once
 
 #include <chrono>
-#include <map>
 #include <string>
 #include <vector>
 
@@ -41,8 +40,8 @@ bool PersistentTensor(const PlanTensor& t);
 // The tensor whose storage t lives in: itself, or what it is a view of (through views).
 PlanTensorId StorageRoot(const TrainingPlan& plan, PlanTensorId t);
 
-// Simulates candidate plans (lists of --checkpoint entries, each simulated once) and keeps the
-// best (BetterPlanResult), for the op-level strategies.
+// Simulates candidate plans (lists of --checkpoint entries, through the problem's cache:
+// CachedCheckpoint) and keeps the best (BetterPlanResult), for the op-level strategies.
 class OpSearch {
  public:
   OpSearch(const PlanProblem& p, uint64_t budget, std::string name);
@@ -57,7 +56,6 @@ class OpSearch {
   uint64_t budget_;
   std::string name_;
   std::chrono::steady_clock::time_point start_;
-  std::map<std::vector<std::string>, PlanResult> seen_;
   PlanResult best_;
   bool have_ = false;
   int sims_ = 0;
