@@ -26,14 +26,25 @@ using Names = std::set<std::string>;
 using Shape = std::vector<int64_t>;
 constexpr DType kF32 = DType::kFloat32;
 
-Result<TrainingPlan> Plan(ModelBuilder& m, Device device = Device::kCpu) {
+Result<TrainingPlan> PlanOn(ModelBuilder& m, const TargetSpec& target) {
   auto g = ImportModelProto(m.proto());
   if (!g) return g.error();
   PlanOptions o;
-  o.target = device == Device::kCpu ? TargetSpec{"torch-cpu", Device::kCpu, 1}
-                                    : TargetSpec{"torch-cuda", Device::kCuda, 512};
+  o.target = target;
   o.loss = LossKind::kNone;
   return BuildPlan(*g, o);
+}
+
+Result<TrainingPlan> Plan(ModelBuilder& m, Device device = Device::kCpu) {
+  return PlanOn(m, device == Device::kCpu ? TargetSpec{"torch-cpu", Device::kCpu, 1}
+                                          : TargetSpec{"torch-cuda", Device::kCuda, 512});
+}
+
+// torch-cpu as torch 1.13 ran it (the validation's release).
+TargetSpec Cpu113() {
+  TargetSpec t{"torch-cpu", Device::kCpu, 1};
+  t.torch_version = TorchVersion::k1_13;
+  return t;
 }
 
 PlanTensorId Id(const TrainingPlan& p, const std::string& name) {
@@ -628,30 +639,20 @@ TEST(GradientRules, BatchNormSavesInputWeightAndFloatStatsOfChannels) {
 // fp32 = 72 elements = 288 bytes held during the backward beside its outputs; none for torch
 // 2.x on CPU (not measured, not assumed) nor on CUDA.
 TEST(GradientRules, BatchNormBackwardOnCpu113HoldsASecondInputGradient) {
-  auto model = [](ModelBuilder& m) {
-    m.Input("x", kF32, {2, 4, 3, 3});
-    for (const char* p : {"scale", "bias", "mean", "var"}) m.Initializer(p, kF32, {4});
-    m.Node("BatchNormalization", {"x", "scale", "bias", "mean", "var"}, {"y"}, "bn");
-    m.Output("y");
-  };
   ModelBuilder m;
-  model(m);
-  auto g = ImportModelProto(m.proto());
-  ASSERT_TRUE(g.ok()) << g.error().message;
-  auto workspace = [&](TargetSpec target) {
-    PlanOptions o;
-    o.target = target;
-    o.loss = LossKind::kNone;
-    auto plan = BuildPlan(*g, o);
+  m.Input("x", kF32, {2, 4, 3, 3});
+  for (const char* p : {"scale", "bias", "mean", "var"}) m.Initializer(p, kF32, {4});
+  m.Node("BatchNormalization", {"x", "scale", "bias", "mean", "var"}, {"y"}, "bn");
+  m.Output("y");
+  auto workspace = [&](const TargetSpec& target) {
+    auto plan = PlanOn(m, target);
     EXPECT_TRUE(plan.ok());
-    if (!plan.ok()) return std::vector<PlanTensor>{};
     std::vector<PlanTensor> ws;
+    if (!plan.ok()) return ws;
     for (PlanTensorId w : OpNamed(*plan, "bn")->backward_workspace) ws.push_back(plan->tensors[w]);
     return ws;
   };
-  TargetSpec cpu113{"torch-cpu", Device::kCpu, 1};
-  cpu113.torch_version = TorchVersion::k1_13;
-  auto ws = workspace(cpu113);
+  auto ws = workspace(Cpu113());
   ASSERT_EQ(ws.size(), 1u);
   EXPECT_EQ(ws[0].bytes, 288u);  // 2*4*3*3 = 72 float32
   EXPECT_EQ(ws[0].shape, Shape({2, 4, 3, 3}));
@@ -673,13 +674,7 @@ TEST(GradientRules, InstanceNormOnCpu113HoldsTheSecondBufferAndGroupNormDoesNot)
     auto node = m.Node(type, {"x", "scale", "bias"}, {"y"}, "norm");
     if (std::string(type) == "GroupNormalization") node.Int("num_groups", 2);
     m.Output("y");
-    auto g = ImportModelProto(m.proto());
-    EXPECT_TRUE(g.ok()) << g.error().message;
-    PlanOptions o;
-    o.target = TargetSpec{"torch-cpu", Device::kCpu, 1};
-    o.target.torch_version = TorchVersion::k1_13;
-    o.loss = LossKind::kNone;
-    return BuildPlan(*g, o);
+    return PlanOn(m, Cpu113());
   };
   auto instance = plan_of("InstanceNormalization");
   ASSERT_TRUE(instance.ok()) << instance.error().message;
